@@ -1,0 +1,76 @@
+//! The command line: clap definitions, one file per command. Commands only wire the engines
+//! together; the work happens in `spec`, `dag`, `exec`, `stages`, `data` and `model`.
+
+mod clean;
+mod dag;
+mod explain;
+mod gc;
+mod gen_data;
+mod inspect;
+mod metrics;
+mod predict;
+mod run;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warez-pipe",
+    version,
+    about = "A build system for machine-learning artifacts: \
+YAML stages, content-hashed caching, incremental reruns."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline: rerun only the stages whose inputs or params changed.
+    Run(run::RunArgs),
+    /// Show each stage as fresh or stale, and why.
+    Status(status::StatusArgs),
+    /// Print the stage graph (text, dot or mermaid).
+    Dag(dag::DagArgs),
+    /// Explain exactly what changed for one stage since its recorded run.
+    Explain(explain::ExplainArgs),
+    /// Remove cache objects no run record or lock file keeps.
+    Gc(gc::GcArgs),
+    /// Remove the pipeline's declared outputs (never anything else).
+    Clean(clean::CleanArgs),
+    /// Write a synthetic ratings CSV from a seeded generator.
+    GenData(gen_data::GenDataArgs),
+    /// Score (customer, product) pairs with a trained model.
+    Predict(predict::PredictArgs),
+    /// Show a trained model's metrics and the change since the previous run.
+    Metrics(metrics::MetricsArgs),
+    /// Read a RecommenderModel Avro file (with or without embedded schema) and summarise it.
+    Inspect(inspect::InspectArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Dag(args) => dag::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Clean(args) => clean::run(args),
+        Command::GenData(args) => gen_data::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Metrics(args) => metrics::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The trained network's parameters, shared by the trainer (which writes them into the
+//! checkpoint) and the exporters (TensorFlow GraphDef / SavedModel).
+//!
+//! The network is the seed notebook's Keras `DeepCollaborativeFiltering`:
+//! `user` → Embedding(n_customers × k), `product` → Embedding(n_products × k), concat (2k),
+//! Dropout, Dense k + ReLU (`dense_1`), Dropout, Dense 1 (`dense_2`), with k = `n_factors`.
+//! Matrices are row-major; Dense kernels are `[inputs, outputs]` as in Keras.
+
+/// Tensor names used in every artifact (checkpoint, ONNX graphs, TensorFlow graphs).
+pub const CUSTOMER_EMBEDDING: &str = "customer_embedding";
+pub const PRODUCT_EMBEDDING: &str = "product_embedding";
+pub const DENSE_1_KERNEL: &str = "dense_1/kernel";
+pub const DENSE_1_BIAS: &str = "dense_1/bias";
+pub const DENSE_2_KERNEL: &str = "dense_2/kernel";
+pub const DENSE_2_BIAS: &str = "dense_2/bias";
+
+/// Graph input and output names the serving side uses.
+pub const INPUT_USER: &str = "user";
+pub const INPUT_PRODUCT: &str = "product";
+pub const OUTPUT: &str = "dense_2/BiasAdd";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelParams {
+    pub n_customers: usize,
+    pub n_products: usize,
+    /// k: embedding width and `dense_1` width.
+    pub n_factors: usize,
+    /// `[n_customers, k]`
+    pub customer_embedding: Vec<f32>,
+    /// `[n_products, k]`
+    pub product_embedding: Vec<f32>,
+    /// `[2k, k]`
+    pub dense_1_kernel: Vec<f32>,
+    /// `[k]`
+    pub dense_1_bias: Vec<f32>,
+    /// `[k, 1]`
+    pub dense_2_kernel: Vec<f32>,
+    /// `[1]`
+    pub dense_2_bias: Vec<f32>,
+}
+
+impl ModelParams {
+    /// The network's output for one (customer, product) pair, computed in plain Rust: the
+    /// reference the exported graphs are tested against.
+    pub fn predict(&self, customer: usize, product: usize) -> f32 {
+        let k = self.n_factors;
+        let mut features = Vec::with_capacity(2 * k);
+        features.extend_from_slice(&self.customer_embedding[customer * k..(customer + 1) * k]);
+        features.extend_from_slice(&self.product_embedding[product * k..(product + 1) * k]);
+        let mut output = self.dense_2_bias[0];
+        for unit in 0..k {
+            let mut sum = self.dense_1_bias[unit];
+            for (input, feature) in features.iter().enumerate() {
+                sum += feature * self.dense_1_kernel[input * k + unit];
+            }
+            output += sum.max(0.0) * self.dense_2_kernel[unit];
+        }
+        output
+    }
+}

@@ -1,0 +1,31 @@
+//! The `ingest` stage kind (being written).
+
+use anyhow::{bail, Result};
+
+use super::{OutputRole, ParamSpec, Params, StageContext, StageKind};
+
+pub struct Ingest;
+
+impl StageKind for Ingest {
+    fn name(&self) -> &'static str {
+        "ingest"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn outputs(&self) -> &'static [OutputRole] {
+        &[]
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    fn check_params(&self, _params: &Params) -> Result<()> {
+        Ok(())
+    }
+    fn run(&self, _ctx: &StageContext) -> Result<()> {
+        bail!("not written yet")
+    }
+}

@@ -1,0 +1,31 @@
+//! The `write_avro` stage kind (being written).
+
+use anyhow::{bail, Result};
+
+use super::{OutputRole, ParamSpec, Params, StageContext, StageKind};
+
+pub struct WriteAvro;
+
+impl StageKind for WriteAvro {
+    fn name(&self) -> &'static str {
+        "write_avro"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn outputs(&self) -> &'static [OutputRole] {
+        &[]
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    fn check_params(&self, _params: &Params) -> Result<()> {
+        Ok(())
+    }
+    fn run(&self, _ctx: &StageContext) -> Result<()> {
+        bail!("not written yet")
+    }
+}
