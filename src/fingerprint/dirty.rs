@@ -55,12 +55,6 @@ impl DirtyReason {
     /// Every difference between the recorded key inputs and the current ones.
     pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<DirtyReason> {
         let mut reasons = Vec::new();
-        if old.action != new.action {
-            reasons.push(DirtyReason::ActionChanged {
-                old: old.action.clone(),
-                new: new.action.clone(),
-            });
-        }
         let names = old
             .params
             .keys()
@@ -75,6 +69,12 @@ impl DirtyReason {
                     new: now.cloned(),
                 });
             }
+        }
+        if old.action != new.action {
+            reasons.push(DirtyReason::ActionChanged {
+                old: old.action.clone(),
+                new: new.action.clone(),
+            });
         }
         if old.ports != new.ports {
             reasons.push(DirtyReason::PortsChanged {
