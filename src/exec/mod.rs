@@ -195,9 +195,8 @@ impl Engine<'_> {
                     if ready && fits {
                         pending.remove(index);
                         running.insert(stage, pool);
-                        let upstream_changed = upstream
-                            .iter()
-                            .any(|u| reports[u].outcome.changed_outputs());
+                        let upstream_changed =
+                            upstream.iter().any(|u| reports[u].outcome.executed());
                         let done_tx = done_tx.clone();
                         scope.spawn(move || {
                             let report = self.process(stage, upstream_changed);

@@ -44,11 +44,20 @@ impl Outcome {
         )
     }
 
-    /// Whether the stage ran or was restored in this run (so an unchanged stage below it is a cutoff).
-    pub fn changed_outputs(self) -> bool {
+    /// Whether the stage executed in this run (so an unchanged stage below it is a cutoff).
+    pub fn executed(self) -> bool {
+        matches!(self, Outcome::Ran | Outcome::RanSameOutputs)
+    }
+
+    /// Whether the stage did work worth timing.
+    fn worked(self) -> bool {
         matches!(
             self,
-            Outcome::Ran | Outcome::RanSameOutputs | Outcome::Restored
+            Outcome::Ran
+                | Outcome::RanSameOutputs
+                | Outcome::Restored
+                | Outcome::Failed
+                | Outcome::InputsChanged
         )
     }
 
@@ -169,7 +178,7 @@ impl RunReport {
                 Outcome::WouldRun | Outcome::WouldRestore => style(label).yellow(),
                 _ => style(label).red().bold(),
             };
-            let time = if report.outcome.changed_outputs() || report.outcome == Outcome::Failed {
+            let time = if report.outcome.worked() {
                 format!("{:.2}s", report.seconds)
             } else {
                 "-".to_string()
