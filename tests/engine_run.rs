@@ -225,9 +225,7 @@ stages:
     assert_eq!(json.outcomes()["broken"], "failed");
     assert_eq!(json.outcomes()["after"], "skipped");
     assert_eq!(json.outcomes()["fine"], "up_to_date");
-    assert!(!project
-        .read(&format!("{}", "pipelines/p.lock"))
-        .contains("broken:"));
+    assert!(!project.read("pipelines/p.lock").contains("broken:"));
 }
 
 #[test]

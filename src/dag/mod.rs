@@ -42,7 +42,12 @@ impl Dag {
         let order = match toposort(&graph, None) {
             Ok(_) => stable_topological_order(&graph),
             Err(cycle) => {
-                let names = cycle_through(&graph, cycle.node_id())
+                // Start the chain at the cycle's first stage in file order, for a stable message.
+                let first = cycle_through(&graph, cycle.node_id())
+                    .into_iter()
+                    .min()
+                    .expect("a cycle has nodes");
+                let names = cycle_through(&graph, first)
                     .into_iter()
                     .map(|node| pipeline.stages[node.index()].name.clone())
                     .collect();
