@@ -269,7 +269,7 @@ impl TensorProto {
         );
         let values: Vec<f32> = if !self.raw_data.is_empty() {
             ensure!(
-                self.raw_data.len() % 4 == 0,
+                self.raw_data.len().is_multiple_of(4),
                 "tensor `{}`: raw_data holds {} bytes, not whole float32 values",
                 self.name,
                 self.raw_data.len()
@@ -303,7 +303,7 @@ impl TensorProto {
         );
         let values: Vec<i64> = if !self.raw_data.is_empty() {
             ensure!(
-                self.raw_data.len() % 8 == 0,
+                self.raw_data.len().is_multiple_of(8),
                 "tensor `{}`: raw_data holds {} bytes, not whole int64 values",
                 self.name,
                 self.raw_data.len()
