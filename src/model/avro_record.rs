@@ -70,17 +70,12 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
         "the schema is record `{}`, expected `{RECORD_NAME}`",
         name.fullname(None)
     );
-    let expected: [(&str, &str, fn(&Schema) -> bool); 4] = [
-        (MODEL_ID, "string", |schema| {
-            matches!(schema, Schema::String)
-        }),
-        (TENSOR_FLOW_MODEL, "bytes", |schema| {
-            matches!(schema, Schema::Bytes)
-        }),
-        (PRODUCT_MAP, "map<int>", is_int_map),
-        (CUSTOMER_MAP, "map<int>", is_int_map),
-    ];
-    for (field, type_name, fits) in expected {
+    for FieldSpec {
+        name: field,
+        type_name,
+        fits,
+    } in FIELDS
+    {
         let found = fields
             .iter()
             .find(|candidate| candidate.name == field)
@@ -96,7 +91,7 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
             serde_json::to_string(&found.schema).unwrap_or_else(|_| "?".into())
         );
     }
-    let known: HashSet<&str> = expected.iter().map(|(field, ..)| *field).collect();
+    let known: HashSet<&str> = FIELDS.iter().map(|spec| spec.name).collect();
     if let Some(extra) = fields
         .iter()
         .find(|field| !known.contains(field.name.as_str()))
@@ -104,11 +99,41 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
         bail!(
             "schema field `{}` is not part of {RECORD_NAME} (fields written: {})",
             extra.name,
-            expected.map(|(field, ..)| field).join(", ")
+            FIELDS.map(|spec| spec.name).join(", ")
         );
     }
     Ok(())
 }
+
+/// A field of the record: its name, its type as the error shows it, and the type check.
+struct FieldSpec {
+    name: &'static str,
+    type_name: &'static str,
+    fits: fn(&Schema) -> bool,
+}
+
+const FIELDS: [FieldSpec; 4] = [
+    FieldSpec {
+        name: MODEL_ID,
+        type_name: "string",
+        fits: |schema| matches!(schema, Schema::String),
+    },
+    FieldSpec {
+        name: TENSOR_FLOW_MODEL,
+        type_name: "bytes",
+        fits: |schema| matches!(schema, Schema::Bytes),
+    },
+    FieldSpec {
+        name: PRODUCT_MAP,
+        type_name: "map<int>",
+        fits: is_int_map,
+    },
+    FieldSpec {
+        name: CUSTOMER_MAP,
+        type_name: "map<int>",
+        fits: is_int_map,
+    },
+];
 
 fn is_int_map(schema: &Schema) -> bool {
     matches!(schema, Schema::Map(map) if matches!(*map.types, Schema::Int))
