@@ -5,45 +5,13 @@ mod export_support;
 
 use std::path::Path;
 
-use export_support::{random_params, run_stage, schema_path, write_checkpoint, write_id_maps};
+use export_support::{
+    export, random_params, schema_path, write_avro, write_checkpoint, write_id_maps,
+};
 use prost::Message;
 use warez_pipe::model::avro_record::{self, RecommenderModel};
 use warez_pipe::model::tf_export::{self, GraphSummary};
 use warez_pipe::model::tf_proto::{attr_value, DataType, GraphDef, SavedModel};
-
-fn export(checkpoint: &Path, out: &Path) -> anyhow::Result<()> {
-    run_stage(
-        "export_tf",
-        &[("checkpoint", checkpoint)],
-        &[
-            ("graph", &out.join("optimized_ProductRecommender.pb")),
-            ("saved_model", &out.join("saved_model")),
-        ],
-        &[],
-    )
-}
-
-fn write_avro(
-    inputs: &Path,
-    schema: &Path,
-    out: &Path,
-    params: &[(&str, serde_yaml::Value)],
-) -> anyhow::Result<()> {
-    run_stage(
-        "write_avro",
-        &[
-            ("graph", &inputs.join("optimized_ProductRecommender.pb")),
-            ("customer_map", &inputs.join("customer_map.txt")),
-            ("product_map", &inputs.join("product_map.txt")),
-            ("schema", schema),
-        ],
-        &[
-            ("container", &out.join("recommender.avro")),
-            ("datum", &out.join("recommender-no-schema.avro")),
-        ],
-        params,
-    )
-}
 
 /// A checkpoint, id maps and an exported graph in a fresh folder.
 fn exported_model() -> tempfile::TempDir {
