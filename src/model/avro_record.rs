@@ -151,6 +151,12 @@ fn field_names(fields: &[RecordField]) -> String {
     }
 }
 
+/// Whether `bytes` start like an Avro object container file. A RecommenderModel datum never
+/// does: it opens with the length of `modelId`, and `O` would encode a negative one.
+pub fn is_container(bytes: &[u8]) -> bool {
+    bytes.starts_with(CONTAINER_MAGIC)
+}
+
 /// Parses a codec name: `null`, `deflate`, `snappy` or `zstd`.
 pub fn parse_codec(name: &str) -> Result<Codec> {
     Ok(match name {
