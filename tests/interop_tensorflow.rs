@@ -37,6 +37,7 @@ fn tensorflow_loads_the_graph_record_and_saved_model_and_agrees_with_the_referen
     let cases_path = dir.path().join("cases.json");
     std::fs::write(&cases_path, cases.to_string()).unwrap();
     let report = run_python("check_tensorflow.py", &[cases_path.as_os_str()]);
+    println!("{report}");
     for check in [
         "ok GraphDef file",
         "ok GraphDef from the Avro record",

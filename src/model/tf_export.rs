@@ -171,9 +171,7 @@ pub fn saved_model(graph: GraphDef) -> SavedModel {
         saved_model_schema_version: 1,
         meta_graphs: vec![MetaGraphDef {
             meta_info_def: Some(MetaInfoDef {
-                meta_graph_version: String::new(),
                 tags: vec![SERVE_TAG.to_string()],
-                tensorflow_version: String::new(),
             }),
             graph_def: Some(graph),
             signature_def: BTreeMap::from([(SIGNATURE_KEY.to_string(), signature)]),
