@@ -1,7 +1,9 @@
 //! The recommender model: the network's parameters, the ONNX training/eval graphs warez-pipe
 //! generates, the ONNX Runtime trainer, and the TensorFlow export.
 
+pub mod avro_record;
 pub mod checkpoint;
+pub mod metrics;
 pub mod onnx_proto;
 pub mod params;
 pub mod runtime;

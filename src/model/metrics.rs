@@ -1,0 +1,186 @@
+//! Training metrics: per-epoch losses and validation scores, written by the train stage to
+//! `metrics.json` and read back by `warez-pipe metrics`.
+//!
+//! The file is an artifact like any other, so its bytes depend only on the run's results: no
+//! timings or dates, keys in the fixed order of the struct fields, numbers printed by
+//! `serde_json` (shortest round-trip form).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use linfa::metrics::SingleTargetRegression;
+use ndarray16::Array1;
+use serde::{Deserialize, Serialize};
+
+/// Regression scores of predictions against targets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionScores {
+    /// Mean squared error.
+    pub mse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Coefficient of determination (1 − SS_res / SS_tot of the targets).
+    pub r2: f64,
+}
+
+/// Scores `predictions` against `targets` with linfa's regression metrics, in f64.
+///
+/// # Panics
+/// If the slices differ in length or are empty: a validation set always has rows (the train
+/// stage checks its split before any work).
+pub fn score(predictions: &[f32], targets: &[f32]) -> RegressionScores {
+    assert_eq!(
+        predictions.len(),
+        targets.len(),
+        "score: {} predictions for {} targets",
+        predictions.len(),
+        targets.len()
+    );
+    assert!(!targets.is_empty(), "score: no rows to score");
+    let predictions: Array1<f64> = predictions.iter().map(|&value| f64::from(value)).collect();
+    let targets: Array1<f64> = targets.iter().map(|&value| f64::from(value)).collect();
+    let metric = |result: Result<f64, linfa::Error>| {
+        result.expect("equal-length, non-empty arrays (checked above) always score")
+    };
+    RegressionScores {
+        mse: metric(predictions.mean_squared_error(&targets)),
+        mae: metric(predictions.mean_absolute_error(&targets)),
+        r2: metric(predictions.r2(&targets)),
+    }
+}
+
+/// One epoch's mean squared logarithmic errors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochLoss {
+    /// 1-based.
+    pub epoch: u32,
+    /// Mean of the training batches' losses (with dropout, as Keras reports it).
+    pub train_msle: f64,
+    /// Loss on the validation rows, without dropout.
+    pub val_msle: f64,
+}
+
+/// Everything `metrics.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingMetrics {
+    pub epochs: Vec<EpochLoss>,
+    /// The trained model on the validation rows.
+    pub validation: RegressionScores,
+    /// Predicting the training rows' mean rating for every validation row.
+    pub baseline: RegressionScores,
+    pub train_rows: u64,
+    pub validation_rows: u64,
+    pub n_customers: u64,
+    pub n_products: u64,
+}
+
+impl TrainingMetrics {
+    /// Writes pretty-printed JSON with a final newline; equal metrics give equal bytes.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self).context("serializing metrics")?;
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn read_json(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(actual: f64, expected: f64) {
+        assert!(
+            (actual - expected).abs() < 1e-9,
+            "{actual} is not {expected}"
+        );
+    }
+
+    #[test]
+    fn scores_match_hand_computation() {
+        // errors: 0.5, -0.5, 0, 1 → squared 0.25 0.25 0 1 (mean 0.375); absolute mean 0.5.
+        // targets mean 2.5; SS_tot = 2.25 + 0.25 + 0.25 + 2.25 = 5; SS_res = 1.5; R² = 0.7.
+        let scores = score(&[1.5, 1.5, 3.0, 5.0], &[1.0, 2.0, 3.0, 4.0]);
+        close(scores.mse, 0.375);
+        close(scores.mae, 0.5);
+        close(scores.r2, 0.7);
+    }
+
+    #[test]
+    fn predicting_the_targets_mean_scores_r2_zero() {
+        let scores = score(&[2.5; 4], &[1.0, 2.0, 3.0, 4.0]);
+        close(scores.mse, 1.25);
+        close(scores.mae, 1.0);
+        close(scores.r2, 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "3 predictions for 2 targets")]
+    fn mismatched_lengths_panic() {
+        score(&[1.0, 2.0, 3.0], &[1.0, 2.0]);
+    }
+
+    fn sample() -> TrainingMetrics {
+        TrainingMetrics {
+            epochs: vec![EpochLoss {
+                epoch: 1,
+                train_msle: 0.012_5,
+                val_msle: 0.008_1,
+            }],
+            validation: RegressionScores {
+                mse: 0.1,
+                mae: 0.2,
+                r2: 0.3,
+            },
+            baseline: RegressionScores {
+                mse: 0.4,
+                mae: 0.5,
+                r2: -0.001,
+            },
+            train_rows: 1500,
+            validation_rows: 500,
+            n_customers: 200,
+            n_products: 20,
+        }
+    }
+
+    #[test]
+    fn json_round_trips_with_fixed_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        sample().write_json(&path).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(TrainingMetrics::read_json(&path).unwrap(), sample());
+        sample().write_json(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        let text = String::from_utf8(first).unwrap();
+        let keys: Vec<usize> = [
+            "\"epochs\"",
+            "\"validation\"",
+            "\"baseline\"",
+            "\"n_products\"",
+        ]
+        .iter()
+        .map(|key| text.find(key).unwrap())
+        .collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+        assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn reading_a_malformed_file_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        std::fs::write(&path, "{\"epochs\": []}").unwrap();
+        let error = format!("{:#}", TrainingMetrics::read_json(&path).unwrap_err());
+        assert!(error.contains("metrics.json"), "{error}");
+        assert!(error.contains("validation"), "{error}");
+    }
+}
