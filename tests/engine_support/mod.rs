@@ -23,7 +23,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    pub fn from_output(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -143,7 +143,7 @@ impl Project {
 
     /// `warez-pipe ARGS…` in the project folder.
     pub fn warez(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().unwrap())
+        Run::from_output(self.command(args).output().unwrap())
     }
 
     /// `warez-pipe run --json pipelines/p.yaml EXTRA…`.
