@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-use assert_cmd::Command;
+use std::process::{Command, Output, Stdio};
 
 pub const PIPELINE: &str = "pipelines/p.yaml";
 
@@ -132,9 +130,12 @@ impl Project {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::cargo_bin("warez-pipe").unwrap();
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("warez-pipe"));
         command
             .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("WAREZ_CACHE");
