@@ -71,10 +71,22 @@ fn concurrent_runs_on_one_cache_do_not_corrupt_it() {
     let first = project.command(&["run", PIPELINE]).spawn().unwrap();
     let second = project.command(&["run", PIPELINE]).output().unwrap();
     let first = first.wait_with_output().unwrap();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
-    let stderr = String::from_utf8_lossy(&second.stderr).into_owned() + &String::from_utf8_lossy(&first.stderr);
-    assert!(stderr.contains("waiting for another run"), "one run waited:\n{stderr}");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr).into_owned()
+        + &String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("waiting for another run"),
+        "one run waited:\n{stderr}"
+    );
     assert_eq!(project.tree("out"), clean_outputs("one\n"));
     assert_eq!(project.run(&[]).with_outcome("up_to_date").len(), 4);
     // Every object still matches its name.

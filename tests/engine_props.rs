@@ -20,7 +20,10 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (0..FILES, prop::sample::select(vec!["a\n", "b\n", "a\nb\n", "b\na\n", ""]))
+        (
+            0..FILES,
+            prop::sample::select(vec!["a\n", "b\n", "a\nb\n", "b\na\n", ""])
+        )
             .prop_map(|(file, contents)| Edit::Write { file, contents }),
         (0..STAGES, 0u8..3).prop_map(|(stage, value)| Edit::SetParam { stage, value }),
         (0..STAGES).prop_map(|stage| Edit::Toggle { stage }),
@@ -55,9 +58,15 @@ impl Model {
                 deps.push(format!("out/s{previous}.txt"));
             }
             let cmd = if stage % 2 == 0 {
-                format!("cat {} > out/s{stage}.txt; echo ${{params.p}} >> out/s{stage}.txt", deps.join(" "))
+                format!(
+                    "cat {} > out/s{stage}.txt; echo ${{params.p}} >> out/s{stage}.txt",
+                    deps.join(" ")
+                )
             } else {
-                format!("cat {} | wc -l | tr -d ' ' > out/s{stage}.txt", deps.join(" "))
+                format!(
+                    "cat {} | wc -l | tr -d ' ' > out/s{stage}.txt",
+                    deps.join(" ")
+                )
             };
             yaml.push_str(&format!(
                 "  s{stage}:\n    cmd: {cmd}\n    deps: [{}]\n    outs: [out/s{stage}.txt]\n    params: {{ p: {} }}\n",
