@@ -34,8 +34,8 @@ fn python_avro_and_fastavro_read_both_files_and_encode_the_same_datum() {
         ("deflate", schema_path()),
         ("null", reordered_path),
     ] {
-        let out = tempfile::tempdir_in(dir.path()).unwrap();
-        let out = out.path();
+        let out_dir = tempfile::tempdir_in(dir.path()).unwrap();
+        let out = out_dir.path();
         write_avro(
             dir.path(),
             &schema,
