@@ -20,15 +20,26 @@ fn python_avro_and_fastavro_read_both_files_and_encode_the_same_datum() {
         .unwrap()
         .len();
 
+    // A legal variant of the schema: the same fields in reverse order.
+    let mut reordered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path()).unwrap()).unwrap();
+    reordered["fields"].as_array_mut().unwrap().reverse();
+    let reordered_path = dir.path().join("reordered.avsc");
+    std::fs::write(&reordered_path, reordered.to_string()).unwrap();
+
     // Python's libraries read null and deflate without extra packages (snappy and zstd need
     // python-snappy / zstandard); the Rust tests read back every codec.
-    for codec in ["null", "deflate"] {
-        let out = dir.path().join(codec);
-        std::fs::create_dir(&out).unwrap();
+    for (codec, schema) in [
+        ("null", schema_path()),
+        ("deflate", schema_path()),
+        ("null", reordered_path),
+    ] {
+        let out_dir = tempfile::tempdir_in(dir.path()).unwrap();
+        let out = out_dir.path();
         write_avro(
             dir.path(),
-            &schema_path(),
-            &out,
+            &schema,
+            out,
             &[
                 ("codec", codec.into()),
                 ("model_id", "recommender-model-2026-11-26-05:36:14".into()),
@@ -40,7 +51,7 @@ fn python_avro_and_fastavro_read_both_files_and_encode_the_same_datum() {
             &[
                 out.join("recommender.avro").as_os_str(),
                 out.join("recommender-no-schema.avro").as_os_str(),
-                schema_path().as_os_str(),
+                schema.as_os_str(),
             ],
         );
         let summary: serde_json::Value = serde_json::from_str(&report).unwrap();
@@ -54,7 +65,8 @@ fn python_avro_and_fastavro_read_both_files_and_encode_the_same_datum() {
                 "first_product": products.lines().next().unwrap(),
                 "first_customer": customers.lines().next().unwrap(),
             }),
-            "codec {codec}"
+            "codec {codec}, schema {}",
+            schema.display()
         );
     }
 }

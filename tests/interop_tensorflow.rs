@@ -31,7 +31,7 @@ fn tensorflow_loads_the_graph_record_and_saved_model_and_agrees_with_the_referen
         "avro": dir.path().join("recommender.avro"),
         "saved_model": dir.path().join("saved_model"),
         "pairs": pairs,
-        "expected": expected,
+        "references": { "ModelParams::predict": expected },
         "tolerance": 1e-5,
     });
     let cases_path = dir.path().join("cases.json");

@@ -5,13 +5,14 @@ Usage: check_tensorflow.py CASES.json
 CASES.json: {"graph": path of a binary GraphDef, or null,
              "avro": path of a RecommenderModel container file (its tensorFlowModel is imported), or null,
              "saved_model": path of a SavedModel folder, or null,
-             "pairs": [[customer, product], ...], "expected": [prediction, ...], "tolerance": 1e-5}
+             "pairs": [[customer, product], ...],
+             "references": {label: [prediction for each pair], ...}, "tolerance": 1e-5}
 
 Every given artifact is loaded in every way the serving side may load it: the GraphDef imported
 into a session, the SavedModel with `tf.saved_model.load`, `tf.compat.v1.saved_model.loader.load`
 and TensorFlow's C API (`TF_LoadSessionFromSavedModel`, the C++ loader TensorFlow Serving uses,
-reached through ctypes). Each one's predictions for `pairs` must match `expected`. Prints one
-line per check; exits 1 on the first mismatch.
+reached through ctypes). Each one's predictions for `pairs` must match every reference within
+the tolerance. Prints one line per check; exits 1 on the first mismatch.
 """
 
 import ctypes
@@ -33,14 +34,15 @@ def fail(message):
     sys.exit(1)
 
 
-def compare(label, predictions, expected, tolerance):
+def compare(label, predictions, references, tolerance):
     predictions = np.asarray(predictions, dtype=np.float32).reshape(-1)
-    if predictions.shape != expected.shape:
-        fail(f"{label}: {predictions.shape[0]} predictions for {expected.shape[0]} pairs")
-    worst = float(np.max(np.abs(predictions - expected)))
-    if not worst <= tolerance:
-        fail(f"{label}: max |difference| {worst:.3g} > {tolerance}")
-    print(f"ok {label}: {len(expected)} pairs, max |difference| {worst:.3g}")
+    for reference, expected in references.items():
+        if predictions.shape != expected.shape:
+            fail(f"{label}: {predictions.shape[0]} predictions for {expected.shape[0]} pairs")
+        worst = float(np.max(np.abs(predictions - expected)))
+        if not worst <= tolerance:
+            fail(f"{label} vs {reference}: max |difference| {worst:.3g} > {tolerance}")
+        print(f"ok {label} vs {reference}: {len(expected)} pairs, max |difference| {worst:.3g}")
 
 
 def run_graph_def(graph_bytes, users, products):
@@ -164,23 +166,25 @@ def main():
         cases = json.load(file)
     pairs = np.asarray(cases["pairs"], dtype=np.float32)
     users, products = pairs[:, 0:1], pairs[:, 1:2]
-    expected = np.asarray(cases["expected"], dtype=np.float32)
+    references = {
+        label: np.asarray(values, dtype=np.float32) for label, values in cases["references"].items()
+    }
     tolerance = cases["tolerance"]
 
     if cases.get("graph"):
         with open(cases["graph"], "rb") as file:
-            compare("GraphDef file", run_graph_def(file.read(), users, products), expected, tolerance)
+            compare("GraphDef file", run_graph_def(file.read(), users, products), references, tolerance)
     if cases.get("avro"):
         import fastavro
 
         with open(cases["avro"], "rb") as file:
             (record,) = list(fastavro.reader(file))
-        compare("GraphDef from the Avro record", run_graph_def(record["tensorFlowModel"], users, products), expected, tolerance)
+        compare("GraphDef from the Avro record", run_graph_def(record["tensorFlowModel"], users, products), references, tolerance)
     if cases.get("saved_model"):
         path = cases["saved_model"]
-        compare("tf.saved_model.load", run_saved_model_v2(path, users, products), expected, tolerance)
-        compare("tf.compat.v1.saved_model.loader.load", run_saved_model_v1(path, users, products), expected, tolerance)
-        compare("C API LoadSavedModel (TensorFlow Serving's loader)", run_with_c_api(path, users, products), expected, tolerance)
+        compare("tf.saved_model.load", run_saved_model_v2(path, users, products), references, tolerance)
+        compare("tf.compat.v1.saved_model.loader.load", run_saved_model_v1(path, users, products), references, tolerance)
+        compare("C API LoadSavedModel (TensorFlow Serving's loader)", run_with_c_api(path, users, products), references, tolerance)
 
 
 if __name__ == "__main__":
