@@ -136,7 +136,7 @@ pub fn load(file: &Path, overrides: &[Override]) -> Result<Pipeline, SpecError> 
         file: file.to_path_buf(),
         source,
     })?;
-    Loader::new(file, &text)?.load(overrides)
+    Loader::new(file, &path::protect_variables(&text))?.load(overrides)
 }
 
 struct Loader<'a> {
@@ -152,13 +152,7 @@ impl<'a> Loader<'a> {
                 .location()
                 .map(|at| (at.line(), at.column()))
                 .unwrap_or((1, 1));
-            let mut message = without_location(&error.to_string());
-            let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
-            if line_text.contains("${") && (line_text.contains('[') || line_text.contains('{')) {
-                message.push_str(
-                    " (inside [ ] or { }, quote a path that uses ${…}: \"${model_path}/x\")",
-                );
-            }
+            let message = path::unprotect(&without_location(&error.to_string()));
             SpecError::Syntax {
                 at: Location {
                     file: file.to_path_buf(),
@@ -203,7 +197,8 @@ impl<'a> Loader<'a> {
                 }
             });
         }
-        let raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
+        let mut raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
+        raw.unprotect();
         Ok(Loader {
             file,
             positions,
