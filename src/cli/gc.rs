@@ -17,8 +17,8 @@ pub struct GcArgs {
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
-    /// Drop run records unused for this many days (those a lock file names are always kept)
-    /// [default: keep every record; remove only unreferenced objects].
+    /// Drop run records unused for this many days (those a lock file names are always kept;
+    /// 0 keeps only those) [default: keep every record; remove only unreferenced objects].
     #[arg(long, value_name = "DAYS")]
     pub max_age_days: Option<u64>,
 }

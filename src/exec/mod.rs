@@ -384,3 +384,127 @@ impl Engine<'_> {
             .with_context(|| format!("writing {}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::spec::{Port, Stage};
+    use crate::stages::{OutputRole, ParamSpec, Params, StageContext, StageKind};
+
+    /// Spans (stage, start, end) of every [`Sleeper`] run.
+    static SPANS: Mutex<Vec<(String, Instant, Instant)>> = Mutex::new(Vec::new());
+
+    struct Sleeper(Pool);
+
+    impl StageKind for Sleeper {
+        fn name(&self) -> &'static str {
+            "sleeper"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn inputs(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn outputs(&self) -> &'static [OutputRole] {
+            &[OutputRole {
+                role: "out",
+                default_name: "out",
+            }]
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            Vec::new()
+        }
+        fn check_params(&self, _params: &Params) -> Result<()> {
+            Ok(())
+        }
+        fn pool(&self) -> Pool {
+            self.0
+        }
+        fn run(&self, ctx: &StageContext) -> Result<()> {
+            let start = Instant::now();
+            std::thread::sleep(Duration::from_millis(150));
+            std::fs::write(ctx.output("out")?, ctx.stage)?;
+            SPANS
+                .lock()
+                .unwrap()
+                .push((ctx.stage.to_string(), start, Instant::now()));
+            Ok(())
+        }
+    }
+
+    static SHARED: Sleeper = Sleeper(Pool::Shared);
+    static MACHINE: Sleeper = Sleeper(Pool::Machine);
+
+    #[test]
+    fn machine_pool_stages_run_alone_and_shared_ones_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = |name: &str, kind: &'static Sleeper| Stage {
+            name: name.to_string(),
+            action: Action::Kind(kind),
+            deps: Vec::new(),
+            outs: vec![Port {
+                role: Some("out".into()),
+                path: format!("out/{name}"),
+            }],
+            params: Params::default(),
+        };
+        let pipeline = Pipeline {
+            name: "pools".into(),
+            file: dir.path().join("p.yaml"),
+            project_dir: dir.path().to_path_buf(),
+            model_path: "models/pools".into(),
+            stages: vec![
+                stage("train_a", &MACHINE),
+                stage("shared_1", &SHARED),
+                stage("train_b", &MACHINE),
+                stage("shared_2", &SHARED),
+                stage("shared_3", &SHARED),
+            ],
+        };
+        let dag = Dag::build(&pipeline).unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let options = RunOptions {
+            force: false,
+            jobs: 4,
+            dry_run: false,
+        };
+        let all = (0..pipeline.stages.len()).collect();
+        let stats = StatCache::in_memory();
+        let report = run(
+            &pipeline,
+            &dag,
+            &all,
+            &store,
+            &stats,
+            &options,
+            &Ui::plain(),
+        )
+        .unwrap();
+        assert!(report.ok, "{}", report.table());
+        let spans = SPANS.lock().unwrap().clone();
+        let overlaps =
+            |a: &(String, Instant, Instant), b: &(String, Instant, Instant)| a.1 < b.2 && b.1 < a.2;
+        for a in &spans {
+            for b in &spans {
+                if a.0 != b.0 && a.0.starts_with("train") && overlaps(a, b) {
+                    panic!("{} ran beside {}", a.0, b.0);
+                }
+            }
+        }
+        let shared: Vec<_> = spans.iter().filter(|s| s.0.starts_with("shared")).collect();
+        assert!(
+            shared
+                .iter()
+                .any(|a| shared.iter().any(|b| a.0 != b.0 && overlaps(a, b))),
+            "shared stages ran together"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/train_b")).unwrap(),
+            "train_b"
+        );
+    }
+}

@@ -10,8 +10,8 @@ use super::{LockFile, Store};
 use crate::fingerprint::ContentHash;
 
 pub struct GcPolicy {
-    /// Records unused for longer are dropped, unless a lock file names their key.
-    /// `None` keeps every record.
+    /// Records unused for longer are dropped, unless a lock file names their key (`0`: keep
+    /// only those). `None` keeps every record.
     pub max_age_days: Option<u64>,
     /// Lock files whose keys and outputs are always kept.
     pub lock_files: Vec<LockFile>,
@@ -58,7 +58,9 @@ pub fn collect_garbage(store: &Store, policy: &GcPolicy) -> io::Result<GcReport>
         let kept = match (&record, oldest) {
             (None, _) => false,
             (Some(_), _) if locked_keys.contains(&key) => true,
-            (Some(record), Some(oldest)) => record.last_used >= oldest,
+            (Some(record), Some(oldest)) => {
+                policy.max_age_days != Some(0) && record.last_used >= oldest
+            }
             (Some(_), None) => true,
         };
         match record {

@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-use assert_cmd::Command;
+use std::process::{Command, Output, Stdio};
 
 pub const PIPELINE: &str = "pipelines/p.yaml";
 
@@ -23,7 +21,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    pub fn from_output(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -132,9 +130,12 @@ impl Project {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::cargo_bin("warez-pipe").unwrap();
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("warez-pipe"));
         command
             .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("WAREZ_CACHE");
@@ -143,7 +144,7 @@ impl Project {
 
     /// `warez-pipe ARGS…` in the project folder.
     pub fn warez(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().unwrap())
+        Run::from_output(self.command(args).output().unwrap())
     }
 
     /// `warez-pipe run --json pipelines/p.yaml EXTRA…`.
