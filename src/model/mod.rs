@@ -2,6 +2,7 @@
 //! generates, the ONNX Runtime trainer, and the TensorFlow export.
 
 pub mod checkpoint;
+pub mod graphs;
 pub mod metrics;
 pub mod onnx_proto;
 pub mod params;
