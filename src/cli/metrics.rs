@@ -1,13 +1,481 @@
-//! `warez-pipe metrics` (being written).
+//! `warez-pipe metrics`: a trained model's `metrics.json` — per-epoch losses, validation scores
+//! against the training-mean baseline — and the change since the previous run.
+//!
+//! Where the previous run comes from: the cache, not a copy kept beside the model. Every run of
+//! the train stage leaves a run record in `<cache>/runs/` naming its outputs (path relative to
+//! the project, content hash) with the time it was last run or restored (`last_used`), and the
+//! output bytes in `<cache>/objects/`. The previous metrics are those of the most recently used
+//! record whose `metrics.json` differs from the one now in place (ties broken by the record
+//! file's modification time). This needs no extra bookkeeping in the train stage, survives
+//! `clean`, and stays right when outputs are restored from the cache: switching a param back
+//! makes the restored run current and the one it replaced previous. A copy rotated by this
+//! command would instead compare against whatever was current when it was last invoked.
+//! Records whose objects were collected by `gc` are skipped.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::model_dir::{self, ModelLocation};
+use crate::model::metrics::{RegressionScores, TrainingMetrics};
+
+const METRICS_FILE: &str = "metrics.json";
 
 #[derive(Debug, Args)]
-pub struct MetricsArgs {}
+pub struct MetricsArgs {
+    /// Pipeline file [default: pipelines/recommender.yaml]
+    pipeline: Option<PathBuf>,
+    /// Folder holding metrics.json [default: the pipeline's model_path]
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// Cache folder with the run history [default: <project>/cache]
+    #[arg(long, env = "WAREZ_CACHE")]
+    cache: Option<PathBuf>,
+    /// Print JSON: {"file", "current", "previous", "change"}
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: MetricsArgs) -> Result<ExitCode> {
-    bail!("not written yet")
+pub fn run(args: MetricsArgs) -> Result<ExitCode> {
+    let location = model_dir::locate(
+        args.pipeline.as_deref(),
+        args.model_dir.as_deref(),
+        args.cache.as_deref(),
+    )?;
+    let file = location.model_dir.join(METRICS_FILE);
+    if !file.is_file() {
+        bail!(
+            "{} does not exist: run the pipeline's train stage first",
+            file.display()
+        );
+    }
+    let current = TrainingMetrics::read_json(&file)?;
+    let previous = previous_metrics(&location, &file)?;
+    let report = Report {
+        change: previous
+            .as_ref()
+            .map(|previous| Change::between(&previous.metrics, &current)),
+        file,
+        current,
+        previous,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Report {
+    file: PathBuf,
+    current: TrainingMetrics,
+    previous: Option<PreviousRun>,
+    change: Option<Change>,
+}
+
+#[derive(Serialize)]
+struct PreviousRun {
+    /// The cache's run record it comes from.
+    record: PathBuf,
+    /// Unix seconds the record was last run or restored.
+    last_used: u64,
+    metrics: TrainingMetrics,
+}
+
+/// Current minus previous.
+#[derive(Serialize)]
+struct Change {
+    /// Of the last epoch.
+    train_msle: f64,
+    val_msle: f64,
+    validation: RegressionScores,
+    baseline: RegressionScores,
+}
+
+impl Change {
+    fn between(previous: &TrainingMetrics, current: &TrainingMetrics) -> Change {
+        let last = |metrics: &TrainingMetrics| {
+            metrics.epochs.last().map_or((f64::NAN, f64::NAN), |epoch| {
+                (epoch.train_msle, epoch.val_msle)
+            })
+        };
+        let ((train_before, val_before), (train_now, val_now)) = (last(previous), last(current));
+        let minus = |now: &RegressionScores, before: &RegressionScores| RegressionScores {
+            mse: now.mse - before.mse,
+            mae: now.mae - before.mae,
+            r2: now.r2 - before.r2,
+        };
+        Change {
+            train_msle: train_now - train_before,
+            val_msle: val_now - val_before,
+            validation: minus(&current.validation, &previous.validation),
+            baseline: minus(&current.baseline, &previous.baseline),
+        }
+    }
+}
+
+impl Report {
+    fn text(&self) -> String {
+        let current = &self.current;
+        let mut text = format!(
+            "{}\n{} training rows, {} validation rows; {} customers, {} products\n\n",
+            self.file.display(),
+            current.train_rows,
+            current.validation_rows,
+            current.n_customers,
+            current.n_products
+        );
+        text += "epoch  train MSLE   val MSLE\n";
+        for epoch in &current.epochs {
+            text += &format!(
+                "{:>5}  {:>10.6}  {:>9.6}\n",
+                epoch.epoch, epoch.train_msle, epoch.val_msle
+            );
+        }
+        text += "\nvalidation        model  baseline (training mean)\n";
+        let (model, baseline) = (&current.validation, &current.baseline);
+        for (name, model, baseline) in [
+            ("MSE", model.mse, baseline.mse),
+            ("MAE", model.mae, baseline.mae),
+            ("R²", model.r2, baseline.r2),
+        ] {
+            text += &format!("{name:<10} {model:>12.6}  {baseline:>12.6}\n");
+        }
+        match (&self.previous, &self.change) {
+            (Some(previous), Some(change)) => {
+                let before = &previous.metrics;
+                let last_val = |metrics: &TrainingMetrics| {
+                    metrics
+                        .epochs
+                        .last()
+                        .map_or(f64::NAN, |epoch| epoch.val_msle)
+                };
+                text += &format!(
+                    "\nsince the previous run (cache record {}):\n",
+                    previous.record.display()
+                );
+                for (name, before, now, delta) in [
+                    (
+                        "val MSLE",
+                        last_val(before),
+                        last_val(current),
+                        change.val_msle,
+                    ),
+                    (
+                        "val MSE",
+                        before.validation.mse,
+                        current.validation.mse,
+                        change.validation.mse,
+                    ),
+                    (
+                        "val MAE",
+                        before.validation.mae,
+                        current.validation.mae,
+                        change.validation.mae,
+                    ),
+                    (
+                        "val R²",
+                        before.validation.r2,
+                        current.validation.r2,
+                        change.validation.r2,
+                    ),
+                ] {
+                    text += &format!("{name:<10} {before:>12.6} → {now:>10.6}  ({delta:+.6})\n");
+                }
+            }
+            _ => text += "\nno previous run in the cache to compare with\n",
+        }
+        text
+    }
+}
+
+/// The fields of the engine's run records (`<cache>/runs/xx/….json`) this command reads.
+#[derive(Deserialize)]
+struct RunRecord {
+    outputs: Vec<RecordedOutput>,
+    last_used: u64,
+}
+
+#[derive(Deserialize)]
+struct RecordedOutput {
+    /// Relative to the project folder.
+    path: PathBuf,
+    hash: String,
+}
+
+/// The previous run's metrics from the cache (see the module doc), if any.
+fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<PreviousRun>> {
+    let (Some(project), Some(cache)) = (&location.project_dir, &location.cache_dir) else {
+        return Ok(None);
+    };
+    let runs = cache.join("runs");
+    if !runs.is_dir() {
+        return Ok(None);
+    }
+    let current_file = file
+        .canonicalize()
+        .with_context(|| format!("resolving {}", file.display()))?;
+    let current_hash =
+        blake3::hash(&std::fs::read(file).with_context(|| format!("reading {}", file.display()))?)
+            .to_hex()
+            .to_string();
+
+    // (last_used, record mtime, record path, object path) of the best candidate so far.
+    let mut best: Option<(u64, SystemTime, PathBuf, PathBuf)> = None;
+    for record_path in record_files(&runs)? {
+        // Records are the engine's; one this version cannot read is not ours to judge.
+        let Some(record) = std::fs::read(&record_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<RunRecord>(&bytes).ok())
+        else {
+            continue;
+        };
+        let Some(output) = record.outputs.iter().find(|output| {
+            output.hash != current_hash
+                && output.hash.len() > 2
+                && project
+                    .join(&output.path)
+                    .canonicalize()
+                    .is_ok_and(|path| path == current_file)
+        }) else {
+            continue;
+        };
+        let object = cache
+            .join("objects")
+            .join(&output.hash[..2])
+            .join(&output.hash[2..]);
+        if !object.is_file() {
+            continue;
+        }
+        let modified = std::fs::metadata(&record_path)
+            .and_then(|metadata| metadata.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let newer = best
+            .as_ref()
+            .is_none_or(|(last_used, best_modified, _, _)| {
+                (record.last_used, modified) > (*last_used, *best_modified)
+            });
+        if newer {
+            best = Some((record.last_used, modified, record_path, object));
+        }
+    }
+    let Some((last_used, _, record, object)) = best else {
+        return Ok(None);
+    };
+    let metrics = match TrainingMetrics::read_json(&object) {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!(
+                "warning: the previous run's metrics (run record {}) are unreadable: {error:#}",
+                record.display()
+            );
+            return Ok(None);
+        }
+    };
+    Ok(Some(PreviousRun {
+        record,
+        last_used,
+        metrics,
+    }))
+}
+
+/// `runs/<2 hex>/<rest>.json`, in a fixed order.
+fn record_files(runs: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(runs).with_context(|| format!("listing {}", runs.display()))? {
+        let shard = shard?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for entry in
+            std::fs::read_dir(&shard).with_context(|| format!("listing {}", shard.display()))?
+        {
+            let path = entry?.path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "json")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::metrics::EpochLoss;
+
+    fn metrics(val_msle: f64, mse: f64) -> TrainingMetrics {
+        let scores = |mse: f64| RegressionScores {
+            mse,
+            mae: mse / 2.0,
+            r2: 1.0 - mse,
+        };
+        TrainingMetrics {
+            epochs: vec![EpochLoss {
+                epoch: 1,
+                train_msle: 2.0 * val_msle,
+                val_msle,
+            }],
+            validation: scores(mse),
+            baseline: scores(0.5),
+            train_rows: 75,
+            validation_rows: 25,
+            n_customers: 10,
+            n_products: 5,
+        }
+    }
+
+    /// A project with `models/m/metrics.json` and a cache with run records in the engine's
+    /// layout, one per `(metrics, last_used)`.
+    struct Project {
+        dir: tempfile::TempDir,
+    }
+
+    impl Project {
+        fn new(current: &TrainingMetrics) -> Project {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("models/m")).unwrap();
+            current
+                .write_json(&dir.path().join("models/m/metrics.json"))
+                .unwrap();
+            Project { dir }
+        }
+
+        fn location(&self) -> ModelLocation {
+            ModelLocation {
+                model_dir: self.dir.path().join("models/m"),
+                project_dir: Some(self.dir.path().to_path_buf()),
+                cache_dir: Some(self.dir.path().join("cache")),
+            }
+        }
+
+        fn record(&self, key: &str, metrics: &TrainingMetrics, last_used: u64) {
+            let cache = self.dir.path().join("cache");
+            let scratch = self.dir.path().join("scratch.json");
+            metrics.write_json(&scratch).unwrap();
+            let bytes = std::fs::read(&scratch).unwrap();
+            let hash = blake3::hash(&bytes).to_hex().to_string();
+            let object = cache.join("objects").join(&hash[..2]).join(&hash[2..]);
+            std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+            std::fs::write(&object, bytes).unwrap();
+            let record = serde_json::json!({
+                "stage": "train",
+                "outputs": [
+                    {"path": "models/m/eval_model.onnx", "hash": "ab".repeat(32), "tree": false},
+                    {"path": "models/m/metrics.json", "hash": hash, "tree": false},
+                ],
+                "last_used": last_used,
+            });
+            let path = cache
+                .join("runs")
+                .join(&key[..2])
+                .join(format!("{}.json", &key[2..]));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, serde_json::to_vec(&record).unwrap()).unwrap();
+        }
+
+        fn previous(&self) -> Option<PreviousRun> {
+            let location = self.location();
+            previous_metrics(&location, &location.model_dir.join(METRICS_FILE)).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_previous_run_is_the_latest_used_record_with_other_metrics() {
+        let current = metrics(0.01, 0.2);
+        let project = Project::new(&current);
+        project.record("aa01", &metrics(0.03, 0.4), 100);
+        project.record("bb02", &metrics(0.02, 0.3), 200);
+        project.record("cc03", &current, 300); // the current run itself
+        let previous = project.previous().expect("a previous run");
+        assert_eq!(previous.metrics, metrics(0.02, 0.3));
+        assert_eq!(previous.last_used, 200);
+
+        let change = Change::between(&previous.metrics, &current);
+        assert!((change.val_msle - (0.01 - 0.02)).abs() < 1e-12);
+        assert!((change.validation.mse - (0.2 - 0.3)).abs() < 1e-12);
+        assert!((change.validation.r2 - (0.8 - 0.7)).abs() < 1e-12);
+        assert_eq!(change.baseline.mse, 0.0);
+    }
+
+    #[test]
+    fn restoring_an_old_run_makes_the_one_it_replaced_previous() {
+        let restored = metrics(0.03, 0.4);
+        let project = Project::new(&restored);
+        project.record("aa01", &restored, 300); // first run, restored (touched) last
+        project.record("bb02", &metrics(0.02, 0.3), 200);
+        let previous = project.previous().expect("a previous run");
+        assert_eq!(previous.metrics, metrics(0.02, 0.3));
+    }
+
+    #[test]
+    fn collected_objects_and_other_paths_are_skipped() {
+        let current = metrics(0.01, 0.2);
+        let project = Project::new(&current);
+        assert!(project.previous().is_none(), "no cache yet");
+        project.record("aa01", &metrics(0.02, 0.3), 100);
+        project.record("bb02", &metrics(0.05, 0.6), 200);
+        // gc removed bb02's object
+        let hash_of = |m: &TrainingMetrics| {
+            let scratch = project.dir.path().join("h.json");
+            m.write_json(&scratch).unwrap();
+            blake3::hash(&std::fs::read(scratch).unwrap())
+                .to_hex()
+                .to_string()
+        };
+        let gone = hash_of(&metrics(0.05, 0.6));
+        let cache = project.dir.path().join("cache/objects");
+        std::fs::remove_file(cache.join(&gone[..2]).join(&gone[2..])).unwrap();
+        assert_eq!(project.previous().unwrap().metrics, metrics(0.02, 0.3));
+
+        let mut location = project.location();
+        location.model_dir = project.dir.path().join("elsewhere");
+        std::fs::create_dir_all(&location.model_dir).unwrap();
+        let file = location.model_dir.join(METRICS_FILE);
+        current.write_json(&file).unwrap();
+        assert!(previous_metrics(&location, &file).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_text_report_shows_epochs_scores_and_change() {
+        let current = metrics(0.01, 0.2);
+        let report = Report {
+            file: PathBuf::from("models/m/metrics.json"),
+            change: Some(Change::between(&metrics(0.02, 0.3), &current)),
+            previous: Some(PreviousRun {
+                record: PathBuf::from("cache/runs/bb/02.json"),
+                last_used: 200,
+                metrics: metrics(0.02, 0.3),
+            }),
+            current,
+        };
+        let text = report.text();
+        assert!(
+            text.contains("75 training rows, 25 validation rows"),
+            "{text}"
+        );
+        assert!(text.contains("    1    0.020000   0.010000"), "{text}");
+        assert!(
+            text.contains("MSE            0.200000      0.500000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("val MSLE       0.020000 →   0.010000  (-0.010000)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("val R²         0.700000 →   0.800000  (+0.100000)"),
+            "{text}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ mod gc;
 mod gen_data;
 mod inspect;
 mod metrics;
+mod model_dir;
 mod predict;
 mod run;
 mod status;

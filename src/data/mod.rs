@@ -2,4 +2,6 @@
 //! artifact the trainer reads, and the seeded synthetic data generator.
 
 pub mod dataset;
+pub mod generator;
 pub mod idmap;
+pub mod reader;

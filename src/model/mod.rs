@@ -1,6 +1,7 @@
 //! The recommender model: the network's parameters, the ONNX training/eval graphs warez-pipe
 //! generates, the ONNX Runtime trainer, and the TensorFlow export.
 
+pub mod avro_record;
 pub mod checkpoint;
 pub mod graphs;
 pub mod metrics;

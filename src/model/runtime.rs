@@ -160,6 +160,7 @@ fn locate_library(tools_dir: Option<&Path>) -> Result<PathBuf> {
     }
 
     let Some(tools_dir) = tools_dir else {
+        tried.push("no tools folder to install a private copy into".to_string());
         bail!(
             "ONNX Runtime {ONNXRUNTIME_VERSION} not found:\n  - {}\n{}",
             tried.join("\n  - "),

@@ -1,0 +1,367 @@
+//! The `warez.RecommenderModel` Avro record the model-serving streamlet receives: the model id,
+//! the frozen TensorFlow graph, and the product and customer id maps (UUID → dense index).
+//!
+//! Written two ways, both with `apache-avro`:
+//! - a bare binary datum ([`RecommenderModel::to_datum`]), readable only with the `.avsc`;
+//! - an object container file with the schema embedded ([`RecommenderModel::to_container`]).
+//!
+//! Same record → same bytes:
+//! - the record is serialized through `serde` with the maps as ordered entry lists, in id order
+//!   (index 0 first), instead of `apache_avro::types::Value::Map`, a `HashMap`;
+//! - the container header is written here, `avro.schema` then `avro.codec`, because
+//!   `apache_avro::Writer` keeps header metadata in a `HashMap` (its order changes from run to
+//!   run); the writer is then told the header exists and only writes the data block;
+//! - the sync marker is the first 16 bytes of the blake3 hash of the embedded schema and the
+//!   datum, not random: it only has to be unlikely to occur inside the data.
+//!
+//! The schema is checked against the record before anything is encoded
+//! ([`check_schema`]), so a schema that does not fit fails with the name of the field.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use apache_avro::schema::{RecordField, RecordSchema};
+use apache_avro::types::Value;
+use apache_avro::{Codec, Schema};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// The record's full name in the schema.
+pub const RECORD_NAME: &str = "warez.RecommenderModel";
+const MODEL_ID: &str = "modelId";
+const TENSOR_FLOW_MODEL: &str = "tensorFlowModel";
+const PRODUCT_MAP: &str = "productMap";
+const CUSTOMER_MAP: &str = "customerMap";
+
+/// Magic bytes that open an Avro object container file.
+const CONTAINER_MAGIC: &[u8; 4] = b"Obj\x01";
+
+/// One `warez.RecommenderModel` record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommenderModel {
+    pub model_id: String,
+    /// A binary TensorFlow GraphDef.
+    pub tensor_flow_model: Vec<u8>,
+    /// Product UUIDs; the position is the id the model uses (`productMap[uuid] = position`).
+    pub product_ids: Vec<String>,
+    /// Customer UUIDs; the position is the id the model uses.
+    pub customer_ids: Vec<String>,
+}
+
+/// Reads and parses an `.avsc` file and checks that it describes [`RecommenderModel`].
+pub fn read_schema(path: &Path) -> Result<Schema> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the Avro schema {}", path.display()))?;
+    let schema = Schema::parse_str(&text)
+        .with_context(|| format!("{}: not a valid Avro schema", path.display()))?;
+    check_schema(&schema).with_context(|| format!("{}", path.display()))?;
+    Ok(schema)
+}
+
+/// Checks that `schema` is the `warez.RecommenderModel` record with the four fields this module
+/// writes, each with the type it writes. Errors name the field at fault.
+pub fn check_schema(schema: &Schema) -> Result<()> {
+    let Schema::Record(RecordSchema { name, fields, .. }) = schema else {
+        bail!("the schema is not a record (expected record {RECORD_NAME})");
+    };
+    ensure!(
+        name.fullname(None) == RECORD_NAME,
+        "the schema is record `{}`, expected `{RECORD_NAME}`",
+        name.fullname(None)
+    );
+    for FieldSpec {
+        name: field,
+        type_name,
+        fits,
+    } in FIELDS
+    {
+        let found = fields
+            .iter()
+            .find(|candidate| candidate.name == field)
+            .ok_or_else(|| {
+                anyhow!(
+                    "the schema has no field `{field}` ({type_name}); its fields are {}",
+                    field_names(fields)
+                )
+            })?;
+        ensure!(
+            fits(&found.schema),
+            "schema field `{field}` has type {}, expected {type_name}",
+            serde_json::to_string(&found.schema).unwrap_or_else(|_| "?".into())
+        );
+    }
+    let known: HashSet<&str> = FIELDS.iter().map(|spec| spec.name).collect();
+    if let Some(extra) = fields
+        .iter()
+        .find(|field| !known.contains(field.name.as_str()))
+    {
+        bail!(
+            "schema field `{}` is not part of {RECORD_NAME} (fields written: {})",
+            extra.name,
+            FIELDS.map(|spec| spec.name).join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A field of the record: its name, its type as the error shows it, and the type check.
+struct FieldSpec {
+    name: &'static str,
+    type_name: &'static str,
+    fits: fn(&Schema) -> bool,
+}
+
+const FIELDS: [FieldSpec; 4] = [
+    FieldSpec {
+        name: MODEL_ID,
+        type_name: "string",
+        fits: |schema| matches!(schema, Schema::String),
+    },
+    FieldSpec {
+        name: TENSOR_FLOW_MODEL,
+        type_name: "bytes",
+        fits: |schema| matches!(schema, Schema::Bytes),
+    },
+    FieldSpec {
+        name: PRODUCT_MAP,
+        type_name: "map<int>",
+        fits: is_int_map,
+    },
+    FieldSpec {
+        name: CUSTOMER_MAP,
+        type_name: "map<int>",
+        fits: is_int_map,
+    },
+];
+
+fn is_int_map(schema: &Schema) -> bool {
+    matches!(schema, Schema::Map(map) if matches!(*map.types, Schema::Int))
+}
+
+fn field_names(fields: &[RecordField]) -> String {
+    let names: Vec<_> = fields
+        .iter()
+        .map(|field| format!("`{}`", field.name))
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Parses a codec name: `null`, `deflate`, `snappy` or `zstd`.
+pub fn parse_codec(name: &str) -> Result<Codec> {
+    Ok(match name {
+        "null" => Codec::Null,
+        "deflate" => Codec::Deflate(Default::default()),
+        "snappy" => Codec::Snappy,
+        "zstd" | "zstandard" => Codec::Zstandard(Default::default()),
+        other => bail!("unknown Avro codec `{other}` (expected null, deflate, snappy or zstd)"),
+    })
+}
+
+impl RecommenderModel {
+    /// The bare binary datum.
+    pub fn to_datum(&self, schema: &Schema) -> Result<Vec<u8>> {
+        check_schema(schema)?;
+        self.check_maps()?;
+        let mut datum = Vec::new();
+        apache_avro::write_avro_datum_ref(schema, &self.serialized(), &mut datum)
+            .context("encoding the RecommenderModel record")?;
+        Ok(datum)
+    }
+
+    /// An object container file holding this one record, the schema embedded.
+    pub fn to_container(&self, schema: &Schema, codec: Codec) -> Result<Vec<u8>> {
+        let datum = self.to_datum(schema)?;
+        let schema_json =
+            serde_json::to_string(schema).context("serializing the Avro schema to JSON")?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(schema_json.as_bytes());
+        hasher.update(&datum);
+        let marker: [u8; 16] = hasher.finalize().as_bytes()[..16]
+            .try_into()
+            .expect("a blake3 hash has 32 bytes");
+
+        let mut file = CONTAINER_MAGIC.to_vec();
+        let codec_name: &'static str = codec.into();
+        let metadata = OrderedMap(vec![
+            ("avro.schema", Bytes(schema_json.as_bytes())),
+            ("avro.codec", Bytes(codec_name.as_bytes())),
+        ]);
+        apache_avro::write_avro_datum_ref(&Schema::map(Schema::Bytes), &metadata, &mut file)
+            .context("encoding the Avro container header")?;
+        file.extend_from_slice(&marker);
+
+        let mut writer = apache_avro::Writer::builder()
+            .schema(schema)
+            .writer(file)
+            .codec(codec)
+            .marker(marker)
+            .has_header(true)
+            .build();
+        writer
+            .append_ser(self.serialized())
+            .context("writing the RecommenderModel record")?;
+        writer
+            .into_inner()
+            .context("writing the Avro container's data block")
+    }
+
+    /// Reads a bare datum written with `schema`.
+    pub fn from_datum(schema: &Schema, mut datum: &[u8]) -> Result<Self> {
+        check_schema(schema)?;
+        let value = apache_avro::from_avro_datum(schema, &mut datum, None)
+            .context("decoding the datum with the schema")?;
+        ensure!(
+            datum.is_empty(),
+            "{} bytes left over after the record: the schema does not match the data",
+            datum.len()
+        );
+        Self::from_value(value)
+    }
+
+    /// Reads an object container file holding one record; returns it and the embedded schema.
+    pub fn from_container(bytes: &[u8]) -> Result<(Self, Schema)> {
+        let reader = apache_avro::Reader::new(bytes).context("not an Avro container file")?;
+        let schema = reader.writer_schema().clone();
+        check_schema(&schema).context("the embedded schema")?;
+        let mut records = Vec::new();
+        for value in reader {
+            records.push(value.context("decoding a record of the container")?);
+        }
+        ensure!(
+            records.len() == 1,
+            "the container holds {} records, expected 1",
+            records.len()
+        );
+        let record = Self::from_value(records.pop().expect("one record"))?;
+        Ok((record, schema))
+    }
+
+    fn from_value(value: Value) -> Result<Self> {
+        let Value::Record(fields) = value else {
+            bail!("the datum is not a record");
+        };
+        let mut model_id = None;
+        let mut tensor_flow_model = None;
+        let mut product_ids = None;
+        let mut customer_ids = None;
+        for (name, value) in fields {
+            match (name.as_str(), value) {
+                (MODEL_ID, Value::String(id)) => model_id = Some(id),
+                (TENSOR_FLOW_MODEL, Value::Bytes(bytes)) => tensor_flow_model = Some(bytes),
+                (PRODUCT_MAP, Value::Map(map)) => {
+                    product_ids = Some(ids_by_index(PRODUCT_MAP, map)?)
+                }
+                (CUSTOMER_MAP, Value::Map(map)) => {
+                    customer_ids = Some(ids_by_index(CUSTOMER_MAP, map)?)
+                }
+                (name, value) => bail!("unexpected field `{name}`: {value:?}"),
+            }
+        }
+        let missing = |field: &str| anyhow!("the record has no field `{field}`");
+        Ok(Self {
+            model_id: model_id.ok_or_else(|| missing(MODEL_ID))?,
+            tensor_flow_model: tensor_flow_model.ok_or_else(|| missing(TENSOR_FLOW_MODEL))?,
+            product_ids: product_ids.ok_or_else(|| missing(PRODUCT_MAP))?,
+            customer_ids: customer_ids.ok_or_else(|| missing(CUSTOMER_MAP))?,
+        })
+    }
+
+    /// The maps' values are `int`s: more ids than that cannot be written.
+    fn check_maps(&self) -> Result<()> {
+        for (field, ids) in [
+            (PRODUCT_MAP, &self.product_ids),
+            (CUSTOMER_MAP, &self.customer_ids),
+        ] {
+            ensure!(
+                i32::try_from(ids.len()).is_ok(),
+                "`{field}` has {} ids, more than an Avro int can index",
+                ids.len()
+            );
+        }
+        Ok(())
+    }
+
+    fn serialized(&self) -> SerializedRecord<'_> {
+        SerializedRecord {
+            model_id: &self.model_id,
+            tensor_flow_model: Bytes(&self.tensor_flow_model),
+            product_map: IdOrder(&self.product_ids),
+            customer_map: IdOrder(&self.customer_ids),
+        }
+    }
+}
+
+/// Turns a decoded `map<int>` back into ids by position; the indices must be 0..len.
+fn ids_by_index(field: &str, map: std::collections::HashMap<String, Value>) -> Result<Vec<String>> {
+    let len = map.len();
+    let mut ids = vec![None; len];
+    for (id, index) in map {
+        let Value::Int(index) = index else {
+            bail!("`{field}`[{id}] is not an int");
+        };
+        let slot = usize::try_from(index)
+            .ok()
+            .and_then(|index| ids.get_mut(index))
+            .ok_or_else(|| anyhow!("`{field}`[{id}] = {index} is outside 0..{len}"))?;
+        ensure!(slot.is_none(), "`{field}` maps two ids to {index}");
+        *slot = Some(id);
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| id.expect("every index filled"))
+        .collect())
+}
+
+/// The record as `serde` sees it; field names are the schema's.
+#[derive(Serialize)]
+struct SerializedRecord<'a> {
+    #[serde(rename = "modelId")]
+    model_id: &'a str,
+    #[serde(rename = "tensorFlowModel")]
+    tensor_flow_model: Bytes<'a>,
+    #[serde(rename = "productMap")]
+    product_map: IdOrder<'a>,
+    #[serde(rename = "customerMap")]
+    customer_map: IdOrder<'a>,
+}
+
+/// Serializes as Avro `bytes` (a plain `&[u8]` would serialize as an array).
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// Ids serialized as a map `id → position`, in position order.
+struct IdOrder<'a>(&'a [String]);
+
+impl Serialize for IdOrder<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (index, id) in self.0.iter().enumerate() {
+            let index = i32::try_from(index).map_err(serde::ser::Error::custom)?;
+            map.serialize_entry(id, &index)?;
+        }
+        map.end()
+    }
+}
+
+/// Key/value pairs serialized as a map in the order given.
+struct OrderedMap<'a>(Vec<(&'a str, Bytes<'a>)>);
+
+impl Serialize for OrderedMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}

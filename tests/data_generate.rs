@@ -1,0 +1,220 @@
+//! The generator through the real binary (`gen-data`) and the `generate` stage kind:
+//! determinism, the committed small file, sizes, and a learnable hidden structure.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::str::contains;
+use warez_pipe::data::dataset::Ratings;
+use warez_pipe::data::reader::{read_ratings_file, OnBadRows};
+use warez_pipe::stages::{find_kind, NoProgress, Params, StageContext};
+
+/// The command that made `data/ratings_small.csv` (also in the README).
+const SMALL_FILE_ARGS: [&str; 8] = [
+    "--rows",
+    "2000",
+    "--customers",
+    "1500",
+    "--products",
+    "5",
+    "--seed",
+    "42",
+];
+
+/// Runs `warez-pipe gen-data ARGS --out <dir>/NAME` and returns the written bytes.
+fn gen_data(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let out = dir.join(name);
+    Command::cargo_bin("warez-pipe")
+        .unwrap()
+        .arg("gen-data")
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(contains("wrote"));
+    std::fs::read(out).unwrap()
+}
+
+fn args(rows: u64, customers: u64, products: u64, seed: u64) -> Vec<String> {
+    [
+        ("--rows", rows),
+        ("--customers", customers),
+        ("--products", products),
+        ("--seed", seed),
+    ]
+    .iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .collect()
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn gen_data_same_args_give_same_bytes_and_another_seed_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_1 = args(3000, 400, 30, 1);
+    let first = gen_data(dir.path(), "a.csv", &as_strs(&seed_1));
+    let again = gen_data(dir.path(), "b.csv", &as_strs(&seed_1));
+    let seed_2 = gen_data(dir.path(), "c.csv", &as_strs(&args(3000, 400, 30, 2)));
+    assert_eq!(first.len(), again.len());
+    assert!(first == again, "same arguments wrote different bytes");
+    assert!(first != seed_2, "another seed wrote the same bytes");
+}
+
+#[test]
+fn committed_small_file_is_the_generators_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = gen_data(dir.path(), "small.csv", &SMALL_FILE_ARGS);
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/ratings_small.csv"
+    ))
+    .unwrap();
+    assert!(
+        generated == committed,
+        "data/ratings_small.csv differs from `gen-data {}`",
+        SMALL_FILE_ARGS.join(" ")
+    );
+}
+
+#[test]
+fn generated_file_ingests_with_exactly_the_requested_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_data(dir.path(), "g.csv", &as_strs(&args(5000, 1200, 300, 9)));
+    let ingested =
+        read_ratings_file(&dir.path().join("g.csv"), OnBadRows::Error, &NoProgress).unwrap();
+    assert_eq!(ingested.ratings.len(), 5000);
+    assert_eq!(ingested.customers.len(), 1200);
+    assert_eq!(ingested.products.len(), 300);
+    assert!(ingested
+        .ratings
+        .ratings
+        .iter()
+        .all(|&r| (0.0..=1.0).contains(&r)));
+}
+
+#[test]
+fn generate_stage_writes_what_gen_data_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = gen_data(dir.path(), "cli.csv", &as_strs(&args(800, 100, 20, 5)));
+
+    let kind = find_kind("generate").expect("generate is registered");
+    let mut params = Params::default();
+    for (name, value) in [
+        ("rows", 800),
+        ("customers", 100),
+        ("products", 20),
+        ("seed", 5),
+    ] {
+        params.insert(name, serde_yaml::Value::from(value));
+    }
+    kind.check_params(&params).unwrap();
+    let out = dir.path().join(kind.outputs()[0].default_name);
+    let ctx = StageContext {
+        stage: "generate",
+        project_dir: dir.path(),
+        params: &params,
+        inputs: BTreeMap::new(),
+        outputs: BTreeMap::from([("ratings".to_string(), out.clone())]),
+        tools_dir: dir.path().join("tools"),
+        progress: &NoProgress,
+    };
+    kind.run(&ctx).unwrap();
+    assert!(std::fs::read(out).unwrap() == expected);
+}
+
+#[test]
+fn generate_stage_rejects_impossible_params() {
+    let kind = find_kind("generate").unwrap();
+    let mut params = Params::default();
+    for (name, value) in [
+        ("rows", 10),
+        ("customers", 20),
+        ("products", 2),
+        ("seed", 1),
+    ] {
+        params.insert(name, serde_yaml::Value::from(value));
+    }
+    let error = kind.check_params(&params).unwrap_err().to_string();
+    assert!(
+        error.contains("rows (10) must be at least customers (20)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn gen_data_rejects_more_rows_than_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("warez-pipe")
+        .unwrap()
+        .arg("gen-data")
+        .args(as_strs(&args(7, 2, 3, 1)))
+        .arg("--out")
+        .arg(dir.path().join("x.csv"))
+        .assert()
+        .failure()
+        .stderr(contains(
+            "error: rows (7) must be at most customers × products (2 × 3)",
+        ));
+    assert!(!dir.path().join("x.csv").exists());
+}
+
+/// Mean squared error of predicting each held-out rating with `predict`.
+fn held_out_mse(ratings: &Ratings, predict: impl Fn(usize, usize) -> f64) -> f64 {
+    let held_out: Vec<usize> = (0..ratings.len()).filter(|row| row % 4 == 0).collect();
+    held_out
+        .iter()
+        .map(|&row| {
+            let error = predict(
+                ratings.customers[row] as usize,
+                ratings.products[row] as usize,
+            ) - f64::from(ratings.ratings[row]);
+            error * error
+        })
+        .sum::<f64>()
+        / held_out.len() as f64
+}
+
+/// Regularised mean of `residual` per group over the training rows (row % 4 != 0).
+fn group_offsets(groups: &[u32], n_groups: usize, residual: impl Fn(usize) -> f64) -> Vec<f64> {
+    const SHRINK: f64 = 3.0;
+    let mut sums = vec![0.0; n_groups];
+    let mut counts = vec![0.0; n_groups];
+    for row in (0..groups.len()).filter(|row| row % 4 != 0) {
+        sums[groups[row] as usize] += residual(row);
+        counts[groups[row] as usize] += 1.0;
+    }
+    sums.iter()
+        .zip(&counts)
+        .map(|(sum, count)| sum / (count + SHRINK))
+        .collect()
+}
+
+#[test]
+fn hidden_structure_lets_per_customer_and_product_offsets_beat_the_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_data(dir.path(), "h.csv", &as_strs(&args(40_000, 1_000, 200, 3)));
+    let ratings = read_ratings_file(&dir.path().join("h.csv"), OnBadRows::Error, &NoProgress)
+        .unwrap()
+        .ratings;
+    let rating = |row: usize| f64::from(ratings.ratings[row]);
+    let training: Vec<usize> = (0..ratings.len()).filter(|row| row % 4 != 0).collect();
+    let mean = training.iter().map(|&row| rating(row)).sum::<f64>() / training.len() as f64;
+    let product = group_offsets(&ratings.products, ratings.n_products as usize, |row| {
+        rating(row) - mean
+    });
+    let customer = group_offsets(&ratings.customers, ratings.n_customers as usize, |row| {
+        rating(row) - mean - product[ratings.products[row] as usize]
+    });
+
+    let baseline = held_out_mse(&ratings, |_, _| mean);
+    let offsets = held_out_mse(&ratings, |c, p| mean + product[p] + customer[c]);
+    assert!(
+        offsets < 0.8 * baseline,
+        "offsets MSE {offsets:.5} vs mean MSE {baseline:.5}: no learnable structure"
+    );
+}

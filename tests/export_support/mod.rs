@@ -1,0 +1,142 @@
+//! Shared by the export and interop tests: seeded model parameters and the test Python.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use warez_pipe::data::idmap::IdMap;
+use warez_pipe::model::checkpoint::{self, AdamState};
+use warez_pipe::model::params::ModelParams;
+use warez_pipe::stages::{find_kind, NoProgress, Params, StageContext};
+
+/// Parameters with seeded random values, sized like a small trained model.
+pub fn random_params(n_customers: usize, n_products: usize, k: usize, seed: u64) -> ModelParams {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut values = |count: usize, scale: f32| -> Vec<f32> {
+        (0..count)
+            .map(|_| rng.random_range(-scale..scale))
+            .collect()
+    };
+    ModelParams {
+        n_customers,
+        n_products,
+        n_factors: k,
+        customer_embedding: values(n_customers * k, 0.5),
+        product_embedding: values(n_products * k, 0.5),
+        dense_1_kernel: values(2 * k * k, 0.3),
+        dense_1_bias: values(k, 0.1),
+        dense_2_kernel: values(k, 0.3),
+        dense_2_bias: values(1, 0.1),
+    }
+}
+
+/// Every (customer, product) pair with a stride, so large models still give a few hundred pairs.
+pub fn sample_pairs(params: &ModelParams, count: usize) -> Vec<(usize, usize)> {
+    (0..count)
+        .map(|i| (i * 7 % params.n_customers, i * 13 % params.n_products))
+        .collect()
+}
+
+/// The Python of the test venv (`WAREZ_TEST_PYTHON`); panics with the fix when it is unset.
+pub fn test_python() -> PathBuf {
+    match std::env::var_os("WAREZ_TEST_PYTHON") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => panic!(
+            "WAREZ_TEST_PYTHON is not set: the interop tests need the Python venv with avro, \
+             fastavro, tensorflow-cpu and onnxruntime. Run scripts/test, or export \
+             WAREZ_TEST_PYTHON=$PWD/.venv/bin/python"
+        ),
+    }
+}
+
+/// Runs `tests/interop/<script>` with the test Python; panics with its output when it fails.
+pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let output = Command::new(test_python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("running {}: {error}", path.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a built-in stage kind directly, as the engine would: `inputs` and `outputs` are
+/// role → path, `params` are added to the kind's defaults.
+pub fn run_stage(
+    kind: &str,
+    inputs: &[(&str, &Path)],
+    outputs: &[(&str, &Path)],
+    params: &[(&str, serde_yaml::Value)],
+) -> anyhow::Result<()> {
+    let kind = find_kind(kind).expect("a built-in kind");
+    let mut resolved = Params::default();
+    for spec in kind.params() {
+        resolved.insert(spec.name, spec.default);
+    }
+    for (name, value) in params {
+        resolved.insert(*name, value.clone());
+    }
+    kind.check_params(&resolved)?;
+    let project = tempfile::tempdir()?;
+    let to_map = |pairs: &[(&str, &Path)]| -> BTreeMap<String, PathBuf> {
+        pairs
+            .iter()
+            .map(|(role, path)| (role.to_string(), path.to_path_buf()))
+            .collect()
+    };
+    let ctx = StageContext {
+        stage: kind.name(),
+        project_dir: project.path(),
+        params: &resolved,
+        inputs: to_map(inputs),
+        outputs: to_map(outputs),
+        tools_dir: project.path().join("tools"),
+        progress: &NoProgress,
+    };
+    kind.run(&ctx)
+}
+
+/// The repository's Avro schema.
+pub fn schema_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("avro/RecommenderModel.avsc")
+}
+
+/// A checkpoint, id maps and the schema in `dir`, for `params`; returns the checkpoint path.
+pub fn write_checkpoint(dir: &Path, params: &ModelParams) -> PathBuf {
+    let path = dir.join("checkpoint.onnx");
+    checkpoint::write(&path, params, &AdamState::zeros_like(params)).unwrap();
+    path
+}
+
+/// Id maps with UUID-like ids for `params`' customers and products; returns their paths.
+pub fn write_id_maps(dir: &Path, params: &ModelParams) -> (PathBuf, PathBuf) {
+    let write = |name: &str, prefix: &str, count: usize| {
+        let mut map = IdMap::default();
+        for index in 0..count {
+            map.intern(&format!(
+                "{prefix}{index:04x}-4a5b-8c9d-{:012x}",
+                index * 7919
+            ));
+        }
+        let path = dir.join(name);
+        map.write(&path).unwrap();
+        path
+    };
+    (
+        write("customer_map.txt", "c0ffee00-", params.n_customers),
+        write("product_map.txt", "5ca1ab1e-", params.n_products),
+    )
+}

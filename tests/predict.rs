@@ -1,0 +1,233 @@
+//! `warez-pipe predict` through the binary, against real ONNX Runtime and a small eval-like
+//! graph whose expected scores come from `ModelParams::predict`.
+
+mod runtime_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use warez_pipe::model::params::ModelParams;
+
+const N_CUSTOMERS: usize = 6;
+const N_PRODUCTS: usize = 4;
+
+fn customer(index: usize) -> String {
+    format!("c0000000-0000-4000-8000-{index:012}")
+}
+
+fn product(index: usize) -> String {
+    format!("p0000000-0000-4000-8000-{index:012}")
+}
+
+/// A model folder: eval graph plus id maps (ids in index order).
+fn model_dir(dir: &Path) -> ModelParams {
+    runtime_support::ort_dylib();
+    let params = runtime_support::make_eval_model(dir, N_CUSTOMERS, N_PRODUCTS, 4, 11);
+    let lines =
+        |id: fn(usize) -> String, n: usize| (0..n).map(|i| id(i) + "\n").collect::<String>();
+    std::fs::write(dir.join("customer_map.txt"), lines(customer, N_CUSTOMERS)).unwrap();
+    std::fs::write(dir.join("product_map.txt"), lines(product, N_PRODUCTS)).unwrap();
+    params
+}
+
+fn predict(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warez-pipe"));
+    command.arg("predict").arg("--model-dir").arg(dir);
+    command
+}
+
+fn assert_close(actual: f32, expected: f32, what: &str) {
+    assert!(
+        (actual - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+        "{what}: got {actual}, expected {expected}"
+    );
+}
+
+#[test]
+fn one_pair_prints_its_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = model_dir(dir.path());
+    let output = predict(dir.path())
+        .args(["--customer", &customer(2), "--product", &product(3)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let score: f32 = String::from_utf8(output.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_close(score, params.predict(2, 3), "score of (2, 3)");
+}
+
+#[test]
+fn an_unknown_id_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let output = predict(dir.path())
+        .args(["--customer", "nobody", "--product", &product(0)])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("unknown customer `nobody`"), "{stderr}");
+    assert!(stderr.contains("customer_map.txt"), "{stderr}");
+    assert!(!stderr.contains("unknown product"), "{stderr}");
+}
+
+/// More rows than one batch, so order across batch boundaries is checked too.
+#[test]
+fn a_csv_of_pairs_gets_a_score_column_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = model_dir(dir.path());
+    let pairs: Vec<(usize, usize)> = (0..20_000)
+        .map(|i| ((i * 7) % N_CUSTOMERS, (i * 3 + i / 5) % N_PRODUCTS))
+        .collect();
+    let mut input = String::from("productId,note,customerId\n");
+    for (row, &(c, p)) in pairs.iter().enumerate() {
+        input += &format!("{},row {row},{}\n", product(p), customer(c));
+    }
+    let input_path = dir.path().join("pairs.csv");
+    std::fs::write(&input_path, input).unwrap();
+    let output_path = dir.path().join("scores.csv");
+
+    let output = predict(dir.path())
+        .arg("--input")
+        .arg(&input_path)
+        .arg("--output")
+        .arg(&output_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut reader = csv::Reader::from_path(&output_path).unwrap();
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["productId", "note", "customerId", "score"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), pairs.len());
+    for (row, (record, &(c, p))) in rows.iter().zip(&pairs).enumerate() {
+        assert_eq!(&record[1], format!("row {row}"));
+        assert_eq!(record[2], customer(c));
+        let score: f32 = record[3].parse().unwrap();
+        assert_close(score, params.predict(c, p), &format!("row {row}"));
+    }
+}
+
+#[test]
+fn bad_csv_rows_are_each_reported_and_the_good_ones_still_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = model_dir(dir.path());
+    let input = format!(
+        "customerId,productId\n{},{}\nghost,{}\n{},{}\nghost,phantom\n{},{},extra\n",
+        customer(0),
+        product(1),
+        product(0),
+        customer(5),
+        product(3),
+        customer(1),
+        product(1),
+    );
+    let input_path = dir.path().join("pairs.csv");
+    std::fs::write(&input_path, input).unwrap();
+    let output_path = dir.path().join("scores.csv");
+
+    let output = predict(dir.path())
+        .arg("--input")
+        .arg(&input_path)
+        .arg("--output")
+        .arg(&output_path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "bad rows must fail the command");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let at = |line: usize| format!("pairs.csv:{line}: ");
+    assert!(
+        stderr.contains(&(at(3) + "unknown customer `ghost`")),
+        "{stderr}"
+    );
+    let line_3 = stderr.lines().find(|line| line.contains(&at(3))).unwrap();
+    assert!(
+        !line_3.contains("product"),
+        "only the customer is unknown: {line_3}"
+    );
+    assert!(
+        stderr.contains(&(at(5) + "unknown customer `ghost`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown product `phantom`"), "{stderr}");
+    assert!(
+        stderr.contains(&(at(6) + "3 fields where the header has 2")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 of 5 pairs"), "{stderr}");
+
+    let mut reader = csv::Reader::from_path(&output_path).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_close(rows[0][2].parse().unwrap(), params.predict(0, 1), "line 2");
+    assert_close(rows[1][2].parse().unwrap(), params.predict(5, 3), "line 4");
+}
+
+#[test]
+fn a_csv_without_the_id_columns_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let input_path = dir.path().join("pairs.csv");
+    std::fs::write(&input_path, "customer,productId\nx,y\n").unwrap();
+    let output = predict(dir.path())
+        .arg("--input")
+        .arg(&input_path)
+        .arg("--output")
+        .arg(dir.path().join("scores.csv"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("pairs.csv:1: no `customerId` column"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("scores.csv").exists());
+}
+
+#[test]
+fn the_model_dir_defaults_to_the_pipelines_model_path() {
+    let project = tempfile::tempdir().unwrap();
+    let models = project.path().join("models/rec");
+    std::fs::create_dir_all(&models).unwrap();
+    let params = model_dir(&models);
+    std::fs::create_dir_all(project.path().join("pipelines")).unwrap();
+    let pipeline = project.path().join("pipelines/rec.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: rec\nproject_dir: ..\nmodel_path: models/rec\nstages: {}\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_warez-pipe"))
+        .args(["predict", "--pipeline"])
+        .arg(&pipeline)
+        .args(["--customer", &customer(4), "--product", &product(0)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let score: f32 = String::from_utf8(output.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_close(score, params.predict(4, 0), "score of (4, 0)");
+}

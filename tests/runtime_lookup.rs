@@ -1,0 +1,152 @@
+//! How warez-pipe finds ONNX Runtime, through the binary (loading it is once per process):
+//! a wrong `ORT_DYLIB_PATH` or no runtime at all stops with the exact fix; with neither
+//! `ORT_DYLIB_PATH` nor the Python package, a private copy is installed with pip into the cache's
+//! tools folder once, atomically, and used.
+
+mod runtime_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const FIX: &str = "python3 -m pip install onnxruntime==1.31.1";
+
+/// A model folder `predict` can score (customer `c`, product `p`).
+fn model_dir(dir: &Path) {
+    runtime_support::make_eval_model(dir, 1, 1, 2, 5);
+    std::fs::write(dir.join("customer_map.txt"), "c\n").unwrap();
+    std::fs::write(dir.join("product_map.txt"), "p\n").unwrap();
+}
+
+/// `warez-pipe predict` on `model` with ONNX Runtime lookup variables cleared.
+fn predict(model: &Path, cache: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warez-pipe"));
+    command
+        .args([
+            "predict",
+            "--customer",
+            "c",
+            "--product",
+            "p",
+            "--model-dir",
+        ])
+        .arg(model)
+        .arg("--cache")
+        .arg(cache)
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("WAREZ_PYTHON");
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_missing_ort_dylib_path_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let output = predict(dir.path(), &dir.path().join("cache"))
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not exist"),
+        "{message}"
+    );
+    assert!(message.contains(FIX), "{message}");
+    assert!(
+        !dir.path().join("cache/tools").exists(),
+        "an explicit path never provisions"
+    );
+}
+
+#[test]
+fn a_library_that_is_not_onnx_runtime_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let not_ort = runtime_support::ort_dylib().with_file_name("libonnxruntime_providers_shared.so");
+    let output = predict(dir.path(), &dir.path().join("cache"))
+        .env("ORT_DYLIB_PATH", &not_ort)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("does not export OrtGetApiBase"),
+        "{message}"
+    );
+    assert!(message.contains(FIX), "{message}");
+}
+
+#[test]
+fn without_python_or_ort_dylib_path_the_fix_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let output = predict(dir.path(), &dir.path().join("cache"))
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("ONNX Runtime 1.31.1 not found"),
+        "{message}"
+    );
+    assert!(message.contains("could not run `python3`"), "{message}");
+    assert!(message.contains(FIX), "{message}");
+    assert!(message.contains("export ORT_DYLIB_PATH="), "{message}");
+}
+
+/// Uses pip and PyPI: a fresh venv (pip, no onnxruntime) stands for a machine with only Python.
+#[test]
+fn a_private_copy_is_provisioned_once_into_the_tools_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let venv = dir.path().join("venv");
+    let created = Command::new(runtime_support::test_python())
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+    let python = venv.join("bin/python");
+    let cache = dir.path().join("cache");
+
+    let first = predict(dir.path(), &cache)
+        .env("WAREZ_PYTHON", &python)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("installing onnxruntime==1.31.1 into"),
+        "{}",
+        stderr(&first)
+    );
+    let tools = cache.join("tools");
+    assert!(tools
+        .join("onnxruntime-1.31.1/onnxruntime/capi/libonnxruntime.so.1.31.1")
+        .is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(&tools)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name != "onnxruntime-1.31.1")
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+
+    let second = predict(dir.path(), &cache)
+        .env("WAREZ_PYTHON", &python)
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        !stderr(&second).contains("installing"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(
+        first.stdout, second.stdout,
+        "same score from the same library"
+    );
+}
