@@ -1,9 +1,16 @@
-use prost::Message;
-use warez_pipe::model::{graphs, params::ModelParams};
+use std::path::Path;
+use warez_pipe::data::reader::{read_ratings_file, OnBadRows};
+use warez_pipe::model::trainer::{fit, ArtifactPaths, TrainConfig};
+use warez_pipe::stages::NoProgress;
 #[test]
 fn scratch() {
-    let p = ModelParams { n_customers: 3, n_products: 2, n_factors: 2, customer_embedding: vec![0.1;6], product_embedding: vec![0.2;4], dense_1_kernel: vec![0.3;8], dense_1_bias: vec![0.0;2], dense_2_kernel: vec![0.5;2], dense_2_bias: vec![0.0]};
-    std::fs::write("/tmp/cktest/training.onnx", graphs::training::build(2).encode_to_vec()).unwrap();
-    std::fs::write("/tmp/cktest/optimizer.onnx", graphs::optimizer::build(2, &Default::default()).encode_to_vec()).unwrap();
-    std::fs::write("/tmp/cktest/eval.onnx", graphs::eval::build(&p).encode_to_vec()).unwrap();
+    let csv = std::env::var("SCRATCH_CSV").unwrap();
+    let ratings = read_ratings_file(Path::new(&csv), OnBadRows::Error, &NoProgress).unwrap().ratings;
+    let d = Path::new("/tmp/cktest");
+    let paths = ArtifactPaths { training_model: &d.join("training_model.onnx"), optimizer_model: &d.join("optimizer_model.onnx"), eval_model: &d.join("eval_model.onnx"), checkpoint: &d.join("checkpoint.onnx") };
+    let epochs: usize = std::env::var("SCRATCH_EPOCHS").map(|e| e.parse().unwrap()).unwrap_or(1);
+    let t = std::time::Instant::now();
+    let trained = fit(&ratings, &TrainConfig { epochs, ..Default::default() }, &paths, &NoProgress).unwrap();
+    let el = t.elapsed().as_secs_f64();
+    println!("{:#?}\n{} rows in {:.2}s: {:.0} train samples/s", trained.metrics, ratings.len(), el, trained.metrics.train_rows as f64 * epochs as f64 / el);
 }
