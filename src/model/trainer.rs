@@ -166,9 +166,10 @@ pub fn fit(
     let k = config.n_factors;
     let n_customers = ratings.n_customers as usize;
     let n_products = ratings.n_products as usize;
-    if let Some(bad) = (0..ratings.len())
-        .find(|&row| ratings.customers[row] as usize >= n_customers || ratings.products[row] as usize >= n_products)
-    {
+    if let Some(bad) = (0..ratings.len()).find(|&row| {
+        ratings.customers[row] as usize >= n_customers
+            || ratings.products[row] as usize >= n_products
+    }) {
         bail!(
             "rating row {bad}: customer {} / product {} out of range ({n_customers} customers, {n_products} products)",
             ratings.customers[bad],
@@ -523,9 +524,15 @@ impl Trainer {
             optimizer::DENSE_V => TensorRef::from_array_view(([dense_len], &self.dense.v[..]))?,
             optimizer::DENSE_GRAD => TensorRef::from_array_view(([dense_len], &b.dense_grad[..]))?,
         ])?;
-        let updated_rows = outputs[optimizer::ROWS_UPDATED].try_extract_tensor::<f32>()?.1;
-        let updated_m = outputs[optimizer::ROWS_M_UPDATED].try_extract_tensor::<f32>()?.1;
-        let updated_v = outputs[optimizer::ROWS_V_UPDATED].try_extract_tensor::<f32>()?.1;
+        let updated_rows = outputs[optimizer::ROWS_UPDATED]
+            .try_extract_tensor::<f32>()?
+            .1;
+        let updated_m = outputs[optimizer::ROWS_M_UPDATED]
+            .try_extract_tensor::<f32>()?
+            .1;
+        let updated_v = outputs[optimizer::ROWS_V_UPDATED]
+            .try_extract_tensor::<f32>()?
+            .1;
         for (position, &(side, id)) in b.sources.iter().enumerate() {
             let table = &mut self.tables[side as usize];
             let row = id as usize * k..(id as usize + 1) * k;

@@ -88,7 +88,11 @@ impl StageKind for Train {
                 "dropout rate after the concatenation and after dense_1, in [0, 1)",
             ),
             ParamSpec::new("batch_size", defaults.batch_size as u64, "rows per step"),
-            ParamSpec::new("epochs", defaults.epochs as u64, "passes over the training rows"),
+            ParamSpec::new(
+                "epochs",
+                defaults.epochs as u64,
+                "passes over the training rows",
+            ),
             ParamSpec::new(
                 "val_split",
                 defaults.val_split,

@@ -15,7 +15,9 @@ pub mod eval;
 pub mod optimizer;
 pub mod training;
 
-use super::onnx_proto::{self, Attr, DataType, Dim, GraphProto, ModelProto, NodeProto, TensorProto};
+use super::onnx_proto::{
+    self, Attr, DataType, Dim, GraphProto, ModelProto, NodeProto, TensorProto,
+};
 
 /// Collects the nodes, constants, inputs and outputs of one graph.
 pub struct GraphBuilder {

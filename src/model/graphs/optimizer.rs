@@ -147,15 +147,23 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let beta_2_s = g.op("Pow", &[&beta_2, &last_step], "catch_up/beta_2_power_s");
     let beta_1_sj = g.op("Mul", &[&beta_1_s, &beta_1_j], "catch_up/beta_1_power_s_j");
     let beta_2_sj = g.op("Mul", &[&beta_2_s, &beta_2_j], "catch_up/beta_2_power_s_j");
-    let bias_1_sj = g.op("Sub", &[&one, &beta_1_sj], "catch_up/one_minus_beta_1_power");
-    let bias_2_sj = g.op("Sub", &[&one, &beta_2_sj], "catch_up/one_minus_beta_2_power");
-    let bias_2_sj = g.op("Sqrt", &[&bias_2_sj], "catch_up/sqrt_one_minus_beta_2_power");
-    let alpha_sj = g.op("Div", &[&bias_2_sj, &bias_1_sj], "catch_up/alpha_over_lr");
-    let sat_out = g.op(
-        "LessOrEqual",
-        &[&step_index, &skipped],
-        "catch_up/sat_out",
+    let bias_1_sj = g.op(
+        "Sub",
+        &[&one, &beta_1_sj],
+        "catch_up/one_minus_beta_1_power",
     );
+    let bias_2_sj = g.op(
+        "Sub",
+        &[&one, &beta_2_sj],
+        "catch_up/one_minus_beta_2_power",
+    );
+    let bias_2_sj = g.op(
+        "Sqrt",
+        &[&bias_2_sj],
+        "catch_up/sqrt_one_minus_beta_2_power",
+    );
+    let alpha_sj = g.op("Div", &[&bias_2_sj, &bias_1_sj], "catch_up/alpha_over_lr");
+    let sat_out = g.op("LessOrEqual", &[&step_index, &skipped], "catch_up/sat_out");
     let zero = g.scalar("zero", 0.0);
     let alpha_sj = g.op(
         "Where",
@@ -183,7 +191,11 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let mut sum = terms[SERIES_TERMS - 1].clone();
     for n in (0..SERIES_TERMS - 1).rev() {
         let scaled = g.op("Mul", &[&z, &sum], &format!("catch_up/horner_{n}_scaled"));
-        sum = g.op("Add", &[&terms[n], &scaled], &format!("catch_up/horner_{n}"));
+        sum = g.op(
+            "Add",
+            &[&terms[n], &scaled],
+            &format!("catch_up/horner_{n}"),
+        );
     }
     let lr_sum = g.op("Mul", &[&sum, &learning_rate], "catch_up/step_sum");
     let move_per_m = g.op("Div", &[&lr_sum, &y], "catch_up/move_per_m");
@@ -194,33 +206,29 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let m_caught_up = g.op("Mul", &[&rows_m, &decay_1], "catch_up/embedding_rows_m");
     let v_caught_up = g.op("Mul", &[&rows_v, &decay_2], "catch_up/embedding_rows_v");
 
-    let mut adam_step = |name: &str,
-                         param: &str,
-                         m: &str,
-                         v: &str,
-                         grad: &str,
-                         outputs: [&str; 3]| {
-        let m_delta = g.op("Sub", &[grad, m], &format!("{name}/m_delta"));
-        let m_delta = g.op(
-            "Mul",
-            &[&m_delta, &one_minus_beta_1],
-            &format!("{name}/m_step"),
-        );
-        let m_new = g.op("Add", &[m, &m_delta], outputs[1]);
-        let grad_squared = g.op("Mul", &[grad, grad], &format!("{name}/grad_squared"));
-        let v_delta = g.op("Sub", &[&grad_squared, v], &format!("{name}/v_delta"));
-        let v_delta = g.op(
-            "Mul",
-            &[&v_delta, &one_minus_beta_2],
-            &format!("{name}/v_step"),
-        );
-        let v_new = g.op("Add", &[v, &v_delta], outputs[2]);
-        let scaled_m = g.op("Mul", &[&m_new, &alpha], &format!("{name}/scaled_m"));
-        let root = g.op("Sqrt", &[&v_new], &format!("{name}/sqrt_v"));
-        let denominator = g.op("Add", &[&root, &epsilon], &format!("{name}/denominator"));
-        let update = g.op("Div", &[&scaled_m, &denominator], &format!("{name}/update"));
-        g.op("Sub", &[param, &update], outputs[0]);
-    };
+    let mut adam_step =
+        |name: &str, param: &str, m: &str, v: &str, grad: &str, outputs: [&str; 3]| {
+            let m_delta = g.op("Sub", &[grad, m], &format!("{name}/m_delta"));
+            let m_delta = g.op(
+                "Mul",
+                &[&m_delta, &one_minus_beta_1],
+                &format!("{name}/m_step"),
+            );
+            let m_new = g.op("Add", &[m, &m_delta], outputs[1]);
+            let grad_squared = g.op("Mul", &[grad, grad], &format!("{name}/grad_squared"));
+            let v_delta = g.op("Sub", &[&grad_squared, v], &format!("{name}/v_delta"));
+            let v_delta = g.op(
+                "Mul",
+                &[&v_delta, &one_minus_beta_2],
+                &format!("{name}/v_step"),
+            );
+            let v_new = g.op("Add", &[v, &v_delta], outputs[2]);
+            let scaled_m = g.op("Mul", &[&m_new, &alpha], &format!("{name}/scaled_m"));
+            let root = g.op("Sqrt", &[&v_new], &format!("{name}/sqrt_v"));
+            let denominator = g.op("Add", &[&root, &epsilon], &format!("{name}/denominator"));
+            let update = g.op("Div", &[&scaled_m, &denominator], &format!("{name}/update"));
+            g.op("Sub", &[param, &update], outputs[0]);
+        };
     adam_step(
         "adam/embedding_rows",
         &rows_caught_up,

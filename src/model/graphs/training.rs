@@ -104,7 +104,12 @@ pub fn build(n_factors: usize) -> ModelProto {
     let log_t = g.op("Log", &[&t_shifted], "msle/log_rating");
     let d = g.op("Sub", &[&log_y, &log_t], "msle/log_difference");
     let squared = g.op("Mul", &[&d, &d], "msle/squared");
-    let loss = g.op_with("ReduceMean", &[&squared], &[("keepdims", Attr::Int(0))], LOSS);
+    let loss = g.op_with(
+        "ReduceMean",
+        &[&squared],
+        &[("keepdims", Attr::Int(0))],
+        LOSS,
+    );
 
     // Backward.
     let count = g.op("Size", &[&rating], "msle/count");
@@ -180,7 +185,10 @@ pub fn build(n_factors: usize) -> ModelProto {
         "Split",
         &[&d_features],
         &[("axis", Attr::Int(1)), ("num_outputs", Attr::Int(2))],
-        &["grad/customer_embedding/lookup", "grad/product_embedding/lookup"],
+        &[
+            "grad/customer_embedding/lookup",
+            "grad/product_embedding/lookup",
+        ],
     );
     let last_axis = g.constant_i64("last_axis", &[1], &[1]);
     let customer_index = g.op(
