@@ -5,45 +5,13 @@ mod export_support;
 
 use std::path::Path;
 
-use export_support::{random_params, run_stage, schema_path, write_checkpoint, write_id_maps};
+use export_support::{
+    export, random_params, schema_path, write_avro, write_checkpoint, write_id_maps,
+};
 use prost::Message;
 use warez_pipe::model::avro_record::{self, RecommenderModel};
 use warez_pipe::model::tf_export::{self, GraphSummary};
 use warez_pipe::model::tf_proto::{attr_value, DataType, GraphDef, SavedModel};
-
-fn export(checkpoint: &Path, out: &Path) -> anyhow::Result<()> {
-    run_stage(
-        "export_tf",
-        &[("checkpoint", checkpoint)],
-        &[
-            ("graph", &out.join("optimized_ProductRecommender.pb")),
-            ("saved_model", &out.join("saved_model")),
-        ],
-        &[],
-    )
-}
-
-fn write_avro(
-    inputs: &Path,
-    schema: &Path,
-    out: &Path,
-    params: &[(&str, serde_yaml::Value)],
-) -> anyhow::Result<()> {
-    run_stage(
-        "write_avro",
-        &[
-            ("graph", &inputs.join("optimized_ProductRecommender.pb")),
-            ("customer_map", &inputs.join("customer_map.txt")),
-            ("product_map", &inputs.join("product_map.txt")),
-            ("schema", schema),
-        ],
-        &[
-            ("container", &out.join("recommender.avro")),
-            ("datum", &out.join("recommender-no-schema.avro")),
-        ],
-        params,
-    )
-}
 
 /// A checkpoint, id maps and an exported graph in a fresh folder.
 fn exported_model() -> tempfile::TempDir {
@@ -436,5 +404,40 @@ fn unknown_codecs_are_rejected_by_param_name() {
     assert!(
         message.contains("param `codec`") && message.contains("lz4"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_schema_with_its_fields_in_another_order_is_followed() {
+    let dir = exported_model();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path()).unwrap()).unwrap();
+    let mut reordered = schema.clone();
+    reordered["fields"].as_array_mut().unwrap().reverse();
+    let reordered_path = dir.path().join("reordered.avsc");
+    std::fs::write(&reordered_path, reordered.to_string()).unwrap();
+
+    let (usual, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let id = [("model_id", "m".into())];
+    write_avro(dir.path(), &schema_path(), usual.path(), &id).unwrap();
+    write_avro(dir.path(), &reordered_path, other.path(), &id).unwrap();
+    let read = |out: &Path, schema: &Path| {
+        let schema = avro_record::read_schema(schema).unwrap();
+        let datum = std::fs::read(out.join("recommender-no-schema.avro")).unwrap();
+        let container = std::fs::read(out.join("recommender.avro")).unwrap();
+        let (from_container, _) = RecommenderModel::from_container(&container).unwrap();
+        (
+            RecommenderModel::from_datum(&schema, &datum).unwrap(),
+            from_container,
+            datum,
+        )
+    };
+    let (usual_record, _, usual_datum) = read(usual.path(), &schema_path());
+    let (datum_record, container_record, other_datum) = read(other.path(), &reordered_path);
+    assert_eq!(datum_record, usual_record);
+    assert_eq!(container_record, usual_record);
+    assert_ne!(
+        other_datum, usual_datum,
+        "the datum follows the schema's field order"
     );
 }

@@ -1,13 +1,55 @@
-//! `warez-pipe clean` (being written).
+//! `warez-pipe clean`: remove the pipeline's declared outputs — and with `--cache` the cache's
+//! objects, trees, run records and stat cache. Never anything else.
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct CleanArgs {}
+use super::pipeline_args::{load_or_exit, PipelineArgs};
+use crate::exec::Ui;
+use crate::store::{remove_path, RunLock, Store};
 
-pub fn run(_args: CleanArgs) -> Result<ExitCode> {
-    bail!("not written yet")
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Also empty the cache (objects, trees, run records, stat cache).
+    #[arg(long = "cache-too")]
+    pub cache_too: bool,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: CleanArgs) -> Result<ExitCode> {
+    let loaded = load_or_exit!(args.pipeline);
+    let pipeline = &loaded.pipeline;
+    let store = Store::open(&loaded.cache_dir)?;
+    let ui = Ui::detect();
+    let _lock = RunLock::acquire(store.root(), true, &|line| ui.say(line))?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut targets: Vec<std::path::PathBuf> = pipeline
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.outs)
+        .map(|out| pipeline.abs(&out.path))
+        .collect();
+    if args.cache_too {
+        targets.extend(store.owned_entries());
+    }
+    for path in targets
+        .iter()
+        .filter(|path| std::fs::symlink_metadata(path).is_ok())
+    {
+        if !args.dry_run {
+            remove_path(path)?;
+        }
+        println!("{verb} {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

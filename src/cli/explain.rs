@@ -1,13 +1,81 @@
-//! `warez-pipe explain` (being written).
+//! `warez-pipe explain STAGE`: exactly what changed for one stage since its recorded run.
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct ExplainArgs {}
+use super::pipeline_args::{load_or_exit, PipelineArgs, INVALID_PIPELINE};
+use crate::exec::assess;
+use crate::fingerprint::{DirtyReason, StatCache};
+use crate::store::{LockFile, Store};
 
-pub fn run(_args: ExplainArgs) -> Result<ExitCode> {
-    bail!("not written yet")
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The stage to explain.
+    pub stage: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+pub fn run(args: ExplainArgs) -> Result<ExitCode> {
+    let loaded = load_or_exit!(args.pipeline);
+    let pipeline = &loaded.pipeline;
+    let selected = match loaded
+        .dag
+        .select(pipeline, std::slice::from_ref(&args.stage))
+    {
+        Ok(selected) => selected,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(INVALID_PIPELINE));
+        }
+    };
+    let store = Store::open(&loaded.cache_dir)?;
+    let stats = StatCache::load(store.stat_cache_file());
+    let lock = LockFile::read(&pipeline.lock_file())?;
+    let states = assess(pipeline, &loaded.dag, &selected, &lock, &store, &stats);
+    let _ = stats.save();
+    let state = states
+        .iter()
+        .find(|state| state.stage == args.stage)
+        .expect("the selection holds the stage");
+    let recorded = lock.stages.get(&args.stage);
+    println!("stage `{}`", args.stage);
+    match recorded {
+        Some(recorded) => println!("  recorded key: {}", recorded.key),
+        None => println!(
+            "  recorded key: none (no run in {})",
+            pipeline.lock_file().display()
+        ),
+    }
+    if let Some(key) = &state.key {
+        println!("  current key:  {key}");
+    }
+    if state.fresh {
+        println!("  up to date: nothing changed since the recorded run");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("  stale because:");
+    for reason in &state.reasons {
+        println!("    - {reason}");
+        if let DirtyReason::UpstreamStale { stage } = reason {
+            if let Some(upstream) = states.iter().find(|s| &s.stage == stage) {
+                for why in upstream
+                    .reasons
+                    .iter()
+                    .filter(|r| !matches!(r, DirtyReason::UpstreamStale { .. }))
+                {
+                    println!("        ({stage}: {why})");
+                }
+            }
+        }
+    }
+    if let Some(error) = &state.error {
+        println!("    - {error}");
+    }
+    if state.restorable {
+        println!("  the cache holds a run with the current key: `run` restores it without running");
+    }
+    Ok(ExitCode::FAILURE)
 }

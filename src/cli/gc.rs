@@ -1,13 +1,81 @@
-//! `warez-pipe gc` (being written).
+//! `warez-pipe gc`: remove cache objects that no kept run record and no lock file references.
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct GcArgs {}
+use super::pipeline_args::{load_or_exit, PipelineArgs};
+use crate::exec::Ui;
+use crate::fingerprint::StatCache;
+use crate::store::{collect_garbage, GcPolicy, LockFile, RunLock, Store};
 
-pub fn run(_args: GcArgs) -> Result<ExitCode> {
-    bail!("not written yet")
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Drop run records unused for this many days (those a lock file names are always kept;
+    /// 0 keeps only those) [default: keep every record; remove only unreferenced objects].
+    #[arg(long, value_name = "DAYS")]
+    pub max_age_days: Option<u64>,
+}
+
+pub fn run(args: GcArgs) -> Result<ExitCode> {
+    let loaded = load_or_exit!(args.pipeline);
+    let store = Store::open(&loaded.cache_dir)?;
+    let ui = Ui::detect();
+    let _lock = RunLock::acquire(store.root(), true, &|line| ui.say(line))?;
+    // Every lock file beside the pipeline: pipelines sharing a folder usually share a cache.
+    let folder = loaded
+        .pipeline
+        .lock_file()
+        .parent()
+        .map(|dir| {
+            if dir.as_os_str().is_empty() {
+                ".".into()
+            } else {
+                dir.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| ".".into());
+    let mut lock_files = vec![LockFile::read(&loaded.pipeline.lock_file())?];
+    for entry in std::fs::read_dir(&folder).with_context(|| folder.display().to_string())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "lock") && path != loaded.pipeline.lock_file()
+        {
+            if let Ok(lock) = LockFile::read(&path) {
+                lock_files.push(lock);
+            }
+        }
+    }
+    let policy = GcPolicy {
+        max_age_days: args.max_age_days,
+        lock_files,
+        dry_run: args.dry_run,
+    };
+    let report = collect_garbage(&store, &policy)?;
+    if !args.dry_run {
+        let stats = StatCache::load(store.stat_cache_file());
+        stats.prune();
+        stats.save()?;
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for path in report.removed_records.iter().chain(&report.removed_objects) {
+        println!("{verb} {}", path.display());
+    }
+    eprintln!(
+        "{verb} {} run records and {} objects ({:.1} MB); kept {} objects",
+        report.removed_records.len(),
+        report.removed_objects.len(),
+        report.removed_bytes as f64 / 1e6,
+        report.kept_objects
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ mod gen_data;
 mod inspect;
 mod metrics;
 mod model_dir;
+mod pipeline_args;
 mod predict;
 mod run;
 mod status;

@@ -1,13 +1,108 @@
-//! `warez-pipe run` (being written).
+//! `warez-pipe run`: bring the pipeline (or the `--stage`s asked for) up to date.
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct RunArgs {}
+use super::pipeline_args::{load_or_exit, PipelineArgs};
+use crate::exec::{self, RunOptions, Ui};
+use crate::fingerprint::StatCache;
+use crate::store::{RunLock, Store};
 
-pub fn run(_args: RunArgs) -> Result<ExitCode> {
-    bail!("not written yet")
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Run the selected stages even when they are up to date.
+    #[arg(long)]
+    pub force: bool,
+    /// Run only this stage and the stages it needs (repeatable).
+    #[arg(long = "stage", value_name = "NAME")]
+    pub stages: Vec<String>,
+    /// Say what would run or be restored, and why; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stages run at once [default: the number of cores].
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print the run report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop instead of waiting when another run holds the cache.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Rebuild everything from scratch in a temporary copy and compare each output's hash
+    /// with the lock file (reproducibility check).
+    #[arg(long, conflicts_with_all = ["force", "dry_run"])]
+    pub check: bool,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let loaded = load_or_exit!(args.pipeline);
+    let selected = match loaded.dag.select(&loaded.pipeline, &args.stages) {
+        Ok(selected) => selected,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(super::pipeline_args::INVALID_PIPELINE));
+        }
+    };
+    let ui = Ui::detect();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.check {
+        let overrides = args.pipeline.overrides()?;
+        let report = exec::check(&loaded.pipeline, &overrides, jobs, &ui)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            eprint!("{}", report.text());
+        }
+        return Ok(if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let store = Store::open(&loaded.cache_dir)
+        .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(store.root(), !args.no_wait, &|line| {
+            ui.say(line)
+        })?)
+    };
+    if !args.dry_run {
+        store
+            .clear_tmp()
+            .context("emptying the cache's tmp folder")?;
+    }
+    let stats = StatCache::load(store.stat_cache_file());
+    let options = RunOptions {
+        force: args.force,
+        jobs,
+        dry_run: args.dry_run,
+    };
+    let report = exec::run(
+        &loaded.pipeline,
+        &loaded.dag,
+        &selected,
+        &store,
+        &stats,
+        &options,
+        &ui,
+    )?;
+    stats.save().context("saving the stat cache")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprint!("{}", report.table());
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -24,7 +24,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use apache_avro::schema::{RecordField, RecordSchema};
 use apache_avro::types::Value;
 use apache_avro::{Codec, Schema};
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use serde::Serialize;
 
 /// The record's full name in the schema.
@@ -62,6 +62,11 @@ pub fn read_schema(path: &Path) -> Result<Schema> {
 /// Checks that `schema` is the `warez.RecommenderModel` record with the four fields this module
 /// writes, each with the type it writes. Errors name the field at fault.
 pub fn check_schema(schema: &Schema) -> Result<()> {
+    field_order(schema).map(|_| ())
+}
+
+/// Checks `schema` as [`check_schema`] does; returns the record's fields in the schema's order.
+fn field_order(schema: &Schema) -> Result<Vec<Field>> {
     let Schema::Record(RecordSchema { name, fields, .. }) = schema else {
         bail!("the schema is not a record (expected record {RECORD_NAME})");
     };
@@ -74,6 +79,7 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
         name: field,
         type_name,
         fits,
+        ..
     } in FIELDS
     {
         let found = fields
@@ -102,11 +108,25 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
             FIELDS.map(|spec| spec.name).join(", ")
         );
     }
-    Ok(())
+    Ok(fields
+        .iter()
+        .filter_map(|field| FIELDS.iter().find(|spec| spec.name == field.name))
+        .map(|spec| spec.field)
+        .collect())
+}
+
+/// The record's fields.
+#[derive(Clone, Copy)]
+enum Field {
+    ModelId,
+    TensorFlowModel,
+    ProductMap,
+    CustomerMap,
 }
 
 /// A field of the record: its name, its type as the error shows it, and the type check.
 struct FieldSpec {
+    field: Field,
     name: &'static str,
     type_name: &'static str,
     fits: fn(&Schema) -> bool,
@@ -114,21 +134,25 @@ struct FieldSpec {
 
 const FIELDS: [FieldSpec; 4] = [
     FieldSpec {
+        field: Field::ModelId,
         name: MODEL_ID,
         type_name: "string",
         fits: |schema| matches!(schema, Schema::String),
     },
     FieldSpec {
+        field: Field::TensorFlowModel,
         name: TENSOR_FLOW_MODEL,
         type_name: "bytes",
         fits: |schema| matches!(schema, Schema::Bytes),
     },
     FieldSpec {
+        field: Field::ProductMap,
         name: PRODUCT_MAP,
         type_name: "map<int>",
         fits: is_int_map,
     },
     FieldSpec {
+        field: Field::CustomerMap,
         name: CUSTOMER_MAP,
         type_name: "map<int>",
         fits: is_int_map,
@@ -151,6 +175,12 @@ fn field_names(fields: &[RecordField]) -> String {
     }
 }
 
+/// Whether `bytes` start like an Avro object container file. A RecommenderModel datum never
+/// does: it opens with the length of `modelId`, and `O` would encode a negative one.
+pub fn is_container(bytes: &[u8]) -> bool {
+    bytes.starts_with(CONTAINER_MAGIC)
+}
+
 /// Parses a codec name: `null`, `deflate`, `snappy` or `zstd`.
 pub fn parse_codec(name: &str) -> Result<Codec> {
     Ok(match name {
@@ -165,10 +195,9 @@ pub fn parse_codec(name: &str) -> Result<Codec> {
 impl RecommenderModel {
     /// The bare binary datum.
     pub fn to_datum(&self, schema: &Schema) -> Result<Vec<u8>> {
-        check_schema(schema)?;
-        self.check_maps()?;
+        let record = self.serialized(schema)?;
         let mut datum = Vec::new();
-        apache_avro::write_avro_datum_ref(schema, &self.serialized(), &mut datum)
+        apache_avro::write_avro_datum_ref(schema, &record, &mut datum)
             .context("encoding the RecommenderModel record")?;
         Ok(datum)
     }
@@ -203,7 +232,7 @@ impl RecommenderModel {
             .has_header(true)
             .build();
         writer
-            .append_ser(self.serialized())
+            .append_ser(self.serialized(schema)?)
             .context("writing the RecommenderModel record")?;
         writer
             .into_inner()
@@ -271,6 +300,16 @@ impl RecommenderModel {
         })
     }
 
+    /// The record ready to serialize with `schema`, once both are checked.
+    fn serialized(&self, schema: &Schema) -> Result<SerializedRecord<'_>> {
+        let order = field_order(schema)?;
+        self.check_maps()?;
+        Ok(SerializedRecord {
+            record: self,
+            order,
+        })
+    }
+
     /// The maps' values are `int`s: more ids than that cannot be written.
     fn check_maps(&self) -> Result<()> {
         for (field, ids) in [
@@ -284,15 +323,6 @@ impl RecommenderModel {
             );
         }
         Ok(())
-    }
-
-    fn serialized(&self) -> SerializedRecord<'_> {
-        SerializedRecord {
-            model_id: &self.model_id,
-            tensor_flow_model: Bytes(&self.tensor_flow_model),
-            product_map: IdOrder(&self.product_ids),
-            customer_map: IdOrder(&self.customer_ids),
-        }
     }
 }
 
@@ -317,17 +347,33 @@ fn ids_by_index(field: &str, map: std::collections::HashMap<String, Value>) -> R
         .collect())
 }
 
-/// The record as `serde` sees it; field names are the schema's.
-#[derive(Serialize)]
+/// The record as `serde` sees it. `apache-avro` writes struct fields in the order they are
+/// serialized, whatever the schema's order, so the fields are serialized in the schema's order.
 struct SerializedRecord<'a> {
-    #[serde(rename = "modelId")]
-    model_id: &'a str,
-    #[serde(rename = "tensorFlowModel")]
-    tensor_flow_model: Bytes<'a>,
-    #[serde(rename = "productMap")]
-    product_map: IdOrder<'a>,
-    #[serde(rename = "customerMap")]
-    customer_map: IdOrder<'a>,
+    record: &'a RecommenderModel,
+    order: Vec<Field>,
+}
+
+impl Serialize for SerializedRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let record = self.record;
+        let mut fields = serializer.serialize_struct("RecommenderModel", self.order.len())?;
+        for field in &self.order {
+            match field {
+                Field::ModelId => fields.serialize_field(MODEL_ID, &record.model_id)?,
+                Field::TensorFlowModel => {
+                    fields.serialize_field(TENSOR_FLOW_MODEL, &Bytes(&record.tensor_flow_model))?
+                }
+                Field::ProductMap => {
+                    fields.serialize_field(PRODUCT_MAP, &IdOrder(&record.product_ids))?
+                }
+                Field::CustomerMap => {
+                    fields.serialize_field(CUSTOMER_MAP, &IdOrder(&record.customer_ids))?
+                }
+            }
+        }
+        fields.end()
+    }
 }
 
 /// Serializes as Avro `bytes` (a plain `&[u8]` would serialize as an array).

@@ -11,8 +11,8 @@
 //!                                                              └→ `dense_2/BiasAdd` [N,1] f32
 //! ```
 //! Only attrs without a default are written (TensorFlow fills defaults in on import), and the
-//! graph claims producer version [`GRAPH_PRODUCER`] (a TensorFlow 1.x release), so old
-//! runtimes such as TensorFlow for Java 1.x accept it as well as current ones.
+//! graph claims an early producer version ([`GRAPH_PRODUCER`]), so TensorFlow 1.x runtimes such
+//! as an old TensorFlow for Java accept it as well as current ones.
 //!
 //! # The SavedModel
 //! `saved_model.pb` holds one `MetaGraphDef` (tag `serve`) whose graph is the frozen graph, with
@@ -42,8 +42,10 @@ use super::tf_proto::{
     SavedModel, SignatureDef, TensorInfo, TensorProto, TensorShapeProto, VersionDef,
 };
 
-/// GraphDef producer version written into the frozen graph: TensorFlow 1.14's. Every op the
-/// graph uses exists, with the attrs it sets, since TensorFlow 1.4.
+/// GraphDef producer version written into the frozen graph (`TF_GRAPH_DEF_VERSION` history in
+/// TensorFlow's `core/public/version.h`): 27 dates from January 2018, late enough that the
+/// `Placeholder`s' partial shape `[-1, 1]` is enforced (version 22 and up), early enough for
+/// TensorFlow 1.x runtimes. Current runtimes accept every producer version from 0.
 pub const GRAPH_PRODUCER: i32 = 27;
 /// The meta graph tag serving loaders select.
 pub const SERVE_TAG: &str = "serve";
@@ -171,9 +173,7 @@ pub fn saved_model(graph: GraphDef) -> SavedModel {
         saved_model_schema_version: 1,
         meta_graphs: vec![MetaGraphDef {
             meta_info_def: Some(MetaInfoDef {
-                meta_graph_version: String::new(),
                 tags: vec![SERVE_TAG.to_string()],
-                tensorflow_version: String::new(),
             }),
             graph_def: Some(graph),
             signature_def: BTreeMap::from([(SIGNATURE_KEY.to_string(), signature)]),

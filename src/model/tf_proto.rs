@@ -191,13 +191,9 @@ pub mod meta_graph_def {
     /// `tensorflow.MetaGraphDef.MetaInfoDef`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct MetaInfoDef {
-        #[prost(string, tag = "1")]
-        pub meta_graph_version: String,
         /// The tags a loader selects the meta graph by (`serve`).
         #[prost(string, repeated, tag = "4")]
         pub tags: Vec<String>,
-        #[prost(string, tag = "5")]
-        pub tensorflow_version: String,
     }
 }
 

@@ -140,3 +140,40 @@ pub fn write_id_maps(dir: &Path, params: &ModelParams) -> (PathBuf, PathBuf) {
         write("product_map.txt", "5ca1ab1e-", params.n_products),
     )
 }
+
+/// Runs `export_tf` on `checkpoint`, writing the default output names into `out`.
+pub fn export(checkpoint: &Path, out: &Path) -> anyhow::Result<()> {
+    run_stage(
+        "export_tf",
+        &[("checkpoint", checkpoint)],
+        &[
+            ("graph", &out.join("optimized_ProductRecommender.pb")),
+            ("saved_model", &out.join("saved_model")),
+        ],
+        &[],
+    )
+}
+
+/// Runs `write_avro` on the graph and id maps in `inputs`, writing the default output names
+/// into `out`.
+pub fn write_avro(
+    inputs: &Path,
+    schema: &Path,
+    out: &Path,
+    params: &[(&str, serde_yaml::Value)],
+) -> anyhow::Result<()> {
+    run_stage(
+        "write_avro",
+        &[
+            ("graph", &inputs.join("optimized_ProductRecommender.pb")),
+            ("customer_map", &inputs.join("customer_map.txt")),
+            ("product_map", &inputs.join("product_map.txt")),
+            ("schema", schema),
+        ],
+        &[
+            ("container", &out.join("recommender.avro")),
+            ("datum", &out.join("recommender-no-schema.avro")),
+        ],
+        params,
+    )
+}

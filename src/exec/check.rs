@@ -1,0 +1,243 @@
+//! `run --check`: is the pipeline reproducible? Rebuilds every stage from scratch in a
+//! temporary copy of the project (only the pipeline file and the source files its stages
+//! declare as dependencies; a fresh cache) and compares every output's hash with the lock file.
+//!
+//! The first differing artifact in run order is the one to look at (later ones may only follow
+//! from it). It is called a *float result* when a training stage (a [`Pool::Machine`] kind) made
+//! it or runs above it — floating-point results that may legitimately vary with threading or
+//! hardware — and *data-only* otherwise, where any difference is a determinism bug.
+
+use std::fmt::Write;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::{RunOptions, RunReport, Ui};
+use crate::dag::Dag;
+use crate::fingerprint::{ContentHash, StatCache};
+use crate::spec::{self, path, Action, Override, Pipeline};
+use crate::stages::Pool;
+use crate::store::{LockFile, Store};
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub pipeline: String,
+    /// Outputs whose rebuilt hash differs from the lock file, in run order.
+    pub mismatches: Vec<Mismatch>,
+    /// Lock file stages the rebuild could not compare (not in the pipeline any more).
+    pub unchecked: Vec<String>,
+    pub rebuild: RunReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Mismatch {
+    pub stage: String,
+    pub path: String,
+    pub locked: ContentHash,
+    pub rebuilt: Option<ContentHash>,
+    /// `data-only` or `float result` (see the module doc).
+    pub artifact: &'static str,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.rebuild.ok && self.mismatches.is_empty()
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = self.rebuild.table();
+        if !self.rebuild.ok {
+            let _ = writeln!(out, "check: the rebuild from scratch failed (see above)");
+            return out;
+        }
+        match self.mismatches.first() {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "check: every output rebuilt from scratch matches the lock file"
+                );
+            }
+            Some(first) => {
+                let _ = writeln!(
+                    out,
+                    "check: `{}` (made by stage `{}`, a {} artifact) differs: lock file {}, rebuilt {}",
+                    first.path,
+                    first.stage,
+                    first.artifact,
+                    first.locked.short(),
+                    first.rebuilt.as_ref().map_or("(missing)", |h| h.short())
+                );
+                for other in &self.mismatches[1..] {
+                    let _ = writeln!(
+                        out,
+                        "       also `{}` (stage `{}`, {})",
+                        other.path, other.stage, other.artifact
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn check(
+    pipeline: &Pipeline,
+    overrides: &[Override],
+    jobs: usize,
+    ui: &Ui,
+) -> Result<CheckReport> {
+    let locked = LockFile::read(&pipeline.lock_file())?;
+    if locked.stages.is_empty() {
+        bail!(
+            "{} has no recorded run to check against: run the pipeline first",
+            pipeline.lock_file().display()
+        );
+    }
+    let pipeline_file = pipeline
+        .file
+        .canonicalize()?
+        .strip_prefix(&pipeline.project_dir)
+        .map(Path::to_path_buf)
+        .context("--check needs the pipeline file inside its project folder")?;
+    let sources: Vec<&str> = pipeline
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.deps)
+        .filter(|dep| {
+            !pipeline
+                .stages
+                .iter()
+                .flat_map(|s| &s.outs)
+                .any(|out| path::overlaps(&dep.path, &out.path))
+        })
+        .map(|dep| dep.path.as_str())
+        .collect();
+    // Sources may sit above the project (`../shared/x.csv`): nest the copy deep enough that
+    // they land inside the temporary folder too.
+    let depth = sources
+        .iter()
+        .map(|source| source.split('/').take_while(|part| *part == "..").count())
+        .max()
+        .unwrap_or(0);
+    let scratch = tempfile::Builder::new().prefix("warez-check-").tempdir()?;
+    let mut project = scratch.path().to_path_buf();
+    for level in 0..depth {
+        project.push(format!("up{level}"));
+    }
+    project.push("project");
+    for source in &sources {
+        if source.starts_with('/') {
+            continue;
+        }
+        copy_into(&pipeline.abs(source), &lexical_join(&project, source))?;
+    }
+    let copy_file = project.join(&pipeline_file);
+    std::fs::create_dir_all(copy_file.parent().expect("a file path"))?;
+    std::fs::copy(&pipeline.file, &copy_file)?;
+    let copy = spec::load(&copy_file, overrides)?;
+    let dag = Dag::build(&copy)?;
+    let store = Store::open(&scratch.path().join("cache"))?;
+    let stats = StatCache::in_memory();
+    ui.say(&format!(
+        "check: rebuilding `{}` from scratch in {}",
+        pipeline.name,
+        project.display()
+    ));
+    let options = RunOptions {
+        force: false,
+        jobs,
+        dry_run: false,
+    };
+    let all = (0..copy.stages.len()).collect();
+    let rebuild = super::run(&copy, &dag, &all, &store, &stats, &options, ui)?;
+    let rebuilt = LockFile::read(&copy.lock_file())?;
+    let mut mismatches = Vec::new();
+    let mut unchecked = Vec::new();
+    for (name, stage) in &locked.stages {
+        let Some(index) = copy.stage_index(name) else {
+            unchecked.push(name.clone());
+            continue;
+        };
+        let artifact = if trains_at_or_above(&copy, &dag, index) {
+            "float result"
+        } else {
+            "data-only"
+        };
+        for (path, hash) in &stage.outputs {
+            let now = rebuilt
+                .stages
+                .get(name)
+                .and_then(|s| s.outputs.get(path))
+                .cloned();
+            if now.as_ref() != Some(hash) {
+                mismatches.push((
+                    dag.order().iter().position(|&s| s == index),
+                    Mismatch {
+                        stage: name.clone(),
+                        path: path.clone(),
+                        locked: hash.clone(),
+                        rebuilt: now,
+                        artifact,
+                    },
+                ));
+            }
+        }
+    }
+    mismatches.sort_by_key(|(order, _)| *order);
+    Ok(CheckReport {
+        pipeline: pipeline.name.clone(),
+        mismatches: mismatches.into_iter().map(|(_, m)| m).collect(),
+        unchecked,
+        rebuild,
+    })
+}
+
+/// Whether the stage or one above it needs the whole machine (trains).
+fn trains_at_or_above(pipeline: &Pipeline, dag: &Dag, index: usize) -> bool {
+    let mut stack = vec![index];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(stage) = stack.pop() {
+        if !seen.insert(stage) {
+            continue;
+        }
+        if let Action::Kind(kind) = &pipeline.stages[stage].action {
+            if kind.pool() == Pool::Machine {
+                return true;
+            }
+        }
+        stack.extend(dag.upstream(stage));
+    }
+    false
+}
+
+/// `base` joined with a normalized relative path that may start with `..`.
+fn lexical_join(base: &Path, relative: &str) -> PathBuf {
+    let mut joined = base.to_path_buf();
+    for component in Path::new(relative).components() {
+        match component {
+            Component::ParentDir => {
+                joined.pop();
+            }
+            Component::Normal(part) => joined.push(part),
+            _ => {}
+        }
+    }
+    joined
+}
+
+fn copy_into(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::fs::metadata(from)?.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_into(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else {
+        std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
+    }
+    Ok(())
+}

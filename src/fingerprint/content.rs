@@ -1,0 +1,203 @@
+//! Content hashes of files and folders.
+//!
+//! A file hashes to blake3 of its bytes. A folder hashes to blake3 of its **tree manifest**:
+//! the line [`TREE_HEADER`], then one line per file below it, sorted by relative `/`-separated
+//! path: `f <hash> <path>` (or `x` for an executable file). Directory order and mtimes do not
+//! matter; empty folders are not recorded. The same manifest is what the store keeps to restore
+//! a folder output.
+
+use std::fmt;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::StatCache;
+
+pub const TREE_HEADER: &str = "warez-tree 1";
+
+/// A blake3 hash in lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    pub fn of_bytes(bytes: &[u8]) -> ContentHash {
+        ContentHash(blake3::hash(bytes).to_hex().to_string())
+    }
+
+    pub fn from_blake3(hash: blake3::Hash) -> ContentHash {
+        ContentHash(hash.to_hex().to_string())
+    }
+
+    /// Accepts 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<ContentHash> {
+        (text.len() == 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| ContentHash(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 digits, for messages.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One file inside a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub hash: ContentHash,
+    pub executable: bool,
+}
+
+/// What a path holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    File {
+        hash: ContentHash,
+        executable: bool,
+    },
+    Tree {
+        hash: ContentHash,
+        entries: Vec<TreeEntry>,
+    },
+}
+
+impl Content {
+    pub fn hash(&self) -> &ContentHash {
+        match self {
+            Content::File { hash, .. } | Content::Tree { hash, .. } => hash,
+        }
+    }
+
+    pub fn is_tree(&self) -> bool {
+        matches!(self, Content::Tree { .. })
+    }
+
+    /// The tree manifest text of a folder's entries (sorted by path).
+    pub fn manifest(entries: &[TreeEntry]) -> String {
+        let mut text = format!("{TREE_HEADER}\n");
+        for entry in entries {
+            let mode = if entry.executable { 'x' } else { 'f' };
+            text.push_str(&format!("{mode} {} {}\n", entry.hash, entry.path));
+        }
+        text
+    }
+
+    /// Parses a manifest written by [`Content::manifest`].
+    pub fn parse_manifest(text: &str) -> Option<Vec<TreeEntry>> {
+        let mut lines = text.lines();
+        if lines.next()? != TREE_HEADER {
+            return None;
+        }
+        lines
+            .map(|line| {
+                let (mode, rest) = line.split_once(' ')?;
+                let (hash, path) = rest.split_once(' ')?;
+                Some(TreeEntry {
+                    path: path.to_string(),
+                    hash: ContentHash::parse(hash)?,
+                    executable: match mode {
+                        "x" => true,
+                        "f" => false,
+                        _ => return None,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// Hashes the file or folder at `path`, reusing the stat cache for unchanged files.
+pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
+    let metadata = std::fs::metadata(path)?;
+    if metadata.is_dir() {
+        let mut entries = Vec::new();
+        walk(path, "", stats, &mut entries)?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let hash = ContentHash::of_bytes(Content::manifest(&entries).as_bytes());
+        Ok(Content::Tree { hash, entries })
+    } else {
+        Ok(Content::File {
+            hash: stats.file_hash(path, &metadata)?,
+            executable: metadata.permissions().mode() & 0o111 != 0,
+        })
+    }
+}
+
+fn walk(dir: &Path, prefix: &str, stats: &StatCache, out: &mut Vec<TreeEntry>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relative = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let path = entry.path();
+        let metadata = std::fs::metadata(&path)?;
+        if metadata.is_dir() {
+            walk(&path, &relative, stats, out)?;
+        } else {
+            out.push(TreeEntry {
+                path: relative,
+                hash: stats.file_hash(&path, &metadata)?,
+                executable: metadata.permissions().mode() & 0o111 != 0,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Hashes a file's bytes (memory-mapped, multi-threaded for large files, like `b3sum`).
+pub(super) fn hash_file_bytes(path: &Path) -> io::Result<ContentHash> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_mmap_rayon(path)?;
+    Ok(ContentHash::from_blake3(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_hash_ignores_creation_order_and_round_trips() {
+        let stats = StatCache::in_memory();
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(a.path().join("sub")).unwrap();
+        std::fs::write(a.path().join("sub/one"), "1").unwrap();
+        std::fs::write(a.path().join("two"), "2").unwrap();
+        std::fs::write(b.path().join("two"), "2").unwrap();
+        std::fs::create_dir_all(b.path().join("sub")).unwrap();
+        std::fs::write(b.path().join("sub/one"), "1").unwrap();
+        let (ca, cb) = (
+            hash_path(a.path(), &stats).unwrap(),
+            hash_path(b.path(), &stats).unwrap(),
+        );
+        assert_eq!(ca, cb);
+        let Content::Tree { entries, .. } = &ca else {
+            panic!("a folder")
+        };
+        assert_eq!(
+            Content::parse_manifest(&Content::manifest(entries)).unwrap(),
+            *entries
+        );
+        std::fs::write(b.path().join("sub/one"), "changed").unwrap();
+        assert_ne!(ca.hash(), hash_path(b.path(), &stats).unwrap().hash());
+    }
+}

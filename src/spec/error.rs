@@ -1,0 +1,108 @@
+//! Everything that can be wrong with a pipeline file, each with the place it is wrong.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A place in a pipeline file: `pipelines/x.yaml:12:5`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A pipeline rejected before anything runs.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{}: cannot read the pipeline: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// YAML syntax, unknown keys and wrong types (as serde_yaml words them).
+    #[error("{at}: {message}")]
+    Syntax { at: Location, message: String },
+    #[error("{at}: duplicate stage name `{name}` (first defined on line {first_line})")]
+    DuplicateStage {
+        at: Location,
+        name: String,
+        first_line: usize,
+    },
+    #[error("{at}: duplicate key `{key}` (first on line {first_line})")]
+    DuplicateKey {
+        at: Location,
+        key: String,
+        first_line: usize,
+    },
+    #[error(
+        "{at}: stage `{stage}`: unknown kind `{kind}`{}",
+        did_you_mean(suggestion)
+    )]
+    UnknownKind {
+        at: Location,
+        stage: String,
+        kind: String,
+        suggestion: Option<String>,
+    },
+    #[error(
+        "{at}: stage `{stage}`: dependency `{path}` is produced by no stage and no such file exists"
+    )]
+    MissingDependency {
+        at: Location,
+        stage: String,
+        path: String,
+    },
+    #[error("{at}: stage `{stage}` writes `{path}`, which {other} also writes")]
+    DuplicateOutput {
+        at: Location,
+        stage: String,
+        path: String,
+        /// The other writer: "stage `x` (as `path`)".
+        other: String,
+    },
+    #[error("{at}: stage `{stage}`: output `{path}` is outside the project folder; outputs must be relative paths that stay inside it")]
+    OutputOutsideProject {
+        at: Location,
+        stage: String,
+        path: String,
+    },
+    #[error("{}: dependency cycle: {}", file.display(), cycle.join(" -> "))]
+    Cycle { file: PathBuf, cycle: Vec<String> },
+    /// Any other problem with one stage (roles, params, variables, kind vs cmd).
+    #[error("{at}: stage `{stage}`: {message}")]
+    Stage {
+        at: Location,
+        stage: String,
+        message: String,
+    },
+    #[error("--set {assignment}: {message}")]
+    Override { assignment: String, message: String },
+    #[error("--stage {name}: no such stage{}", did_you_mean(suggestion))]
+    UnknownStage {
+        name: String,
+        suggestion: Option<String>,
+    },
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(name) => format!(" (did you mean `{name}`?)"),
+        None => String::new(),
+    }
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(word, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate.to_string())
+}

@@ -1,0 +1,88 @@
+//! Pipeline paths: written relative to the project folder, kept normalized (`a/./b/../c` →
+//! `a/c`, `/`-separated) so that two spellings of one file compare equal and hash alike.
+
+/// Normalizes a relative path lexically; a leading `..` that leaves the project is kept.
+/// Absolute paths stay absolute.
+pub fn normalize(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|last| *last != "..") => {
+                parts.pop();
+            }
+            ".." if absolute => {}
+            _ => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+/// Whether a normalized path stays strictly inside the project folder.
+pub fn is_inside_project(normalized: &str) -> bool {
+    !normalized.starts_with('/')
+        && normalized != "."
+        && normalized != ".."
+        && !normalized.starts_with("../")
+}
+
+/// Whether `path` is `folder` or lies inside it.
+pub fn is_within(path: &str, folder: &str) -> bool {
+    path == folder || (path.starts_with(folder) && path[folder.len()..].starts_with('/'))
+}
+
+/// Whether one of the two paths is, or is inside, the other.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    is_within(a, b) || is_within(b, a)
+}
+
+/// Replaces every `${name}` in `text` using `lookup`; names it does not know are an error.
+pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("unclosed `${{` in `{text}`"));
+        };
+        let name = &after[..end];
+        match lookup(name) {
+            Some(value) => out.push_str(&value),
+            None => return Err(format!("unknown variable `${{{name}}}`")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_and_classifies() {
+        assert_eq!(normalize("./a//b/../c/"), "a/c");
+        assert_eq!(normalize("../x"), "../x");
+        assert_eq!(normalize("a/../../x"), "../x");
+        assert!(!is_inside_project(&normalize("a/../../x")));
+        assert!(!is_inside_project("/etc/passwd"));
+        assert!(is_inside_project("models/m/x.bin"));
+        assert!(is_within("models/m/x", "models/m"));
+        assert!(!is_within("models/mx", "models/m"));
+    }
+
+    #[test]
+    fn expands_variables() {
+        let lookup = |name: &str| (name == "model_path").then(|| "models/m".to_string());
+        assert_eq!(expand("${model_path}/a", lookup).unwrap(), "models/m/a");
+        assert!(expand("${nope}", lookup).unwrap_err().contains("`${nope}`"));
+    }
+}

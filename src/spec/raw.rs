@@ -1,0 +1,69 @@
+//! The pipeline file as written: serde types that reject unknown keys and wrong types.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub name: Option<String>,
+    pub project_dir: Option<String>,
+    pub model_path: Option<String>,
+    #[serde(default)]
+    pub params: IndexMap<String, serde_yaml::Value>,
+    pub stages: IndexMap<String, RawStage>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub kind: Option<String>,
+    pub cmd: Option<String>,
+    pub deps: Option<RawPorts>,
+    pub outs: Option<RawPorts>,
+    #[serde(default)]
+    pub params: IndexMap<String, serde_yaml::Value>,
+}
+
+/// `deps:`/`outs:`: a list of paths (cmd stages) or a map role → path (built-in kinds).
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawPorts {
+    List(Vec<String>),
+    Roles(IndexMap<String, String>),
+}
+
+// By hand rather than `#[serde(untagged)]`: untagged enums swallow the inner error and its
+// position; this visitor keeps serde_yaml's message ("invalid type … at line 7 column 9").
+impl<'de> Deserialize<'de> for RawPorts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortsVisitor;
+        impl<'de> Visitor<'de> for PortsVisitor {
+            type Value = RawPorts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of paths or a map of role: path")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawPorts, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(path) = seq.next_element::<String>()? {
+                    paths.push(path);
+                }
+                Ok(RawPorts::List(paths))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPorts, A::Error> {
+                let mut roles = IndexMap::new();
+                while let Some((role, path)) = map.next_entry::<String, String>()? {
+                    roles.insert(role, path);
+                }
+                Ok(RawPorts::Roles(roles))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawPorts, E> {
+                Ok(RawPorts::List(Vec::new()))
+            }
+        }
+        deserializer.deserialize_any(PortsVisitor)
+    }
+}

@@ -1,0 +1,165 @@
+//! Every invalid pipeline is rejected before anything runs, with file:line:column (or the
+//! cycle's chain) and exit code 2.
+
+mod engine_support;
+
+use engine_support::{Project, PIPELINE};
+
+/// Writes `yaml` (the `project_dir: ..` line is line 1) and expects rejection with `message`.
+#[track_caller]
+fn rejected(yaml: &str, message: &str) {
+    let project = Project::new();
+    project.file("data/in.txt", "x\n").pipeline(yaml);
+    let run = project.warez(&["run", PIPELINE]);
+    run.assert_code(2).assert_stderr_contains(message);
+    assert!(!project.exists("out"), "nothing ran");
+    assert!(!project.exists("pipelines/p.lock"));
+}
+
+#[test]
+fn unknown_key() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    depz: [data/in.txt]\n",
+        "pipelines/p.yaml:6:5: stages.a: unknown field `depz`, expected one of `kind`, `cmd`, `deps`, `outs`, `params`",
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    rejected(
+        "name: t\nstagez: {}\n",
+        "pipelines/p.yaml:3:1: unknown field `stagez`",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: { x: [1, 2] }\n",
+        "pipelines/p.yaml:6:16: stages.a.outs.x: invalid type: sequence, expected a string",
+    );
+}
+
+#[test]
+fn yaml_syntax_with_a_hint_for_unquoted_variables() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [${model_path}/x]\n",
+        "quote a path that uses ${…}",
+    );
+}
+
+#[test]
+fn duplicate_stage_names() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo a\n  a:\n    cmd: echo b\n",
+        "pipelines/p.yaml:6:3: duplicate stage name `a` (first defined on line 4)",
+    );
+}
+
+#[test]
+fn unknown_kind_suggests_the_closest() {
+    rejected(
+        "name: t\nstages:\n  ing:\n    kind: ingset\n",
+        "pipelines/p.yaml:5:11: stage `ing`: unknown kind `ingset` (did you mean `ingest`?)",
+    );
+}
+
+#[test]
+fn unknown_param_of_a_kind() {
+    rejected(
+        "name: t\nstages:\n  gen:\n    kind: generate\n    params: { definitely_not_a_param: 1 }\n",
+        "pipelines/p.yaml:6:15: stage `gen`: kind `generate` has no param `definitely_not_a_param`",
+    );
+}
+
+#[test]
+fn unknown_role_of_a_kind() {
+    rejected(
+        "name: t\nstages:\n  gen:\n    kind: generate\n    outs: { nope: out/x }\n",
+        "pipelines/p.yaml:6:13: stage `gen`: unknown outs role `nope`",
+    );
+}
+
+#[test]
+fn dependency_nothing_provides() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: cat data/missing.txt\n    deps: [data/in.txt, data/missing.txt]\n",
+        "pipelines/p.yaml:6:25: stage `a`: dependency `data/missing.txt` is produced by no stage and no such file exists",
+    );
+}
+
+#[test]
+fn two_stages_writing_one_output() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [out/x]\n  b:\n    cmd: echo\n    outs: [out/./x]\n",
+        "pipelines/p.yaml:9:12: stage `b` writes `out/x`, which stage `a` (as `out/x`) also writes",
+    );
+}
+
+#[test]
+fn outputs_must_stay_inside_the_project() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [/tmp/x]\n",
+        "pipelines/p.yaml:6:12: stage `a`: output `/tmp/x` is outside the project folder",
+    );
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [out/../../x]\n",
+        "stage `a`: output `../x` is outside the project folder",
+    );
+}
+
+#[test]
+fn cycles_print_their_chain() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    deps: [out/b]\n    outs: [out/a]\n  b:\n    cmd: echo\n    deps: [out/a]\n    outs: [out/b]\n",
+        "pipelines/p.yaml: dependency cycle: a -> b -> a",
+    );
+    rejected(
+        "name: t\nstages:\n  self:\n    cmd: echo\n    deps: [out/s/in]\n    outs: [out/s]\n",
+        "dependency cycle: self -> self",
+    );
+}
+
+#[test]
+fn unknown_variable_in_a_command() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo ${params.nope}\n",
+        "pipelines/p.yaml:5:10: stage `a`: unknown variable `${params.nope}`",
+    );
+}
+
+#[test]
+fn kind_and_cmd_together_or_neither() {
+    rejected(
+        "name: t\nstages:\n  a:\n    kind: generate\n    cmd: echo\n",
+        "stage `a`: a stage has either `kind:` or `cmd:`, not both",
+    );
+    rejected(
+        "name: t\nstages:\n  a:\n    deps: [data/in.txt]\n",
+        "pipelines/p.yaml:4:3: stage `a`: needs `kind:`",
+    );
+}
+
+#[test]
+fn overrides_name_a_real_stage() {
+    let project = Project::new();
+    project
+        .pipeline("name: t\nstages:\n  train:\n    cmd: echo ${params.x}\n    params: { x: 1 }\n");
+    project
+        .warez(&["run", PIPELINE, "--set", "trian.x=2"])
+        .assert_code(2)
+        .assert_stderr_contains("--set trian.x=2: no stage `trian` (did you mean `train`?)");
+    project
+        .warez(&["run", PIPELINE, "--set", "train"])
+        .assert_code(2)
+        .assert_stderr_contains("--set train: expected stage.param=value");
+}
+
+#[test]
+fn missing_pipeline_file() {
+    let project = Project::new();
+    project
+        .warez(&["status", "pipelines/none.yaml"])
+        .assert_code(2)
+        .assert_stderr_contains("pipelines/none.yaml: cannot read the pipeline");
+}
