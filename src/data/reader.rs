@@ -3,9 +3,9 @@
 //! One pass over the file with csv's [`ByteRecord`]: a single record buffer is reused for every
 //! row, so the text is never held whole (let alone twice) and a row costs no allocation. Per row
 //! the reader
-//! - looks each id up in its [`IdMap`] as written; only an id seen for the first time is parsed
-//!   as a UUID (to validate it) and appended, so the maps come out in first-seen order, exactly
-//!   what `pandas.unique` yields, and a UUID is parsed once per distinct id, not once per row;
+//! - looks each id up by its exact text (see `IdInterner`); only an id seen for the first time
+//!   is parsed as a UUID (to validate it) and appended, so the maps come out in first-seen order,
+//!   exactly what `pandas.unique` yields, and a UUID is parsed once per distinct id, not per row;
 //! - parses the rating as f64 and narrows it to f32 (what pandas + Keras do), requiring it to be
 //!   finite and ≥ 0 (the trainer's MSLE loss needs y > −1).
 //!
@@ -15,6 +15,7 @@
 //! Quoted fields, CRLF line ends and a missing final newline are the csv crate's business; a
 //! UTF-8 BOM (which the csv crate keeps as part of the first header name) is stripped here.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::{Cursor, Read};
@@ -133,8 +134,8 @@ pub fn read_ratings(
         ratings: Vec::with_capacity(capacity),
         ..Ratings::default()
     };
-    let mut customers = IdMap::default();
-    let mut products = IdMap::default();
+    let mut customers = IdInterner::new(CUSTOMER_COLUMN);
+    let mut products = IdInterner::new(PRODUCT_COLUMN);
     let mut skipped = 0u64;
     let mut rows_read = 0u64;
 
@@ -185,6 +186,7 @@ pub fn read_ratings(
         }
         bail!("{source}: no data rows (only a header)");
     }
+    let (customers, products) = (customers.map, products.map);
     ratings.n_customers = customers.len() as u32;
     ratings.n_products = products.len() as u32;
     Ok(Ingested {
@@ -258,8 +260,8 @@ impl Columns {
 fn parse_row(
     record: &ByteRecord,
     columns: &Columns,
-    customers: &mut IdMap,
-    products: &mut IdMap,
+    customers: &mut IdInterner,
+    products: &mut IdInterner,
 ) -> std::result::Result<(u32, u32, f32), String> {
     if record.len() != columns.width {
         return Err(format!(
@@ -268,22 +270,64 @@ fn parse_row(
             columns.width
         ));
     }
-    let customer = intern_uuid(customers, &record[columns.customer], CUSTOMER_COLUMN)?;
-    let product = intern_uuid(products, &record[columns.product], PRODUCT_COLUMN)?;
+    let customer = customers.intern(&record[columns.customer])?;
+    let product = products.intern(&record[columns.product])?;
     let rating = parse_rating(&record[columns.rating])?;
     Ok((customer, product, rating))
 }
 
-/// The index of the id `field` as written, validating it as a UUID when first seen.
-fn intern_uuid(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
-    let not_a_uuid =
-        |reason: &dyn fmt::Display| format!("{column} `{}` is not a UUID: {reason}", shown(field));
-    let id = std::str::from_utf8(field).map_err(|error| not_a_uuid(&error))?;
-    if let Some(index) = map.get(id) {
-        return Ok(index);
+/// The hyphenated form every UUID printer writes: the fast path of [`IdInterner`].
+const HYPHENATED_LEN: usize = 36;
+
+/// One id column's map, built while reading: ids as written → first-seen indices.
+///
+/// Reading is bound by memory latency on the id lookups (100k customers spread over a 1M-row
+/// file miss the cache on nearly every row), so ids of the usual 36-byte hyphenated form are
+/// also indexed by their bytes inline: a hit touches one table slot, where [`IdMap`]'s own
+/// `String` keys would cost a second miss to follow the pointer to the text. Either way an id
+/// is keyed by its exact text, so two spellings of one UUID stay two ids, as in pandas.
+struct IdInterner {
+    column: &'static str,
+    hyphenated: HashMap<[u8; HYPHENATED_LEN], u32, foldhash::fast::RandomState>,
+    /// Every id in first-seen order; also the index for ids of other lengths.
+    map: IdMap,
+}
+
+impl IdInterner {
+    fn new(column: &'static str) -> Self {
+        Self {
+            column,
+            hyphenated: HashMap::default(),
+            map: IdMap::default(),
+        }
     }
-    Uuid::try_parse(id).map_err(|error| not_a_uuid(&error))?;
-    Ok(map.intern(id))
+
+    /// The index of the id `field` as written, validating it as a UUID when first seen.
+    fn intern(&mut self, field: &[u8]) -> std::result::Result<u32, String> {
+        match <[u8; HYPHENATED_LEN]>::try_from(field) {
+            Ok(key) => match self.hyphenated.entry(key) {
+                Entry::Occupied(entry) => Ok(*entry.get()),
+                Entry::Vacant(entry) => {
+                    let index = Self::first_seen(&mut self.map, field, self.column)?;
+                    Ok(*entry.insert(index))
+                }
+            },
+            Err(_) => Self::first_seen(&mut self.map, field, self.column),
+        }
+    }
+
+    /// The index of an id not in the fast path: looked up in `map`, or validated and added.
+    fn first_seen(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
+        let not_a_uuid = |reason: &dyn fmt::Display| {
+            format!("{column} `{}` is not a UUID: {reason}", shown(field))
+        };
+        let id = std::str::from_utf8(field).map_err(|error| not_a_uuid(&error))?;
+        if let Some(index) = map.get(id) {
+            return Ok(index);
+        }
+        Uuid::try_parse(id).map_err(|error| not_a_uuid(&error))?;
+        Ok(map.intern(id))
+    }
 }
 
 fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
@@ -358,6 +402,21 @@ mod tests {
         let upper = C1.to_uppercase();
         let text = format!("customerId,productId,scaled_purchase_freq\n{upper},{P1},0.5\n");
         assert_eq!(read(&text).unwrap().customers.ids(), [upper]);
+    }
+
+    #[test]
+    fn other_uuid_forms_are_ids_of_their_own() {
+        let simple = C1.replace('-', "");
+        let braced = format!("{{{C1}}}");
+        let upper = C1.to_uppercase();
+        let text = format!(
+            "customerId,productId,scaled_purchase_freq\n\
+             {simple},{P1},1\n{braced},{P1},1\n{C1},{P1},1\n{upper},{P1},1\n\
+             {braced},{P1},1\n{simple},{P1},1\n{upper},{P1},1\n"
+        );
+        let ingested = read(&text).unwrap();
+        assert_eq!(ingested.customers.ids(), [&simple, &braced, C1, &upper]);
+        assert_eq!(ingested.ratings.customers, [0, 1, 2, 3, 1, 0, 3]);
     }
 
     #[test]
