@@ -41,6 +41,7 @@ fn tensorflow_loads_the_graph_record_and_saved_model_and_agrees_with_the_referen
     for check in [
         "ok GraphDef file",
         "ok GraphDef from the Avro record",
+        "ok variables/ is a valid TensorFlow checkpoint",
         "ok tf.saved_model.load",
         "ok tf.compat.v1.saved_model.loader.load",
         "ok C API LoadSavedModel",

@@ -3,10 +3,12 @@
 
 pub mod avro_record;
 pub mod checkpoint;
+pub mod graphs;
 pub mod metrics;
 pub mod onnx_proto;
 pub mod params;
 pub mod runtime;
+pub mod tf_bundle;
 pub mod tf_export;
 pub mod tf_proto;
 pub mod trainer;

@@ -17,14 +17,16 @@
 //! # The SavedModel
 //! `saved_model.pb` holds one `MetaGraphDef` (tag `serve`) whose graph is the frozen graph, with
 //! signature `serving_default` (inputs `user`, `product`; output `dense_2`; method
-//! `tensorflow/serving/predict`), and `variables/` is an empty folder. That is exactly the layout
-//! TensorFlow's own `SavedModelBuilder` writes for a graph without variables (checked with
-//! TensorFlow 2.21): no `saver_def`, so no loader restores anything, and no `variables.index`,
-//! which loaders read only when there is a saver. Loaders handle it as a TF1-style SavedModel:
-//! `tf.compat.v1.saved_model.load`, `tf.saved_model.load` (which wraps TF1 SavedModels into
+//! `tensorflow/serving/predict`). It has no `saver_def`, exactly like what TensorFlow's own
+//! `SavedModelBuilder` writes for a graph without variables (checked with TensorFlow 2.21), so no
+//! loader restores anything. Loaders handle it as a TF1-style SavedModel:
+//! `tf.compat.v1.saved_model.loader.load`, `tf.saved_model.load` (which wraps TF1 SavedModels into
 //! signature functions), and the C++ `LoadSavedModel` that TensorFlow Serving uses. A TF2-style
 //! SavedModel (an object graph plus a checkpoint of its variables) would need FunctionDefs and a
-//! tensor-bundle writer for no gain at serving time.
+//! real checkpoint for no gain at serving time.
+//!
+//! `variables/` holds a valid empty checkpoint ([`super::tf_bundle`]) rather than nothing, so
+//! the folder survives tools that store files only.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -37,6 +39,7 @@ use super::params::{
     ModelParams, CUSTOMER_EMBEDDING, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
     INPUT_PRODUCT, INPUT_USER, OUTPUT, PRODUCT_EMBEDDING,
 };
+use super::tf_bundle;
 use super::tf_proto::{
     attr_value, meta_graph_def::MetaInfoDef, AttrValue, DataType, GraphDef, MetaGraphDef, NodeDef,
     SavedModel, SignatureDef, TensorInfo, TensorProto, TensorShapeProto, VersionDef,
@@ -187,14 +190,24 @@ pub fn write_graph(path: &Path, graph: &GraphDef) -> Result<()> {
         .with_context(|| format!("writing the TensorFlow graph {}", path.display()))
 }
 
-/// Writes a SavedModel folder: `saved_model.pb` and an empty `variables/` (see the module doc).
+/// Writes a SavedModel folder: `saved_model.pb` and `variables/` with an empty checkpoint (see
+/// the module doc).
 pub fn write_saved_model(dir: &Path, model: &SavedModel) -> Result<()> {
     let variables = dir.join(VARIABLES_DIR);
     fs::create_dir_all(&variables)
         .with_context(|| format!("creating the SavedModel folder {}", variables.display()))?;
-    let file = dir.join(SAVED_MODEL_FILE);
-    fs::write(&file, model.encode_to_vec())
-        .with_context(|| format!("writing the SavedModel {}", file.display()))
+    for (path, bytes) in [
+        (dir.join(SAVED_MODEL_FILE), model.encode_to_vec()),
+        (
+            variables.join(tf_bundle::INDEX_FILE),
+            tf_bundle::empty_bundle_index(),
+        ),
+        (variables.join(tf_bundle::DATA_FILE), Vec::new()),
+    ] {
+        fs::write(&path, bytes)
+            .with_context(|| format!("writing the SavedModel file {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Decodes a binary GraphDef.

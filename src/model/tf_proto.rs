@@ -6,7 +6,7 @@
 //! `protoc` plus a vendored copy of TensorFlow's proto tree at build time. Field numbers and enum
 //! values are TensorFlow's own, checked against the descriptors of the `tensorflow` 2.21 Python
 //! package (`tensorflow/core/framework/{graph,node_def,attr_value,tensor,tensor_shape,types,
-//! versions}.proto`, `tensorflow/core/protobuf/{meta_graph,saved_model}.proto`). Fields
+//! versions}.proto`, `tensorflow/core/protobuf/{meta_graph,saved_model,tensor_bundle}.proto`). Fields
 //! warez-pipe never sets are left out; `prost` skips them when decoding files written by
 //! TensorFlow, so a decode/encode round trip drops them.
 //!
@@ -219,4 +219,26 @@ pub struct TensorInfo {
     pub dtype: i32,
     #[prost(message, optional, tag = "3")]
     pub tensor_shape: Option<TensorShapeProto>,
+}
+
+/// `tensorflow.BundleHeaderProto` (tensor_bundle.proto): the entry under the empty key of a
+/// tensor bundle's index.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BundleHeaderProto {
+    #[prost(int32, tag = "1")]
+    pub num_shards: i32,
+    #[prost(enumeration = "bundle_header_proto::Endianness", tag = "2")]
+    pub endianness: i32,
+    #[prost(message, optional, tag = "3")]
+    pub version: Option<VersionDef>,
+}
+
+pub mod bundle_header_proto {
+    /// `tensorflow.BundleHeaderProto.Endianness`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum Endianness {
+        Little = 0,
+        Big = 1,
+    }
 }

@@ -161,6 +161,15 @@ def run_with_c_api(path, users, products):
     return np.frombuffer(ctypes.string_at(library.TF_TensorData(output_values[0]), size), dtype=np.float32)
 
 
+def check_empty_checkpoint(path):
+    """variables/ holds a checkpoint TensorFlow opens, with no tensors in it."""
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    tensors = reader.get_variable_to_shape_map()
+    if tensors:
+        fail(f"variables/ holds tensors {sorted(tensors)}; the graph has no variables")
+    print("ok variables/ is a valid TensorFlow checkpoint with no tensors")
+
+
 def main():
     with open(sys.argv[1]) as file:
         cases = json.load(file)
@@ -182,6 +191,7 @@ def main():
         compare("GraphDef from the Avro record", run_graph_def(record["tensorFlowModel"], users, products), references, tolerance)
     if cases.get("saved_model"):
         path = cases["saved_model"]
+        check_empty_checkpoint(path)
         compare("tf.saved_model.load", run_saved_model_v2(path, users, products), references, tolerance)
         compare("tf.compat.v1.saved_model.loader.load", run_saved_model_v1(path, users, products), references, tolerance)
         compare("C API LoadSavedModel (TensorFlow Serving's loader)", run_with_c_api(path, users, products), references, tolerance)
