@@ -31,7 +31,9 @@ fn predict_scores_a_trained_model_like_the_reference_forward_pass() {
     runtime_support::ort_dylib();
     let project = Project::new();
     let ratings = std::fs::read_to_string(SMALL_DATA).expect("the shared small data set");
-    project.file("data/ratings.csv", &ratings).pipeline(PIPELINE_YAML);
+    project
+        .file("data/ratings.csv", &ratings)
+        .pipeline(PIPELINE_YAML);
     project.run(&[]).assert_code(0);
 
     // Every pair of the first 300 ratings, plus a customer/product combination never rated.
