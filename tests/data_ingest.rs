@@ -312,7 +312,7 @@ fn skip_mode_counts_and_reports_bad_rows() {
         "ratings.csv:3: productId `not-a-uuid` is not a UUID",
     );
     assert_contains(&printed, "ratings.csv:4: scaled_purchase_freq `NaN`");
-    assert_contains(&printed, "skipped 2 bad rows");
+    assert_contains(&printed, "skipped 2 bad rows of");
 }
 
 #[test]

@@ -41,11 +41,21 @@ fn wrong_type() {
 }
 
 #[test]
-fn yaml_syntax_with_a_hint_for_unquoted_variables() {
+fn yaml_syntax_error() {
     rejected(
-        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [${model_path}/x]\n",
-        "quote a path that uses ${…}",
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [out/x\n",
+        "pipelines/p.yaml:7:1: did not find expected ',' or ']'",
     );
+}
+
+#[test]
+fn variables_work_unquoted_inside_flow_lists() {
+    let project = Project::new();
+    project.pipeline(
+        "name: t\nmodel_path: models/m\nstages:\n  a:\n    cmd: echo ${params.x} > ${model_path}/a\n    outs: [${model_path}/a]\n    params: { x: 3 }\n",
+    );
+    project.warez(&["run", PIPELINE]).assert_code(0);
+    assert_eq!(project.read("models/m/a"), "3\n");
 }
 
 #[test]

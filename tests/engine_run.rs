@@ -344,3 +344,41 @@ fn a_moved_project_keeps_its_cache() {
     run.assert_code(0);
     assert_eq!(run.with_outcome("up_to_date").len(), 5);
 }
+
+#[test]
+fn built_in_kinds_write_through_staging_to_their_default_outputs() {
+    let project = Project::new();
+    project.pipeline(
+        r#"
+name: gen
+params: { seed: 5 }
+stages:
+  gen:
+    kind: generate
+    params: { rows: 30, customers: 6, products: 5 }
+  count:
+    cmd: wc -l < ${model_path}/ratings.csv > out/lines.txt
+    deps: [${model_path}/ratings.csv]
+    outs: [out/lines.txt]
+"#,
+    );
+    let first = project.run(&[]);
+    first.assert_code(0);
+    assert_eq!(first.with_outcome("ran"), ["count", "gen"]);
+    let csv = project.read("models/gen/ratings.csv");
+    assert_eq!(
+        project.read("out/lines.txt").trim(),
+        csv.lines().count().to_string()
+    );
+    assert_eq!(project.run(&[]).with_outcome("up_to_date").len(), 2);
+    let reseeded = project.run(&["--set", "gen.seed=6"]);
+    assert_eq!(reseeded.outcomes()["gen"], "ran");
+    assert_ne!(project.read("models/gen/ratings.csv"), csv);
+    assert!(
+        std::fs::read_dir(project.abs("cache/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no staging folder left behind"
+    );
+}

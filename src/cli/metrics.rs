@@ -3,14 +3,15 @@
 //!
 //! Where the previous run comes from: the cache, not a copy kept beside the model. Every run of
 //! the train stage leaves a run record in `<cache>/runs/` naming its outputs (path relative to
-//! the project, content hash) with the time it was last run or restored (`last_used`), and the
-//! output bytes in `<cache>/objects/`. The previous metrics are those of the most recently used
-//! record whose `metrics.json` differs from the one now in place (ties broken by the record
-//! file's modification time). This needs no extra bookkeeping in the train stage, survives
-//! `clean`, and stays right when outputs are restored from the cache: switching a param back
-//! makes the restored run current and the one it replaced previous. A copy rotated by this
-//! command would instead compare against whatever was current when it was last invoked.
-//! Records whose objects were collected by `gc` are skipped.
+//! the project, content hash) and when it was last run or restored (`last_used`), and the
+//! outputs' bytes in the cache's objects. The previous metrics are those of the most recently
+//! used record whose `metrics.json` differs from the one now in place (ties, within the same
+//! second, broken by the record file's modification time), read back through
+//! [`Store::restore_output`], which checks the bytes against the hash. This needs no extra
+//! bookkeeping in the train stage, survives `clean`, and stays right when outputs are restored
+//! from the cache: switching a param back makes the restored run current and the one it replaced
+//! previous. (A copy rotated by this command would instead compare against whatever was current
+//! when the command last ran.) Records whose objects `gc` collected are skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,10 +19,11 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::model_dir::{self, ModelLocation};
 use crate::model::metrics::{RegressionScores, TrainingMetrics};
+use crate::store::{RecordedOutput, RunRecord, Store};
 
 const METRICS_FILE: &str = "metrics.json";
 
@@ -195,20 +197,6 @@ impl Report {
     }
 }
 
-/// The fields of the engine's run records (`<cache>/runs/xx/….json`) this command reads.
-#[derive(Deserialize)]
-struct RunRecord {
-    outputs: Vec<RecordedOutput>,
-    last_used: u64,
-}
-
-#[derive(Deserialize)]
-struct RecordedOutput {
-    /// Relative to the project folder.
-    path: PathBuf,
-    hash: String,
-}
-
 /// The previous run's metrics from the cache (see the module doc), if any.
 fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<PreviousRun>> {
     let (Some(project), Some(cache)) = (&location.project_dir, &location.cache_dir) else {
@@ -218,6 +206,7 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
     if !runs.is_dir() {
         return Ok(None);
     }
+    let store = Store::open(cache).with_context(|| format!("opening cache {}", cache.display()))?;
     let current_file = file
         .canonicalize()
         .with_context(|| format!("resolving {}", file.display()))?;
@@ -226,33 +215,27 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
             .to_hex()
             .to_string();
 
-    // (last_used, record mtime, record path, object path) of the best candidate so far.
-    let mut best: Option<(u64, SystemTime, PathBuf, PathBuf)> = None;
+    // (last_used, record mtime, record path, output) of the best candidate so far.
+    let mut best: Option<(u64, SystemTime, PathBuf, RecordedOutput)> = None;
     for record_path in record_files(&runs)? {
-        // Records are the engine's; one this version cannot read is not ours to judge.
+        // An unreadable record is the engine's to judge (it reruns that stage); skip it here.
         let Some(record) = std::fs::read(&record_path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<RunRecord>(&bytes).ok())
         else {
             continue;
         };
-        let Some(output) = record.outputs.iter().find(|output| {
-            output.hash != current_hash
-                && output.hash.len() > 2
+        let Some(output) = record.outputs.into_iter().find(|output| {
+            !output.tree
+                && output.hash.as_str() != current_hash
                 && project
                     .join(&output.path)
                     .canonicalize()
                     .is_ok_and(|path| path == current_file)
+                && store.has_output(output)
         }) else {
             continue;
         };
-        let object = cache
-            .join("objects")
-            .join(&output.hash[..2])
-            .join(&output.hash[2..]);
-        if !object.is_file() {
-            continue;
-        }
         let modified = std::fs::metadata(&record_path)
             .and_then(|metadata| metadata.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -262,27 +245,34 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
                 (record.last_used, modified) > (*last_used, *best_modified)
             });
         if newer {
-            best = Some((record.last_used, modified, record_path, object));
+            best = Some((record.last_used, modified, record_path, output));
         }
     }
-    let Some((last_used, _, record, object)) = best else {
+    let Some((last_used, _, record, output)) = best else {
         return Ok(None);
     };
-    let metrics = match TrainingMetrics::read_json(&object) {
-        Ok(metrics) => metrics,
+    // Restoring checks the object's bytes against its hash.
+    let scratch = tempfile::tempdir_in(store.tmp_dir())
+        .with_context(|| format!("creating a temporary folder in {}", cache.display()))?;
+    let copy = scratch.path().join(METRICS_FILE);
+    let restored = store
+        .restore_output(&output, &copy)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| TrainingMetrics::read_json(&copy));
+    match restored {
+        Ok(metrics) => Ok(Some(PreviousRun {
+            record,
+            last_used,
+            metrics,
+        })),
         Err(error) => {
             eprintln!(
                 "warning: the previous run's metrics (run record {}) are unreadable: {error:#}",
                 record.display()
             );
-            return Ok(None);
+            Ok(None)
         }
-    };
-    Ok(Some(PreviousRun {
-        record,
-        last_used,
-        metrics,
-    }))
+    }
 }
 
 /// `runs/<2 hex>/<rest>.json`, in a fixed order.

@@ -3,6 +3,7 @@
 
 pub mod avro_record;
 pub mod checkpoint;
+pub mod graphs;
 pub mod metrics;
 pub mod onnx_proto;
 pub mod params;

@@ -6,7 +6,8 @@
 //! [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
 //! `${model_path}` expanded, normalized relative to the project folder), and its params
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
-//! the kind. Cross-stage checks follow: an output written twice, an output leaving the
+//! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
+//! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
 //! project, a dependency that no stage produces and no file provides. Cycles are found when
 //! the graph is built (`dag`).
 
@@ -136,7 +137,7 @@ pub fn load(file: &Path, overrides: &[Override]) -> Result<Pipeline, SpecError> 
         file: file.to_path_buf(),
         source,
     })?;
-    Loader::new(file, &text)?.load(overrides)
+    Loader::new(file, &path::protect_variables(&text))?.load(overrides)
 }
 
 struct Loader<'a> {
@@ -152,13 +153,7 @@ impl<'a> Loader<'a> {
                 .location()
                 .map(|at| (at.line(), at.column()))
                 .unwrap_or((1, 1));
-            let mut message = without_location(&error.to_string());
-            let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
-            if line_text.contains("${") && (line_text.contains('[') || line_text.contains('{')) {
-                message.push_str(
-                    " (inside [ ] or { }, quote a path that uses ${…}: \"${model_path}/x\")",
-                );
-            }
+            let message = path::unprotect(&without_location(&error.to_string()));
             SpecError::Syntax {
                 at: Location {
                     file: file.to_path_buf(),
@@ -203,7 +198,8 @@ impl<'a> Loader<'a> {
                 }
             });
         }
-        let raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
+        let mut raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
+        raw.unprotect();
         Ok(Loader {
             file,
             positions,
@@ -638,5 +634,80 @@ fn list_or_none(names: &[&str]) -> String {
         "none".to_string()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(yaml: &str, overrides: &[&str]) -> Result<Pipeline, SpecError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let overrides: Vec<Override> = overrides
+            .iter()
+            .map(|o| Override::parse(o).unwrap())
+            .collect();
+        load(&file, &overrides)
+    }
+
+    const GENERATE: &str = "name: g\nparams: { seed: 7, epochs: 3 }\nstages:\n  gen:\n    kind: generate\n    params: { rows: 30, customers: 6, products: 5 }\n";
+
+    #[test]
+    fn params_resolve_default_global_stage_override() {
+        let pipeline = load_text(GENERATE, &[]).unwrap();
+        let params = &pipeline.stages[0].params;
+        assert_eq!(
+            params.u64("seed").unwrap(),
+            7,
+            "global beats the kind default"
+        );
+        assert_eq!(params.u64("rows").unwrap(), 30, "stage param");
+        assert!(
+            params.get("epochs").is_none(),
+            "globals the kind does not declare stay out"
+        );
+        assert!(params.get("customers").is_some(), "kind default");
+        let overridden = load_text(GENERATE, &["gen.seed=9", "gen.rows=25"]).unwrap();
+        assert_eq!(overridden.stages[0].params.u64("seed").unwrap(), 9);
+        assert_eq!(overridden.stages[0].params.u64("rows").unwrap(), 25);
+    }
+
+    #[test]
+    fn outputs_default_under_model_path() {
+        let pipeline = load_text(GENERATE, &[]).unwrap();
+        assert_eq!(pipeline.model_path, "models/g");
+        assert_eq!(
+            pipeline.stages[0].outs,
+            [Port {
+                role: Some("ratings".into()),
+                path: "models/g/ratings.csv".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn check_params_errors_name_stage_param_and_place() {
+        let error = load_text(&GENERATE.replace("rows: 30", "rows: -3"), &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("p.yaml:6:21: stage `gen`: param `rows`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn paths_are_normalized_and_variables_expanded() {
+        let pipeline = load_text(
+            "name: n\nmodel_path: ./m/../models/x\nstages:\n  a:\n    cmd: cat ${model_path}/in\n    outs: [${model_path}//./out]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(pipeline.model_path, "models/x");
+        assert_eq!(pipeline.stages[0].outs[0].path, "models/x/out");
+        assert!(matches!(&pipeline.stages[0].action, Action::Cmd(cmd) if cmd == "cat models/x/in"));
     }
 }

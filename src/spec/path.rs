@@ -63,6 +63,42 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
     Ok(out)
 }
 
+/// Stand-ins for the braces of `${name}` while the YAML is parsed: `{` and `}` are flow
+/// indicators, so `deps: [${model_path}/x]` would not parse. Private-use characters keep every
+/// line and column where it was; [`unprotect`] puts the braces back.
+const OPEN: char = '\u{E000}';
+const CLOSE: char = '\u{E001}';
+
+/// Replaces the braces of every `${name}` (name: letters, digits, `_`, `.`) by stand-ins.
+pub fn protect_variables(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let name_length = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(after.len());
+        if name_length > 0 && after[name_length..].starts_with('}') {
+            out.push_str(&rest[..start]);
+            out.push('$');
+            out.push(OPEN);
+            out.push_str(&after[..name_length]);
+            out.push(CLOSE);
+            rest = &after[name_length + 1..];
+        } else {
+            out.push_str(&rest[..start + 2]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Undoes [`protect_variables`] in one string.
+pub fn unprotect(text: &str) -> String {
+    text.replace(OPEN, "{").replace(CLOSE, "}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +113,16 @@ mod tests {
         assert!(is_inside_project("models/m/x.bin"));
         assert!(is_within("models/m/x", "models/m"));
         assert!(!is_within("models/mx", "models/m"));
+    }
+
+    #[test]
+    fn protected_variables_keep_columns_and_come_back() {
+        let text = "deps: [${model_path}/x, ${ not a var }]";
+        let protected = protect_variables(text);
+        assert_eq!(protected.chars().count(), text.chars().count());
+        assert!(!protected.contains("${model_path}"));
+        assert!(protected.contains("${ not a var }"));
+        assert_eq!(unprotect(&protected), text);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use indexmap::IndexMap;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::path::unprotect;
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
@@ -15,6 +17,40 @@ pub struct RawPipeline {
     #[serde(default)]
     pub params: IndexMap<String, serde_yaml::Value>,
     pub stages: IndexMap<String, RawStage>,
+}
+
+impl RawPipeline {
+    /// Puts back the braces of `${…}` hidden while parsing (see `path::protect_variables`).
+    pub fn unprotect(&mut self) {
+        for text in [&mut self.name, &mut self.project_dir, &mut self.model_path]
+            .into_iter()
+            .flatten()
+        {
+            *text = unprotect(text);
+        }
+        self.params.values_mut().for_each(unprotect_value);
+        for stage in self.stages.values_mut() {
+            for text in [&mut stage.kind, &mut stage.cmd].into_iter().flatten() {
+                *text = unprotect(text);
+            }
+            for ports in [&mut stage.deps, &mut stage.outs].into_iter().flatten() {
+                match ports {
+                    RawPorts::List(paths) => paths.iter_mut().for_each(|p| *p = unprotect(p)),
+                    RawPorts::Roles(roles) => roles.values_mut().for_each(|p| *p = unprotect(p)),
+                }
+            }
+            stage.params.values_mut().for_each(unprotect_value);
+        }
+    }
+}
+
+fn unprotect_value(value: &mut serde_yaml::Value) {
+    match value {
+        serde_yaml::Value::String(text) => *text = unprotect(text),
+        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(unprotect_value),
+        serde_yaml::Value::Mapping(map) => map.values_mut().for_each(unprotect_value),
+        _ => {}
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]

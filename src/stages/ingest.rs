@@ -58,8 +58,9 @@ impl StageKind for Ingest {
         let input = ctx.input("ratings")?;
         let ingested = read_ratings_file(input, policy, ctx.progress)?;
         if ingested.skipped > 0 {
+            let rows = if ingested.skipped == 1 { "row" } else { "rows" };
             ctx.progress.println(&format!(
-                "skipped {} bad rows of {}",
+                "skipped {} bad {rows} of {}",
                 ingested.skipped,
                 input.display()
             ));

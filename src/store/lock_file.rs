@@ -1,6 +1,18 @@
 //! The lock file beside a pipeline (`pipelines/x.yaml` → `pipelines/x.lock`): per stage its
 //! key, what the key was computed from, and the hashes of its outputs. Deterministic YAML
-//! (stages in pipeline order, maps sorted), meant to be committed and diffed.
+//! (stages in pipeline order, maps sorted), meant to be committed and diffed:
+//!
+//! ```yaml
+//! pipeline: recommender
+//! stages:
+//!   ingest:
+//!     key: 0ec98052…                      # blake3 of the key inputs below (fingerprint::KeyInputs)
+//!     action: kind ingest@1               # or `cmd <command text>`
+//!     params: { on_bad_rows: '"error"' }  # canonical JSON of each resolved param
+//!     ports: [dep ratings data/ratings_small.csv, out ratings models/recommender/ratings.bin, …]
+//!     inputs: { data/ratings_small.csv: 74a3ca01… }
+//!     outputs: { models/recommender/ratings.bin: 6310df77…, … }
+//! ```
 
 use std::collections::BTreeMap;
 use std::io;

@@ -1,0 +1,89 @@
+//! Shared by the train tests: ONNX Runtime and the test Python from the environment
+//! `scripts/test` sets up (a clear failure when they are missing), the small data set, and a
+//! helper that trains into a temporary folder.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::path::{Path, PathBuf};
+
+use warez_pipe::data::dataset::Ratings;
+use warez_pipe::data::reader::{read_ratings_file, OnBadRows};
+use warez_pipe::model::runtime;
+use warez_pipe::model::trainer::{self, ArtifactPaths, TrainConfig, Trained};
+use warez_pipe::stages::NoProgress;
+
+/// Loads ONNX Runtime from `ORT_DYLIB_PATH`; panics with the fix when it is not set.
+pub fn init_onnxruntime() {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(path) if Path::new(&path).is_file() => {}
+        _ => panic!(
+            "ORT_DYLIB_PATH does not name ONNX Runtime's library: run the tests with scripts/test, \
+             or export ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/\
+             libonnxruntime.so.1.31.1"
+        ),
+    }
+    runtime::ensure_onnxruntime(None).expect("loading ONNX Runtime from ORT_DYLIB_PATH");
+}
+
+/// `WAREZ_TEST_PYTHON`: a Python with `onnx` and `onnxruntime` (scripts/test's venv).
+pub fn test_python() -> PathBuf {
+    match std::env::var_os("WAREZ_TEST_PYTHON") {
+        Some(python) if !python.is_empty() => PathBuf::from(python),
+        _ => panic!(
+            "WAREZ_TEST_PYTHON is not set: run the tests with scripts/test, or export \
+             WAREZ_TEST_PYTHON=$PWD/.venv/bin/python"
+        ),
+    }
+}
+
+/// The seed notebook's ratings (`../shared/ratings_uuid_small.csv`), ingested.
+pub fn small_ratings() -> Ratings {
+    let csv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/ratings_uuid_small.csv"
+    );
+    read_ratings_file(Path::new(csv), OnBadRows::Error, &NoProgress)
+        .expect("reading ../shared/ratings_uuid_small.csv")
+        .ratings
+}
+
+/// The four ONNX artifacts' paths in `dir`.
+pub struct Artifacts {
+    pub training_model: PathBuf,
+    pub optimizer_model: PathBuf,
+    pub eval_model: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+impl Artifacts {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            training_model: dir.join("training_model.onnx"),
+            optimizer_model: dir.join("optimizer_model.onnx"),
+            eval_model: dir.join("eval_model.onnx"),
+            checkpoint: dir.join("checkpoint.onnx"),
+        }
+    }
+
+    pub fn all(&self) -> [&Path; 4] {
+        [
+            &self.training_model,
+            &self.optimizer_model,
+            &self.eval_model,
+            &self.checkpoint,
+        ]
+    }
+}
+
+/// Trains on `ratings` with `config`, writing the artifacts into `dir`.
+pub fn train(ratings: &Ratings, config: &TrainConfig, dir: &Path) -> (Trained, Artifacts) {
+    init_onnxruntime();
+    let artifacts = Artifacts::in_dir(dir);
+    let paths = ArtifactPaths {
+        training_model: &artifacts.training_model,
+        optimizer_model: &artifacts.optimizer_model,
+        eval_model: &artifacts.eval_model,
+        checkpoint: &artifacts.checkpoint,
+    };
+    let trained = trainer::fit(ratings, config, &paths, &NoProgress).expect("training");
+    (trained, artifacts)
+}
