@@ -33,7 +33,7 @@ fn spelling() -> impl Strategy<Value = Spelling> {
         any::<bool>(),
     )
         .prop_map(|(order, quote_all, crlf, bom, final_newline)| Spelling {
-            order: order.try_into().unwrap(),
+            order,
             quote_all,
             crlf,
             bom,
