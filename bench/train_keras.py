@@ -1,11 +1,11 @@
 """The recommender network trained the seed notebook's way in Keras 3 on TensorFlow: the peer
 warez-pipe's train stage is measured against (training samples per second, validation MSLE).
 
-Same model and schedule as the train stage's defaults: Embedding(n_customers, 50) and
-Embedding(n_products, 50) on inputs `user`/`product` [N, 1], flattened, concatenated, Dropout 0.2,
-Dense 50 ReLU, Dropout 0.2, Dense 1; Adam with Keras' defaults; MSLE loss; batch 64; 1 epoch;
-validation_split 0.25 (the last quarter of the rows). Ids are mapped in pandas.unique order
-(first seen), as in the notebook and warez-pipe's ingest.
+The model is bench/notebook.py's `build_model` (Embedding(n_customers, 50) and
+Embedding(n_products, 50) on inputs `user`/`product` [N, 1], reshaped, concatenated, Dropout 0.2,
+Dense 50 ReLU, Dropout 0.2, Dense 1; Adam with Keras' defaults; MSLE loss), trained like the
+train stage's defaults: batch 64, 1 epoch, validation_split 0.25 (the last quarter of the rows).
+Ids are mapped in pandas.unique order (first seen), as in the notebook and warez-pipe's ingest.
 
 Training throughput counts only the training loop (from the first training batch until
 validation starts), so CSV parsing, model building and the validation pass are excluded; the
@@ -24,30 +24,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from notebook import build_model  # noqa: E402  (bench/notebook.py, beside this file)
 
-N_FACTORS = 50
-DROPOUT = 0.2
 BATCH_SIZE = 64
 EPOCHS = 1
 VALIDATION_SPLIT = 0.25
-
-
-def build_model(n_customers: int, n_products: int) -> keras.Model:
-    user = keras.Input(shape=(1,), name="user")
-    product = keras.Input(shape=(1,), name="product")
-    p = keras.layers.Flatten()(keras.layers.Embedding(n_customers, N_FACTORS)(user))
-    q = keras.layers.Flatten()(keras.layers.Embedding(n_products, N_FACTORS)(product))
-    x = keras.layers.Concatenate(axis=1)([p, q])
-    x = keras.layers.Dropout(DROPOUT)(x)
-    x = keras.layers.Dense(N_FACTORS, activation="relu")(x)
-    x = keras.layers.Dropout(DROPOUT)(x)
-    out = keras.layers.Dense(1, name="dense_2")(x)
-    model = keras.Model(inputs=[user, product], outputs=out)
-    model.compile(optimizer=keras.optimizers.Adam(), loss="mean_squared_logarithmic_error")
-    return model
 
 
 class TrainingClock(keras.callbacks.Callback):

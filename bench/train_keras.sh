@@ -13,7 +13,7 @@ seed=${3:-42}
 if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import keras, pandas, tensorflow' 2>/dev/null; then
-    .venv/bin/python -m pip install --disable-pip-version-check -q tensorflow-cpu pandas
+if ! .venv/bin/python -c 'import avro, keras, pandas, tensorflow' 2>/dev/null; then
+    .venv/bin/python -m pip install --disable-pip-version-check -q avro tensorflow-cpu pandas
 fi
 exec .venv/bin/python bench/train_keras.py "$ratings" "$out" "$seed"

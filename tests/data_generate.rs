@@ -63,6 +63,16 @@ fn gen_data_same_args_give_same_bytes_and_another_seed_differs() {
     assert_eq!(first.len(), again.len());
     assert!(first == again, "same arguments wrote different bytes");
     assert!(first != seed_2, "another seed wrote the same bytes");
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["a.csv", "b.csv", "c.csv"],
+        "no temporary file is left"
+    );
 }
 
 #[test]

@@ -343,3 +343,24 @@ fn missing_input_file_is_an_error_naming_it() {
     );
     assert_contains(&error, "nowhere.csv");
 }
+
+#[test]
+fn skip_mode_shows_the_first_bad_rows_and_counts_them_all() {
+    let mut text = format!("{HEADER}\n{C1},{P1},0.5\n");
+    for _ in 0..25 {
+        text.push_str(&format!("{C2},{P1},-1\n"));
+    }
+    let (_dir, outcome) = ingest_bytes(text.as_bytes(), "skip");
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.ratings.len(), 1);
+    let shown: Vec<&String> = outcome
+        .printed
+        .iter()
+        .filter(|line| line.starts_with("skipping ") && line.contains("is negative"))
+        .collect();
+    assert_eq!(shown.len(), 20);
+    assert!(shown[19].contains("ratings.csv:22:"), "{}", shown[19]);
+    let printed = outcome.printed.join("\n");
+    assert_contains(&printed, "skipping further bad rows of");
+    assert_contains(&printed, "skipped 25 bad rows of");
+}

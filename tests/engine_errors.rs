@@ -173,3 +173,11 @@ fn missing_pipeline_file() {
         .assert_code(2)
         .assert_stderr_contains("pipelines/none.yaml: cannot read the pipeline");
 }
+
+#[test]
+fn stage_names_are_plain_words() {
+    rejected(
+        "name: t\nstages:\n  a/b:\n    cmd: echo\n",
+        "pipelines/p.yaml:4:3: stage `a/b`: a stage name is letters, digits, `_` and `-`",
+    );
+}

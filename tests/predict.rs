@@ -43,24 +43,42 @@ fn assert_close(actual: f32, expected: f32, what: &str) {
     );
 }
 
-#[test]
-fn one_pair_prints_its_score() {
-    let dir = tempfile::tempdir().unwrap();
-    let params = model_dir(dir.path());
-    let output = predict(dir.path())
-        .args(["--customer", &customer(2), "--product", &product(3)])
-        .output()
-        .unwrap();
+/// The score a successful single-pair `predict` printed.
+fn printed_score(command: &mut Command) -> f32 {
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let score: f32 = String::from_utf8(output.stdout)
-        .unwrap()
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout
         .trim()
         .parse()
-        .unwrap();
+        .unwrap_or_else(|_| panic!("not a score: {stdout:?}"))
+}
+
+/// `predict --input INPUT --output OUTPUT` on the model in `dir`.
+fn score_csv(dir: &Path, input: &Path, output: &Path) -> std::process::Output {
+    predict(dir)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn one_pair_prints_its_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = model_dir(dir.path());
+    let score = printed_score(predict(dir.path()).args([
+        "--customer",
+        &customer(2),
+        "--product",
+        &product(3),
+    ]));
     assert_close(score, params.predict(2, 3), "score of (2, 3)");
 }
 
@@ -95,13 +113,7 @@ fn a_csv_of_pairs_gets_a_score_column_in_input_order() {
     std::fs::write(&input_path, input).unwrap();
     let output_path = dir.path().join("scores.csv");
 
-    let output = predict(dir.path())
-        .arg("--input")
-        .arg(&input_path)
-        .arg("--output")
-        .arg(&output_path)
-        .output()
-        .unwrap();
+    let output = score_csv(dir.path(), &input_path, &output_path);
     assert!(
         output.status.success(),
         "{}",
@@ -141,13 +153,7 @@ fn bad_csv_rows_are_each_reported_and_the_good_ones_still_scored() {
     std::fs::write(&input_path, input).unwrap();
     let output_path = dir.path().join("scores.csv");
 
-    let output = predict(dir.path())
-        .arg("--input")
-        .arg(&input_path)
-        .arg("--output")
-        .arg(&output_path)
-        .output()
-        .unwrap();
+    let output = score_csv(dir.path(), &input_path, &output_path);
     assert!(!output.status.success(), "bad rows must fail the command");
     let stderr = String::from_utf8(output.stderr).unwrap();
     let at = |line: usize| format!("pairs.csv:{line}: ");
@@ -184,13 +190,7 @@ fn a_csv_without_the_id_columns_is_rejected() {
     model_dir(dir.path());
     let input_path = dir.path().join("pairs.csv");
     std::fs::write(&input_path, "customer,productId\nx,y\n").unwrap();
-    let output = predict(dir.path())
-        .arg("--input")
-        .arg(&input_path)
-        .arg("--output")
-        .arg(dir.path().join("scores.csv"))
-        .output()
-        .unwrap();
+    let output = score_csv(dir.path(), &input_path, &dir.path().join("scores.csv"));
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
@@ -213,21 +213,11 @@ fn the_model_dir_defaults_to_the_pipelines_model_path() {
         "name: rec\nproject_dir: ..\nmodel_path: models/rec\nstages: {}\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_warez-pipe"))
-        .args(["predict", "--pipeline"])
-        .arg(&pipeline)
-        .args(["--customer", &customer(4), "--product", &product(0)])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let score = printed_score(
+        Command::new(env!("CARGO_BIN_EXE_warez-pipe"))
+            .args(["predict", "--pipeline"])
+            .arg(&pipeline)
+            .args(["--customer", &customer(4), "--product", &product(0)]),
     );
-    let score: f32 = String::from_utf8(output.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert_close(score, params.predict(4, 0), "score of (4, 0)");
 }

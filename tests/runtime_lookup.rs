@@ -41,21 +41,29 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[test]
-fn a_missing_ort_dylib_path_names_the_fix() {
+/// Runs `predict` on a fresh model folder with `env` set, expects failure, and checks stderr
+/// holds each of `expected` and the fix; returns the model folder for further checks.
+fn assert_fails_with(env: (&str, &str), expected: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     model_dir(dir.path());
     let output = predict(dir.path(), &dir.path().join("cache"))
-        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .env(env.0, env.1)
         .output()
         .unwrap();
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(
-        message.contains("ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not exist"),
-        "{message}"
+    for text in expected.iter().chain(&[FIX]) {
+        assert!(message.contains(text), "stderr lacks {text:?}:\n{message}");
+    }
+    dir
+}
+
+#[test]
+fn a_missing_ort_dylib_path_names_the_fix() {
+    let dir = assert_fails_with(
+        ("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so"),
+        &["ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not exist"],
     );
-    assert!(message.contains(FIX), "{message}");
     assert!(
         !dir.path().join("cache/tools").exists(),
         "an explicit path never provisions"
@@ -64,39 +72,23 @@ fn a_missing_ort_dylib_path_names_the_fix() {
 
 #[test]
 fn a_library_that_is_not_onnx_runtime_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    model_dir(dir.path());
     let not_ort = runtime_support::ort_dylib().with_file_name("libonnxruntime_providers_shared.so");
-    let output = predict(dir.path(), &dir.path().join("cache"))
-        .env("ORT_DYLIB_PATH", &not_ort)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let message = stderr(&output);
-    assert!(
-        message.contains("does not export OrtGetApiBase"),
-        "{message}"
+    assert_fails_with(
+        ("ORT_DYLIB_PATH", not_ort.to_str().unwrap()),
+        &["does not export OrtGetApiBase"],
     );
-    assert!(message.contains(FIX), "{message}");
 }
 
 #[test]
 fn without_python_or_ort_dylib_path_the_fix_is_given() {
-    let dir = tempfile::tempdir().unwrap();
-    model_dir(dir.path());
-    let output = predict(dir.path(), &dir.path().join("cache"))
-        .env("PATH", "")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let message = stderr(&output);
-    assert!(
-        message.contains("ONNX Runtime 1.31.1 not found"),
-        "{message}"
+    assert_fails_with(
+        ("PATH", ""),
+        &[
+            "ONNX Runtime 1.31.1 not found",
+            "could not run `python3`",
+            "export ORT_DYLIB_PATH=",
+        ],
     );
-    assert!(message.contains("could not run `python3`"), "{message}");
-    assert!(message.contains(FIX), "{message}");
-    assert!(message.contains("export ORT_DYLIB_PATH="), "{message}");
 }
 
 /// Uses pip and PyPI: a fresh venv (pip, no onnxruntime) stands for a machine with only Python.

@@ -38,7 +38,6 @@ pub fn run(args: GenDataArgs) -> Result<ExitCode> {
         products: args.products,
         seed: args.seed,
     };
-    config.check()?;
     let progress = BarProgress::new();
     write_csv_file(&config, &args.out, &progress)?;
     progress.bar.finish_and_clear();

@@ -1,15 +1,18 @@
 //! Where a trained model lives, for the commands that read one (`predict`, `metrics`).
 //!
-//! They need only three keys of the pipeline file, so they read just those (with the same rules
-//! as the engine: `project_dir` is relative to the file's folder, default that folder;
-//! `model_path` is relative to the project folder, default `models/<name>`) instead of loading
-//! and validating the whole pipeline: a model can be scored even if an unrelated stage's spec
-//! is being edited. The cache is `--cache`/`WAREZ_CACHE`, else `<project>/cache`, as for `run`.
+//! They need only three keys of the pipeline file, so they read just those, with the engine's
+//! rules (see `spec`): `project_dir` is relative to the file's folder (default that folder),
+//! `name` defaults to the file's stem, `model_path` is relative to the project folder (default
+//! `models/<name>`, normalized like every pipeline path). Loading and validating the whole
+//! pipeline instead would refuse to score a model while an unrelated stage's spec is being
+//! edited. The cache is `--cache`/`WAREZ_CACHE`, else `<project>/cache`, as for `run`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+
+use crate::spec;
 
 /// The pipeline the commands read when none is named.
 pub const DEFAULT_PIPELINE: &str = "pipelines/recommender.yaml";
@@ -24,9 +27,9 @@ pub struct ModelLocation {
 
 #[derive(Deserialize)]
 struct PipelineHead {
-    name: String,
+    name: Option<String>,
     project_dir: Option<PathBuf>,
-    model_path: Option<PathBuf>,
+    model_path: Option<String>,
 }
 
 /// Resolves the model folder: `model_dir` when given, else the pipeline's `model_path`.
@@ -43,16 +46,13 @@ pub fn locate(
     } else {
         None
     };
-    let project_dir = head.as_ref().map(|(head, folder)| match &head.project_dir {
-        Some(relative) => folder.join(relative),
-        None => folder.clone(),
-    });
+    let project_dir = match &head {
+        Some(head) => Some(head.project_dir()?),
+        None => None,
+    };
     let model_dir = match (model_dir, &head, &project_dir) {
         (Some(dir), _, _) => dir.to_path_buf(),
-        (None, Some((head, _)), Some(project)) => match &head.model_path {
-            Some(relative) => project.join(relative),
-            None => project.join("models").join(&head.name),
-        },
+        (None, Some(head), Some(project)) => project.join(head.model_path()),
         _ => unreachable!("the pipeline head is read whenever no model folder is given"),
     };
     let cache_dir = cache
@@ -65,7 +65,44 @@ pub fn locate(
     })
 }
 
-fn read_head(file: &Path) -> Result<(PipelineHead, PathBuf)> {
+/// The keys read from a pipeline file, with the file's location.
+struct Head {
+    keys: PipelineHead,
+    file: PathBuf,
+}
+
+impl Head {
+    fn project_dir(&self) -> Result<PathBuf> {
+        let folder = match self.file.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let project = folder.join(self.keys.project_dir.as_deref().unwrap_or(Path::new(".")));
+        project.canonicalize().with_context(|| {
+            format!(
+                "{}: project_dir `{}`",
+                self.file.display(),
+                project.display()
+            )
+        })
+    }
+
+    fn model_path(&self) -> String {
+        let name = self.keys.name.clone().unwrap_or_else(|| {
+            self.file.file_stem().map_or_else(
+                || "pipeline".to_string(),
+                |stem| stem.to_string_lossy().into_owned(),
+            )
+        });
+        let model_path = match &self.keys.model_path {
+            Some(path) => path.clone(),
+            None => format!("models/{name}"),
+        };
+        spec::path::normalize(&model_path)
+    }
+}
+
+fn read_head(file: &Path) -> Result<Head> {
     let text = std::fs::read_to_string(file).with_context(|| {
         format!(
             "reading pipeline {} (name one, or give --model-dir)",
@@ -74,11 +111,10 @@ fn read_head(file: &Path) -> Result<(PipelineHead, PathBuf)> {
     })?;
     let head: PipelineHead = serde_yaml::from_str(&text)
         .with_context(|| format!("{}: reading name/project_dir/model_path", file.display()))?;
-    let folder = match file.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((head, folder))
+    Ok(Head {
+        keys: head,
+        file: file.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -100,18 +136,28 @@ mod tests {
             "name: r\nproject_dir: ..\nmodel_path: models/x\nstages: {}\n",
         );
         let location = locate(Some(&file), None, None).unwrap();
-        let project = dir.path().join("pipelines/..");
+        let project = dir.path().canonicalize().unwrap();
         assert_eq!(location.model_dir, project.join("models/x"));
         assert_eq!(location.cache_dir, Some(project.join("cache")));
     }
 
     #[test]
-    fn model_path_defaults_to_models_name_beside_the_file() {
+    fn model_path_defaults_to_models_file_stem_beside_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let file = write_pipeline(dir.path(), "name: r\nstages: {}\n");
+        let file = write_pipeline(dir.path(), "stages: {}\n");
         let location = locate(Some(&file), None, Some(Path::new("/c"))).unwrap();
-        assert_eq!(location.model_dir, dir.path().join("pipelines/models/r"));
+        let folder = dir.path().join("pipelines").canonicalize().unwrap();
+        assert_eq!(location.model_dir, folder.join("models/p"));
         assert_eq!(location.cache_dir, Some(PathBuf::from("/c")));
+    }
+
+    #[test]
+    fn model_path_is_normalized() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_pipeline(dir.path(), "name: r\nmodel_path: ./a/../models//x/\n");
+        let location = locate(Some(&file), None, None).unwrap();
+        let folder = dir.path().join("pipelines").canonicalize().unwrap();
+        assert_eq!(location.model_dir, folder.join("models/x"));
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! only scored rows — its columns never depend on whether something failed — and the report
 //! names each failure exactly. The output file appears atomically (temp file + rename).
 
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use tempfile::NamedTempFile;
 
 use super::model_dir::{self, ModelLocation};
 use crate::data::idmap::IdMap;
@@ -141,7 +141,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn flush(&mut self, model: &mut Model, writer: &mut csv::Writer<File>) -> Result<()> {
+    fn flush(&mut self, model: &mut Model, writer: &mut csv::Writer<NamedTempFile>) -> Result<()> {
         if self.records.is_empty() {
             return Ok(());
         }
@@ -178,11 +178,11 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let staging = tempfile::NamedTempFile::new_in(folder)
+    let staging = NamedTempFile::new_in(folder)
         .with_context(|| format!("creating a temporary file in {}", folder.display()))?;
     // A temporary file is private (0600); the scores are an ordinary output file.
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o644))?;
-    let mut writer = csv::Writer::from_writer(staging.reopen()?);
+    let mut writer = csv::Writer::from_writer(staging);
     header.push_field("score");
     writer.write_record(&header)?;
 
@@ -226,10 +226,10 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
         }
     }
     batch.flush(model, &mut writer)?;
-    writer
+    let mut staging = writer
         .into_inner()
-        .map_err(|error| anyhow!("writing {}: {}", output.display(), error.error()))?
-        .flush()?;
+        .map_err(|error| anyhow!("writing {}: {}", output.display(), error.error()))?;
+    staging.flush()?;
     staging
         .persist(output)
         .with_context(|| format!("writing {}", output.display()))?;

@@ -8,7 +8,7 @@
 //! rating = round(15 · BASE · exp(b_c + b_p + u_c · v_p + ε)) / 15, clamped to [0, 1]
 //! ```
 //!
-//! with per-customer and per-product biases `b`, [`FACTORS`]-dimensional latent vectors `u`, `v`
+//! with per-customer and per-product biases `b`, 4-dimensional latent vectors `u`, `v`
 //! and row noise `ε`. Which rows exist is drawn too:
 //! - every customer has at least one rating; the rest are spread by a log-normal "activity"
 //!   weight, so some customers rate many products;
@@ -18,14 +18,14 @@
 //! - rows come out shuffled.
 //!
 //! Everything is drawn from one ChaCha stream seeded by `seed`, in a fixed order, so the same
-//! config gives the same bytes (for a given `Cargo.lock`: the rand crates keep their sampling
-//! algorithms stable within a version).
+//! config gives the same bytes for a given `Cargo.lock` (the rand crates keep their sampling
+//! algorithms stable within a version) on a given platform (the samplers call the platform's
+//! `exp`/`ln`/`powf`, and another math library could round a rare value the other way).
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
-use crate::stages::Progress;
 use anyhow::{ensure, Context, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -33,9 +33,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::weighted::WeightedAliasIndex;
 use rand_distr::{Distribution, LogNormal, Normal, Zipf};
 
+use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
+use crate::stages::Progress;
+
 /// Dimensions of the hidden customer and product vectors.
-pub const FACTORS: usize = 4;
-/// The rating of an average customer–product pair before rounding (1.5 steps of 1/15).
+const FACTORS: usize = 4;
+/// The median rating before rounding (1.5 steps of 1/15): the score's parts have mean 0.
 const BASE: f64 = 0.1;
 /// Rating steps per unit: ratings are multiples of 1/15.
 const STEPS: f64 = 15.0;
@@ -96,12 +99,24 @@ pub fn write_csv_file(
     path: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    config.check()?;
+    // Written beside `path` and renamed into place, so an interrupted run leaves no half file;
+    // readable by all like a file `File::create` makes (a temporary file is private by default).
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let temporary = tempfile::Builder::new()
+        .prefix(".gen-data-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(folder)
+        .with_context(|| format!("creating a file in {}", folder.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, temporary);
     write_csv(config, &mut out, progress)
-        .and_then(|()| Ok(out.flush()?))
-        .with_context(|| format!("writing {}", path.display()))
+        .and_then(|()| Ok(out.into_inner().map_err(|error| error.into_error())?))
+        .and_then(|temporary| Ok(temporary.persist(path)?))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// Writes the generated CSV to `out`, reporting rows written to `progress`.
@@ -225,15 +240,18 @@ fn ratings_per_customer(
 fn rated_pairs(rng: &mut ChaCha8Rng, counts: &[usize], products: usize) -> Vec<(u32, u32)> {
     let popularity = Zipf::new(products as f64, POPULARITY_EXPONENT).expect("n ≥ 1 and s ≥ 0");
     let mut pairs = Vec::with_capacity(counts.iter().sum());
+    // The last customer who took each product: an O(1) "already rated by this customer?".
+    let mut taken_by = vec![u32::MAX; products];
     for (customer, &count) in counts.iter().enumerate() {
-        let first = pairs.len();
+        let customer = customer as u32;
         for _ in 0..count {
             // Zipf yields 1..=n as a float.
-            let mut product = (popularity.sample(rng) as usize - 1).min(products - 1) as u32;
-            while pairs[first..].iter().any(|&(_, taken)| taken == product) {
-                product = (product + 1) % products as u32;
+            let mut product = (popularity.sample(rng) as usize - 1).min(products - 1);
+            while taken_by[product] == customer {
+                product = (product + 1) % products;
             }
-            pairs.push((customer as u32, product));
+            taken_by[product] = customer;
+            pairs.push((customer, product as u32));
         }
     }
     pairs
@@ -327,6 +345,23 @@ mod tests {
             .map(|line| line.rsplit_once(',').unwrap().0)
             .collect();
         assert_eq!(pairs.len(), 12);
+    }
+
+    #[test]
+    fn heavy_customers_rating_every_product_stay_fast() {
+        let config = GeneratorConfig {
+            rows: 20 * 1_000,
+            customers: 20,
+            products: 1_000,
+            seed: 3,
+        };
+        let text = String::from_utf8(generate(config)).unwrap();
+        let pairs: std::collections::HashSet<_> = text
+            .lines()
+            .skip(1)
+            .map(|line| line.rsplit_once(',').unwrap().0)
+            .collect();
+        assert_eq!(pairs.len(), 20_000);
     }
 
     #[test]

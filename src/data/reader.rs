@@ -36,7 +36,7 @@ pub const RATING_COLUMN: &str = "scaled_purchase_freq";
 
 const UTF8_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 /// Under [`OnBadRows::Skip`], bad rows past this many are counted but not printed one by one.
-const BAD_ROWS_SHOWN: u64 = 20;
+pub const BAD_ROWS_SHOWN: u64 = 20;
 /// Rows between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
 /// The shortest plausible row (two hyphenated UUIDs, a one-digit rating, separators and a
@@ -64,22 +64,14 @@ impl FromStr for OnBadRows {
     }
 }
 
-impl fmt::Display for OnBadRows {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Error => "error",
-            Self::Skip => "skip",
-        })
-    }
-}
-
 /// A ratings file read into dense indices plus the two id maps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {
     pub ratings: Ratings,
     pub customers: IdMap,
     pub products: IdMap,
-    /// Rows left out under [`OnBadRows::Skip`] (each was also reported through the progress).
+    /// Rows left out under [`OnBadRows::Skip`]; the first [`BAD_ROWS_SHOWN`] were also printed
+    /// through the progress, each with its line and problem.
     pub skipped: u64,
 }
 
@@ -308,16 +300,16 @@ impl IdInterner {
             Ok(key) => match self.hyphenated.entry(key) {
                 Entry::Occupied(entry) => Ok(*entry.get()),
                 Entry::Vacant(entry) => {
-                    let index = Self::first_seen(&mut self.map, field, self.column)?;
+                    let index = Self::by_text(&mut self.map, field, self.column)?;
                     Ok(*entry.insert(index))
                 }
             },
-            Err(_) => Self::first_seen(&mut self.map, field, self.column),
+            Err(_) => Self::by_text(&mut self.map, field, self.column),
         }
     }
 
-    /// The index of an id not in the fast path: looked up in `map`, or validated and added.
-    fn first_seen(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
+    /// The index of `field` by its text in `map`; an id not there yet is validated and added.
+    fn by_text(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
         let not_a_uuid = |reason: &dyn fmt::Display| {
             format!("{column} `{}` is not a UUID: {reason}", shown(field))
         };

@@ -68,6 +68,9 @@ pub fn run(
     ui: &Ui,
 ) -> Result<RunReport> {
     let lock = LockFile::read(&pipeline.lock_file())?;
+    if !options.dry_run {
+        remove_restore_leftovers(pipeline);
+    }
     let engine = Engine {
         pipeline,
         store,
@@ -88,6 +91,31 @@ pub fn run(
         engine.schedule(dag, &order)
     };
     Ok(RunReport::new(pipeline, reports, options.dry_run))
+}
+
+/// Removes the staging folders of restores interrupted by a killed run (they sit beside the
+/// outputs, where they could end up inside a folder another stage reads).
+fn remove_restore_leftovers(pipeline: &Pipeline) {
+    let parents: BTreeSet<std::path::PathBuf> = pipeline
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.outs)
+        .filter_map(|out| pipeline.abs(&out.path).parent().map(|p| p.to_path_buf()))
+        .collect();
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(crate::store::RESTORE_PREFIX)
+            {
+                let _ = crate::store::remove_path(&entry.path());
+            }
+        }
+    }
 }
 
 impl Engine<'_> {

@@ -13,6 +13,11 @@ use crate::spec::{param_text, Action, Pipeline, Stage};
 use crate::stages::{Progress, StageContext, StageKind};
 use crate::store::{remove_path, Store};
 
+/// Runs the stage's command (`$0`) in the background of a shell that, when warez-pipe dies
+/// (the parent-death signal: SIGTERM), kills the command's whole process group: no orphan
+/// keeps writing outputs behind the next run. The command's exit status is the shell's.
+const SUPERVISOR: &str = r#"trap 'kill -KILL 0' TERM; sh -c "$0" & wait $!"#;
+
 /// Lines of a failed command's output shown in the error.
 const TAIL_LINES: usize = 20;
 
@@ -81,6 +86,7 @@ fn run_command(
     let mut command = Command::new("sh");
     command
         .arg("-c")
+        .arg(SUPERVISOR)
         .arg(cmd)
         .current_dir(&pipeline.project_dir)
         .stdin(Stdio::null())
@@ -90,11 +96,19 @@ fn run_command(
     for (name, value) in stage.params.iter() {
         command.env(format!("WAREZ_PARAM_{}", env_name(name)), param_text(value));
     }
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the shell if
-    // warez-pipe dies (kill -9), so no orphan keeps writing outputs behind a later run.
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid) between fork and exec.
     unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        command.pre_exec(move || {
+            // Its own process group, so the supervisor can take down everything the command
+            // started; SIGTERM to the supervisor when warez-pipe dies, even by kill -9.
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other(
+                    "warez-pipe exited while starting the stage",
+                ));
+            }
             Ok(())
         });
     }

@@ -49,13 +49,6 @@ pub fn ensure_onnxruntime(tools_dir: Option<&Path>) -> Result<()> {
     environment(tools_dir).map(|_| ())
 }
 
-/// The path of the loaded library (after [`ensure_onnxruntime`] succeeded), for reports.
-pub fn loaded_library() -> Option<&'static Path> {
-    LOADED_FROM.get().map(PathBuf::as_path)
-}
-
-static LOADED_FROM: OnceLock<PathBuf> = OnceLock::new();
-
 fn environment(tools_dir: Option<&Path>) -> Result<&'static Environment> {
     if let Some(environment) = ENVIRONMENT.get() {
         return Ok(environment);
@@ -72,7 +65,6 @@ fn environment(tools_dir: Option<&Path>) -> Result<&'static Environment> {
         .with_name("warez-pipe")
         .build()
         .with_context(|| format!("initializing ONNX Runtime from {}", library.display()))?;
-    let _ = LOADED_FROM.set(library);
     Ok(ENVIRONMENT.get_or_init(|| environment))
 }
 

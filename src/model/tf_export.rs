@@ -158,11 +158,12 @@ pub fn frozen_graph(params: &ModelParams) -> Result<GraphDef> {
 
 /// Wraps a frozen graph into a SavedModel with the `serving_default` signature.
 pub fn saved_model(graph: GraphDef) -> SavedModel {
-    let input_shape = TensorShapeProto::from_dims(&[-1, 1]);
+    // Inputs and output alike are float32 columns, one row per (customer, product) pair.
+    let column = TensorShapeProto::from_dims(&[-1, 1]);
     let tensor = |node: &str| TensorInfo {
         name: format!("{node}:0"),
         dtype: DataType::DtFloat as i32,
-        tensor_shape: Some(input_shape.clone()),
+        tensor_shape: Some(column.clone()),
     };
     let signature = SignatureDef {
         inputs: BTreeMap::from([

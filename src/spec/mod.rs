@@ -274,6 +274,14 @@ impl<'a> Loader<'a> {
         }
         let mut stages = Vec::with_capacity(self.raw.stages.len());
         for (stage_name, raw) in &self.raw.stages {
+            let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if stage_name.is_empty() || !stage_name.chars().all(valid) {
+                return Err(SpecError::Stage {
+                    at: self.at(self.positions.key(&format!("stages/{stage_name}"))),
+                    stage: stage_name.clone(),
+                    message: "a stage name is letters, digits, `_` and `-`".into(),
+                });
+            }
             let stage_overrides: Vec<&Override> = overrides
                 .iter()
                 .filter(|o| &o.stage == stage_name)

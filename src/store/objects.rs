@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use super::{write_atomic, RecordedOutput, Store};
 use crate::fingerprint::{Content, ContentHash, TreeEntry};
 
+/// Name prefix of the staging folder a restore builds beside its output.
+pub const RESTORE_PREFIX: &str = ".warez-restore-";
+
 /// Why an output could not be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -82,7 +85,7 @@ impl Store {
         let parent = dest.parent().expect("outputs live inside the project");
         fs::create_dir_all(parent).map_err(io_error)?;
         let staging = tempfile::Builder::new()
-            .prefix(".warez-restore-")
+            .prefix(RESTORE_PREFIX)
             .tempdir_in(parent)
             .map_err(io_error)?;
         let staged = staging.path().join("out");

@@ -154,15 +154,16 @@ impl Project {
         self.warez(&args)
     }
 
-    /// Every file under `dir` (relative path → bytes), for comparing two projects.
-    pub fn tree(&self, dir: &str) -> BTreeMap<String, Vec<u8>> {
+    /// Every file under `dir`: relative path → blake3 of its bytes (and its size), for
+    /// comparing two projects.
+    pub fn tree(&self, dir: &str) -> BTreeMap<String, String> {
         let mut files = BTreeMap::new();
         collect(&self.abs(dir), "", &mut files);
         files
     }
 }
 
-fn collect(dir: &Path, prefix: &str, files: &mut BTreeMap<String, Vec<u8>>) {
+fn collect(dir: &Path, prefix: &str, files: &mut BTreeMap<String, String>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -172,7 +173,9 @@ fn collect(dir: &Path, prefix: &str, files: &mut BTreeMap<String, Vec<u8>>) {
         if entry.file_type().unwrap().is_dir() {
             collect(&entry.path(), &format!("{name}/"), files);
         } else {
-            files.insert(name, std::fs::read(entry.path()).unwrap());
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let summary = format!("{} ({} bytes)", blake3::hash(&bytes).to_hex(), bytes.len());
+            files.insert(name, summary);
         }
     }
 }
