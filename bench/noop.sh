@@ -23,22 +23,25 @@ if [[ ! -x $venv/bin/dvc ]] || ! "$venv/bin/python" -c 'import blake3' 2>/dev/nu
 fi
 export PATH=$venv/bin:$PATH
 
-# One folder per tool, each a copy of bench/noop/ with its own data.
-setup() { # setup DIR INPUT_MB
+# One folder per tool and input size, each a copy of bench/noop/ with the same input bytes.
+setup() { # setup DIR INPUT_FILE
     rm -rf "$1"
     mkdir -p "$1/data"
     cp "$root"/bench/noop/*.yaml "$1/"
-    head -c "$(( $2 * 1024 * 1024 ))" /dev/urandom > "$1/data/input.bin"
+    cp "$2" "$1/data/input.bin"
     (cd "$1" && dvc init --no-scm --quiet && dvc config core.analytics false)
 }
 
 results=$out/noop.json
 echo "{}" > "$results"
-
 for size in 1 1024; do
-    dir=$work/input-${size}mb
-    setup "$dir" "$size"
-    python3 "$root/bench/noop_timing.py" "$warez" "$dir" "$results" "$size"
+    input=$work/input-${size}mb.bin
+    mkdir -p "$work"
+    head -c "$(( size * 1024 * 1024 ))" /dev/urandom > "$input"
+    setup "$work/warez-${size}mb" "$input"
+    setup "$work/dvc-${size}mb" "$input"
+    rm "$input"
+    python3 "$root/bench/noop_timing.py" "$warez" "$work/warez-${size}mb" "$work/dvc-${size}mb" "$results" "$size"
 done
 python3 "$root/bench/noop_timing.py" --report "$results" > "$out/noop.md"
 cat "$out/noop.md"

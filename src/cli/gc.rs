@@ -18,9 +18,9 @@ pub struct GcArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Drop run records unused for this many days (those a lock file names are always kept;
-    /// 0 keeps only those) [default: keep every record; remove only unreferenced objects].
-    #[arg(long, value_name = "DAYS")]
-    pub max_age_days: Option<u64>,
+    /// 0 keeps only those).
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub max_age_days: u64,
 }
 
 pub fn run(args: GcArgs) -> Result<ExitCode> {

@@ -59,24 +59,29 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
         let width = states.iter().map(|s| s.stage.len()).max().unwrap_or(0);
         for state in &states {
             if state.fresh {
-                println!("{}  {:<width$}", style("fresh").green(), state.stage);
+                println!("{}  {}", style("fresh").green(), state.stage);
                 continue;
             }
-            let restorable = if state.restorable {
-                " (cached: run restores it)"
-            } else {
-                ""
-            };
-            println!(
-                "{}  {:<width$}{restorable}",
-                style("stale").yellow().bold(),
-                state.stage
-            );
-            for reason in &state.reasons {
-                println!("       {:<width$}  {reason}", "");
+            let mut lines: Vec<String> = state.reasons.iter().map(ToString::to_string).collect();
+            if state.restorable {
+                lines.push("(cached: `run` restores it)".to_string());
             }
-            if let Some(error) = &state.error {
-                println!("       {:<width$}  {}", "", style(error).red());
+            lines.extend(
+                state
+                    .error
+                    .iter()
+                    .map(|error| style(error).red().to_string()),
+            );
+            for (index, line) in lines.iter().enumerate() {
+                if index == 0 {
+                    println!(
+                        "{}  {:<width$}  {line}",
+                        style("stale").yellow().bold(),
+                        state.stage
+                    );
+                } else {
+                    println!("       {:<width$}  {line}", "");
+                }
             }
         }
     }

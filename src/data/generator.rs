@@ -8,7 +8,7 @@
 //! rating = round(15 · BASE · exp(b_c + b_p + u_c · v_p + ε)) / 15, clamped to [0, 1]
 //! ```
 //!
-//! with per-customer and per-product biases `b`, [`FACTORS`]-dimensional latent vectors `u`, `v`
+//! with per-customer and per-product biases `b`, 4-dimensional latent vectors `u`, `v`
 //! and row noise `ε`. Which rows exist is drawn too:
 //! - every customer has at least one rating; the rest are spread by a log-normal "activity"
 //!   weight, so some customers rate many products;
@@ -18,15 +18,14 @@
 //! - rows come out shuffled.
 //!
 //! Everything is drawn from one ChaCha stream seeded by `seed`, in a fixed order, so the same
-//! config gives the same bytes (for a given `Cargo.lock`: the rand crates keep their sampling
-//! algorithms stable within a version).
+//! config gives the same bytes for a given `Cargo.lock` (the rand crates keep their sampling
+//! algorithms stable within a version) on a given platform (the samplers call the platform's
+//! `exp`/`ln`/`powf`, and another math library could round a rare value the other way).
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
-use crate::stages::Progress;
 use anyhow::{ensure, Context, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -34,9 +33,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::weighted::WeightedAliasIndex;
 use rand_distr::{Distribution, LogNormal, Normal, Zipf};
 
+use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
+use crate::stages::Progress;
+
 /// Dimensions of the hidden customer and product vectors.
-pub const FACTORS: usize = 4;
-/// The rating of an average customer–product pair before rounding (1.5 steps of 1/15).
+const FACTORS: usize = 4;
+/// The median rating before rounding (1.5 steps of 1/15): the score's parts have mean 0.
 const BASE: f64 = 0.1;
 /// Rating steps per unit: ratings are multiples of 1/15.
 const STEPS: f64 = 15.0;

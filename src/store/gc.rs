@@ -1,4 +1,4 @@
-//! `gc`: removes run records past the age policy and every object that no kept record and no
+//! `gc`: removes run records past the age policy (unused for `max_age_days`) and every object that no kept record and no
 //! lock file references. Nothing outside `objects/`, `trees/`, `runs/` and `tmp/` is touched.
 
 use std::collections::HashSet;
@@ -11,8 +11,8 @@ use crate::fingerprint::ContentHash;
 
 pub struct GcPolicy {
     /// Records unused for longer are dropped, unless a lock file names their key (`0`: keep
-    /// only those). `None` keeps every record.
-    pub max_age_days: Option<u64>,
+    /// only those).
+    pub max_age_days: u64,
     /// Lock files whose keys and outputs are always kept.
     pub lock_files: Vec<LockFile>,
     /// Only report.
@@ -43,9 +43,7 @@ pub fn collect_garbage(store: &Store, policy: &GcPolicy) -> io::Result<GcReport>
             }
         }
     }
-    let oldest = policy
-        .max_age_days
-        .map(|days| now_unix().saturating_sub(days * 24 * 60 * 60));
+    let oldest = now_unix().saturating_sub(policy.max_age_days * 24 * 60 * 60);
     for (file, record) in store.all_records()? {
         let key = format!(
             "{}{}",
@@ -55,13 +53,10 @@ pub fn collect_garbage(store: &Store, policy: &GcPolicy) -> io::Result<GcReport>
                 .to_string_lossy(),
             file.file_stem().unwrap_or_default().to_string_lossy()
         );
-        let kept = match (&record, oldest) {
-            (None, _) => false,
-            (Some(_), _) if locked_keys.contains(&key) => true,
-            (Some(record), Some(oldest)) => {
-                policy.max_age_days != Some(0) && record.last_used >= oldest
-            }
-            (Some(_), None) => true,
+        let kept = match &record {
+            None => false,
+            Some(_) if locked_keys.contains(&key) => true,
+            Some(record) => policy.max_age_days > 0 && record.last_used >= oldest,
         };
         match record {
             Some(record) if kept => {
