@@ -8,7 +8,7 @@ mod train_support;
 use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
-use warez_pipe::model::graphs::optimizer::{self, AdamConfig, CATCH_UP_STEPS};
+use warez_pipe::model::graphs::optimizer::{self, AdamConfig};
 use warez_pipe::model::graphs::{eval, training};
 use warez_pipe::model::params::{
     ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
@@ -230,7 +230,7 @@ struct AdamInputs {
     rows_m: Vec<f32>,
     rows_v: Vec<f32>,
     rows_grad: Vec<f32>,
-    last_step: Vec<f32>,
+    last_step: Vec<i64>,
     dense: Vec<f32>,
     dense_m: Vec<f32>,
     dense_v: Vec<f32>,
@@ -241,7 +241,7 @@ struct AdamInputs {
 fn run_optimizer(session: &mut Session, i: &AdamInputs) -> [Vec<f32>; 6] {
     let rows = i.last_step.len();
     let d = i.dense.len();
-    let step = [i.step as f32];
+    let step = [i64::from(i.step)];
     let outputs = session
         .run(ort::inputs![
             optimizer::STEP => TensorRef::from_array_view((Vec::<i64>::new(), &step[..])).unwrap(),
@@ -249,7 +249,7 @@ fn run_optimizer(session: &mut Session, i: &AdamInputs) -> [Vec<f32>; 6] {
             optimizer::ROWS_M => TensorRef::from_array_view(([rows, K], &i.rows_m[..])).unwrap(),
             optimizer::ROWS_V => TensorRef::from_array_view(([rows, K], &i.rows_v[..])).unwrap(),
             optimizer::ROWS_GRAD => TensorRef::from_array_view(([rows, K], &i.rows_grad[..])).unwrap(),
-            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows, 1], &i.last_step[..])).unwrap(),
+            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows], &i.last_step[..])).unwrap(),
             optimizer::DENSE => TensorRef::from_array_view(([d], &i.dense[..])).unwrap(),
             optimizer::DENSE_M => TensorRef::from_array_view(([d], &i.dense_m[..])).unwrap(),
             optimizer::DENSE_V => TensorRef::from_array_view(([d], &i.dense_v[..])).unwrap(),
@@ -283,7 +283,7 @@ fn assert_close(what: &str, actual: f32, expected: f64, tolerance: f64) {
 #[test]
 fn one_adam_step_matches_a_hand_computation() {
     let adam = AdamConfig::default();
-    let mut session = session(&optimizer::build(K, &adam));
+    let mut session = session(&optimizer::build(K, &adam, 1000));
     let step = 3;
     let inputs = AdamInputs {
         step,
@@ -292,7 +292,7 @@ fn one_adam_step_matches_a_hand_computation() {
         rows_v: noisy(12, 2 * K, 1e-6).iter().map(|v| v.abs()).collect(),
         rows_grad: noisy(13, 2 * K, 1e-2),
         // Both rows were updated at the previous step: nothing to catch up.
-        last_step: vec![(step - 1) as f32; 2],
+        last_step: vec![i64::from(step - 1); 2],
         dense: noisy(14, 5, 0.3),
         dense_m: noisy(15, 5, 1e-2),
         dense_v: noisy(16, 5, 1e-4).iter().map(|v| v.abs()).collect(),
@@ -347,13 +347,12 @@ fn one_adam_step_matches_a_hand_computation() {
 #[test]
 fn the_catch_up_equals_explicit_zero_gradient_steps() {
     let adam = AdamConfig::default();
-    let mut session = session(&optimizer::build(K, &adam));
+    let mut session = session(&optimizer::build(K, &adam, 1000));
     let step = 700u32;
-    // Rows last updated 1, 50 and 689 steps ago (beyond the J-term window), one with a second
-    // moment so small that ε dominates, and one never updated (all zero).
+    // Rows that sat out 0, 49 and 688 steps, one with a second moment so small that ε
+    // dominates, and one never updated (all zero).
     let last_steps = [699u32, 650, 11, 400, 0];
     let rows = last_steps.len();
-    assert!(step - 1 - last_steps[2] > CATCH_UP_STEPS as u32);
     let mut rows_v: Vec<f32> = noisy(22, rows * K, 1e-6).iter().map(|v| v.abs()).collect();
     rows_v[3 * K..4 * K].fill(1e-17);
     let mut rows_m = noisy(21, rows * K, 1e-3);
@@ -365,7 +364,7 @@ fn the_catch_up_equals_explicit_zero_gradient_steps() {
         rows_m,
         rows_v,
         rows_grad: noisy(23, rows * K, 1e-2),
-        last_step: last_steps.iter().map(|&s| s as f32).collect(),
+        last_step: last_steps.iter().map(|&s| i64::from(s)).collect(),
         dense: vec![0.0; 2],
         dense_m: vec![0.0; 2],
         dense_v: vec![0.0; 2],

@@ -20,6 +20,7 @@
 //! weights, 1: shuffling, 2: dropout masks), so a seed fixes the result bit for bit.
 
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use ort::session::Session;
@@ -177,8 +178,13 @@ pub fn fit(
         );
     }
 
+    let steps_per_epoch = train_rows.div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
     write_model(paths.training_model, &training::build(k))?;
-    write_model(paths.optimizer_model, &optimizer::build(k, &config.adam))?;
+    write_model(
+        paths.optimizer_model,
+        &optimizer::build(k, &config.adam, total_steps as u64),
+    )?;
     let mut trainer = Trainer::new(
         initial_params(n_customers, n_products, k, config.seed),
         runtime::session_from_file(paths.training_model)?,
@@ -189,13 +195,13 @@ pub fn fit(
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
     shuffle_rng.set_stream(1);
     let mut order: Vec<u32> = (0..train_rows as u32).collect();
-    let steps_per_epoch = train_rows.div_ceil(config.batch_size);
-    progress.start((steps_per_epoch * config.epochs) as u64, "steps");
+    progress.start(total_steps as u64, "steps");
     let validation = train_rows..ratings.len();
     let mut epochs = Vec::with_capacity(config.epochs);
     let mut predictions = Vec::new();
     for epoch in 1..=config.epochs {
         order.shuffle(&mut shuffle_rng);
+        let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
         for (index, batch) in order.chunks(config.batch_size).enumerate() {
             let loss = trainer.step(ratings, batch)?;
@@ -208,6 +214,7 @@ pub fn fit(
             }
         }
         trainer.catch_up_all_rows()?;
+        let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
         let params = trainer.params();
         write_model(paths.eval_model, &eval::build(&params))?;
         predictions = EvalSession::from_file(paths.eval_model)?.score(
@@ -220,7 +227,8 @@ pub fn fit(
             val_msle: msle(&predictions, &ratings.ratings[validation.clone()]),
         };
         progress.println(&format!(
-            "epoch {epoch}/{}: train MSLE {:.6}, validation MSLE {:.6}",
+            "epoch {epoch}/{}: train MSLE {:.6}, validation MSLE {:.6} ({samples_per_second:.0} \
+             training samples/s)",
             config.epochs, loss.train_msle, loss.val_msle
         ));
         epochs.push(loss);
@@ -345,7 +353,7 @@ struct StepBuffers {
     rows_m: Vec<f32>,
     rows_v: Vec<f32>,
     rows_grad: Vec<f32>,
-    rows_last_step: Vec<f32>,
+    rows_last_step: Vec<i64>,
     /// Where each of `rows` came from.
     sources: Vec<(Side, u32)>,
     customer_row: Vec<i64>,
@@ -452,7 +460,7 @@ impl Trainer {
                     b.rows.extend_from_slice(&table.values[row.clone()]);
                     b.rows_m.extend_from_slice(&table.m[row.clone()]);
                     b.rows_v.extend_from_slice(&table.v[row]);
-                    b.rows_last_step.push(table.last_step[id] as f32);
+                    b.rows_last_step.push(i64::from(table.last_step[id]));
                 }
                 positions.push(i64::from(table.slot[id]));
             }
@@ -511,14 +519,14 @@ impl Trainer {
         let b = &self.buffers;
         let rows = b.sources.len();
         let dense_len = self.dense.values.len();
-        let step_value = [step as f32];
+        let step_value = [i64::from(step)];
         let outputs = self.optimizer.run(ort::inputs![
             optimizer::STEP => TensorRef::from_array_view((Vec::<i64>::new(), &step_value[..]))?,
             optimizer::ROWS => TensorRef::from_array_view(([rows, k], &b.rows[..]))?,
             optimizer::ROWS_M => TensorRef::from_array_view(([rows, k], &b.rows_m[..]))?,
             optimizer::ROWS_V => TensorRef::from_array_view(([rows, k], &b.rows_v[..]))?,
             optimizer::ROWS_GRAD => TensorRef::from_array_view(([rows, k], &b.rows_grad[..]))?,
-            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows, 1], &b.rows_last_step[..]))?,
+            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows], &b.rows_last_step[..]))?,
             optimizer::DENSE => TensorRef::from_array_view(([dense_len], &self.dense.values[..]))?,
             optimizer::DENSE_M => TensorRef::from_array_view(([dense_len], &self.dense.m[..]))?,
             optimizer::DENSE_V => TensorRef::from_array_view(([dense_len], &self.dense.v[..]))?,
@@ -581,7 +589,7 @@ impl Trainer {
                         b.rows.extend_from_slice(&table.values[row.clone()]);
                         b.rows_m.extend_from_slice(&table.m[row.clone()]);
                         b.rows_v.extend_from_slice(&table.v[row]);
-                        b.rows_last_step.push(table.last_step[next] as f32);
+                        b.rows_last_step.push(i64::from(table.last_step[next]));
                         b.sources.push((side, next as u32));
                     }
                     next += 1;

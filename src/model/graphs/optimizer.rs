@@ -18,24 +18,25 @@
 //!
 //! `θ ← θ_s − m_s · Σ_{j=1..k} α_{s+j}·β₁ʲ / (b_j·x + ε)`,  `m ← β₁ᵏ·m_s`,  `v ← β₂ᵏ·v_s`.
 //!
-//! The sum is computed per row, not per step: since `b_j·x + ε = y − (1 − b_j)·x` and
-//! `0 ≤ (1 − b_j)·x/y < 1`, `1/(b_j·x + ε) = Σ_n (1 − b_j)ⁿ·xⁿ / yⁿ⁺¹`, so
+//! The sum is computed per row in O(1), exactly:
+//! - the ε series: since `b_j·x + ε = y − (1 − b_j)·x` and `0 ≤ (1 − b_j)·x/y < 1`,
+//!   `1/(b_j·x + ε) = Σ_n (1 − b_j)ⁿ·xⁿ/yⁿ⁺¹`, so with A(t) = α_t/lr the sum is
+//!   `lr·Σ_{n=0..3} T_n·xⁿ/yⁿ⁺¹`, `T_n = Σ_{j=1..k} A(s+j)·β₁ʲ·(1 − b_j)ⁿ`. The series is cut after
+//!   n = 3: (1 − b_j) ≈ j/2000 and the weights β₁ʲ keep j small, so T₄/T₀ ≈ 10⁻⁸.
+//! - the T_n from a table: expanding `(1 − b_j)ⁿ` binomially, `T_n = Σ_m C(n,m)(−1)ᵐ·U_m` with
+//!   `U_m = Σ_{j=1..k} A(s+j)·q_mʲ`, `q_m = β₁·β₂^{m/2}`. With the discounted sums
+//!   `H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ` (tabulated for every step of the run in f64 when the graph is
+//!   built, [`DISCOUNTED_SUMS`]), `U_m = H_m(s) − q_mᵏ·H_m(t−1)`, since s + k = t − 1.
 //!
-//! `Σ_j α_{s+j}·β₁ʲ / (b_j·x + ε) = Σ_{n=0..3} T_n · xⁿ / yⁿ⁺¹`, `T_n = Σ_{j=1..min(k, J)} α_{s+j}·β₁ʲ·(1 − b_j)ⁿ`.
+//! So a step costs two table lookups and a handful of elementwise operations per row, nothing
+//! proportional to k, and every embedding row follows Keras' dense Adam up to float32 rounding
+//! (the catch-up's rounding error is about 10⁻⁶ of its size, below θ's own precision). At the end
+//! of every epoch the trainer replays the rest for every row (zero gradient, t = the last step),
+//! so the weights it evaluates, exports and checkpoints are the dense-Adam weights.
 //!
-//! The T_n are one `[rows, J] × [J, 4]` matrix product per step (α_{s+j} from β₁ˢ, β₂ˢ and
-//! tabulated β₁ʲ, β₂ʲ), the rest is elementwise over `[rows, k]`. Two truncations, both below
-//! float32 rounding:
-//! - the terms shrink by at least β₁/√β₂ ≈ 0.9005 per skipped step, so steps more than
-//!   J = [`CATCH_UP_STEPS`] = 160 back add less than 0.9005¹⁶⁰ ≈ 5·10⁻⁸ of the row's whole
-//!   catch-up; they are left out (the moments still decay by the full β₁ᵏ, β₂ᵏ);
-//! - the series in n is cut after n = 3: (1 − b_j) ≈ j/2000 and the weights β₁ʲ keep j small,
-//!   so T₄/T₀ ≈ 10⁻⁸.
-//!
-//! So every embedding row follows Keras' dense Adam up to float32 rounding (and the bounded
-//! tails above), while a step touches only the batch's rows. At the end of every epoch the
-//! trainer replays the rest for every row (zero gradient, t = the last step), so the weights it
-//! evaluates, exports and checkpoints are the dense-Adam weights.
+//! The one difference from Keras is where float32 rounding happens: Keras rounds after each of
+//! the k skipped steps, the catch-up rounds once (its constants come from f64), so the two agree
+//! to a few float32 ulps rather than bit for bit.
 
 use super::GraphBuilder;
 use crate::model::onnx_proto::{Attr, DataType, Dim, ModelProto};
@@ -58,10 +59,14 @@ pub const DENSE_UPDATED: &str = "updated/dense";
 pub const DENSE_M_UPDATED: &str = "updated/dense_m";
 pub const DENSE_V_UPDATED: &str = "updated/dense_v";
 
-/// J: how many skipped steps the catch-up replays term by term (see the module doc).
-pub const CATCH_UP_STEPS: usize = 160;
+/// The initializer holding H_m(s) (module doc), `[last_step + 1, 4]`.
+pub const DISCOUNTED_SUMS: &str = "catch_up/discounted_sums";
+
 /// Terms of the series in ε (n = 0..3).
 const SERIES_TERMS: usize = 4;
+/// Steps past the last one where H's backward recursion starts: q_m ≤ 0.9 and 0.9¹⁰⁰⁰ ≈ 10⁻⁴⁶,
+/// so starting from H = 0 there is exact in f64.
+const RECURSION_LEAD_IN: u64 = 1000;
 
 /// Adam's hyperparameters; [`Default`] gives Keras' defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,20 +88,21 @@ impl Default for AdamConfig {
     }
 }
 
-/// The optimizer graph for `n_factors` = k.
-pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
+/// The optimizer graph for `n_factors` = k, valid for steps 1..=`last_step` (the catch-up's
+/// table covers the run; a later step fails in the table lookup).
+pub fn build(n_factors: usize, adam: &AdamConfig, last_step: u64) -> ModelProto {
     let k = n_factors as i64;
     let float = DataType::Float;
     let rows_shape = [Dim::Named("rows"), Dim::Fixed(k)];
     let dense_shape = [Dim::Named("dense")];
     let mut g = GraphBuilder::new("recommender_adam_step");
 
-    let step = g.input(STEP, float, &[]);
+    let step = g.input(STEP, DataType::Int64, &[]);
     let rows = g.input(ROWS, float, &rows_shape);
     let rows_m = g.input(ROWS_M, float, &rows_shape);
     let rows_v = g.input(ROWS_V, float, &rows_shape);
     let rows_grad = g.input(ROWS_GRAD, float, &rows_shape);
-    let last_step = g.input(ROWS_LAST_STEP, float, &[Dim::Named("rows"), Dim::Fixed(1)]);
+    let last_step_of_row = g.input(ROWS_LAST_STEP, DataType::Int64, &[Dim::Named("rows")]);
     let dense = g.input(DENSE, float, &dense_shape);
     let dense_m = g.input(DENSE_M, float, &dense_shape);
     let dense_v = g.input(DENSE_V, float, &dense_shape);
@@ -111,8 +117,14 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let one_minus_beta_2 = g.scalar("adam/one_minus_beta_2", 1.0 - adam.beta_2);
 
     // α_t = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ), as Keras computes it (float32 powers of the step).
-    let beta_1_power = g.op("Pow", &[&beta_1, &step], "adam/beta_1_power");
-    let beta_2_power = g.op("Pow", &[&beta_2, &step], "adam/beta_2_power");
+    let step_float = g.op_with(
+        "Cast",
+        &[&step],
+        &[("to", Attr::Int(DataType::Float as i64))],
+        "adam/step_float",
+    );
+    let beta_1_power = g.op("Pow", &[&beta_1, &step_float], "adam/beta_1_power");
+    let beta_2_power = g.op("Pow", &[&beta_2, &step_float], "adam/beta_2_power");
     let bias_1 = g.op("Sub", &[&one, &beta_1_power], "adam/one_minus_beta_1_power");
     let bias_2 = g.op("Sub", &[&one, &beta_2_power], "adam/one_minus_beta_2_power");
     let bias_2 = g.op("Sqrt", &[&bias_2], "adam/sqrt_one_minus_beta_2_power");
@@ -120,57 +132,58 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let alpha = g.op("Mul", &[&alpha, &learning_rate], "adam/alpha");
 
     // The embedding rows' catch-up of the steps they sat out (module doc).
-    let catch_up = catch_up_tables(adam);
-    let step_index = g.constant_f32(
-        "catch_up/j",
-        &[1, CATCH_UP_STEPS as i64],
-        &catch_up.step_index,
+    let tables = CatchUpTables::new(adam, last_step);
+    let terms_dim = SERIES_TERMS as i64;
+    let sums = g.constant_f32(
+        DISCOUNTED_SUMS,
+        &[last_step as i64 + 1, terms_dim],
+        &tables.discounted_sums,
     );
-    let beta_1_j = g.constant_f32(
-        "catch_up/beta_1_power_j",
-        &[1, CATCH_UP_STEPS as i64],
-        &catch_up.beta_1_power,
+    let ratios = g.constant_f32("catch_up/ratios", &[1, terms_dim], &tables.ratios);
+    let binomial = g.constant_f32(
+        "catch_up/binomial",
+        &[terms_dim, terms_dim],
+        &tables.binomial,
     );
-    let beta_2_j = g.constant_f32(
-        "catch_up/beta_2_power_j",
-        &[1, CATCH_UP_STEPS as i64],
-        &catch_up.beta_2_power,
+    let one_step = g.constant_i64("catch_up/one_step", &[], &[1]);
+    let previous = g.op("Sub", &[&step, &one_step], "catch_up/previous_step");
+    let sums_at_row = g.op_with(
+        "Gather",
+        &[&sums, &last_step_of_row],
+        &[("axis", Attr::Int(0))],
+        "catch_up/sums_after_last_step",
     );
-    let weights = g.constant_f32(
-        "catch_up/series_weights",
-        &[CATCH_UP_STEPS as i64, SERIES_TERMS as i64],
-        &catch_up.series_weights,
+    let sums_at_previous = g.op_with(
+        "Gather",
+        &[&sums, &previous],
+        &[("axis", Attr::Int(0))],
+        "catch_up/sums_after_previous_step",
     );
-    let before = g.op("Sub", &[&step, &one], "catch_up/previous_step");
-    let skipped = g.op("Sub", &[&before, &last_step], "catch_up/skipped");
-    let beta_1_s = g.op("Pow", &[&beta_1, &last_step], "catch_up/beta_1_power_s");
-    let beta_2_s = g.op("Pow", &[&beta_2, &last_step], "catch_up/beta_2_power_s");
-    let beta_1_sj = g.op("Mul", &[&beta_1_s, &beta_1_j], "catch_up/beta_1_power_s_j");
-    let beta_2_sj = g.op("Mul", &[&beta_2_s, &beta_2_j], "catch_up/beta_2_power_s_j");
-    let bias_1_sj = g.op(
+    let skipped = g.op(
         "Sub",
-        &[&one, &beta_1_sj],
-        "catch_up/one_minus_beta_1_power",
+        &[&previous, &last_step_of_row],
+        "catch_up/skipped_steps",
     );
-    let bias_2_sj = g.op(
+    let skipped = g.op_with(
+        "Cast",
+        &[&skipped],
+        &[("to", Attr::Int(DataType::Float as i64))],
+        "catch_up/skipped_float",
+    );
+    let column_axis = g.constant_i64("catch_up/column_axis", &[1], &[1]);
+    let skipped = g.op("Unsqueeze", &[&skipped, &column_axis], "catch_up/skipped");
+    let ratios_k = g.op("Pow", &[&ratios, &skipped], "catch_up/ratios_power_k");
+    let beyond = g.op(
+        "Mul",
+        &[&ratios_k, &sums_at_previous],
+        "catch_up/sums_beyond",
+    );
+    let window = g.op(
         "Sub",
-        &[&one, &beta_2_sj],
-        "catch_up/one_minus_beta_2_power",
+        &[&sums_at_row, &beyond],
+        "catch_up/sums_over_skipped",
     );
-    let bias_2_sj = g.op(
-        "Sqrt",
-        &[&bias_2_sj],
-        "catch_up/sqrt_one_minus_beta_2_power",
-    );
-    let alpha_sj = g.op("Div", &[&bias_2_sj, &bias_1_sj], "catch_up/alpha_over_lr");
-    let sat_out = g.op("LessOrEqual", &[&step_index, &skipped], "catch_up/sat_out");
-    let zero = g.scalar("zero", 0.0);
-    let alpha_sj = g.op(
-        "Where",
-        &[&sat_out, &alpha_sj, &zero],
-        "catch_up/alpha_over_lr_sat_out",
-    );
-    let series = g.op("MatMul", &[&alpha_sj, &weights], "catch_up/series");
+    let series = g.op("MatMul", &[&window, &binomial], "catch_up/series");
     let terms: Vec<String> = (0..SERIES_TERMS)
         .map(|n| format!("catch_up/series_{n}"))
         .collect();
@@ -180,7 +193,7 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
         &[&series],
         &[
             ("axis", Attr::Int(1)),
-            ("num_outputs", Attr::Int(SERIES_TERMS as i64)),
+            ("num_outputs", Attr::Int(terms_dim)),
         ],
         &term_names,
     );
@@ -260,30 +273,56 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
 
 /// Constants of the catch-up, computed in f64 from the float32 hyperparameters.
 struct CatchUpTables {
-    /// j = 1..J.
-    step_index: Vec<f32>,
-    /// β₁ʲ.
-    beta_1_power: Vec<f32>,
-    /// β₂ʲ.
-    beta_2_power: Vec<f32>,
-    /// `[J, 4]`: β₁ʲ·(1 − β₂^{j/2})ⁿ, n = 0..3 (the T_n weights, without α and lr).
-    series_weights: Vec<f32>,
+    /// `[last_step + 1, 4]`: H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ for s = 0..=last_step, m = 0..3.
+    discounted_sums: Vec<f32>,
+    /// q_m = β₁·β₂^{m/2}, m = 0..3.
+    ratios: Vec<f32>,
+    /// `[4, 4]`: row m, column n holds C(n, m)·(−1)ᵐ, so `U·binomial` gives the T_n.
+    binomial: Vec<f32>,
 }
 
-fn catch_up_tables(adam: &AdamConfig) -> CatchUpTables {
-    let (beta_1, beta_2) = (f64::from(adam.beta_1), f64::from(adam.beta_2));
-    let steps = 1..=CATCH_UP_STEPS as i32;
-    let mut series_weights = Vec::with_capacity(CATCH_UP_STEPS * SERIES_TERMS);
-    for j in steps.clone() {
-        let gap = 1.0 - beta_2.powf(f64::from(j) / 2.0);
-        for n in 0..SERIES_TERMS as i32 {
-            series_weights.push((beta_1.powi(j) * gap.powi(n)) as f32);
+impl CatchUpTables {
+    fn new(adam: &AdamConfig, last_step: u64) -> Self {
+        let (beta_1, beta_2) = (f64::from(adam.beta_1), f64::from(adam.beta_2));
+        let ratios: Vec<f64> = (0..SERIES_TERMS)
+            .map(|m| beta_1 * beta_2.powf(m as f64 / 2.0))
+            .collect();
+        // A(t) = α_t / lr.
+        let alpha = |t: u64| {
+            let t = t as f64;
+            (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t))
+        };
+        // H(s) = q·(A(s+1) + H(s+1)), from far enough past the last step that H ≈ 0 there.
+        let mut discounted_sums = vec![0.0f32; (last_step as usize + 1) * SERIES_TERMS];
+        let mut sums = [0.0f64; SERIES_TERMS];
+        for s in (0..last_step + RECURSION_LEAD_IN).rev() {
+            let next_alpha = alpha(s + 1);
+            for (sum, ratio) in sums.iter_mut().zip(&ratios) {
+                *sum = ratio * (next_alpha + *sum);
+            }
+            if s <= last_step {
+                let row = s as usize * SERIES_TERMS;
+                for (slot, sum) in discounted_sums[row..row + SERIES_TERMS]
+                    .iter_mut()
+                    .zip(&sums)
+                {
+                    *slot = *sum as f32;
+                }
+            }
         }
-    }
-    CatchUpTables {
-        step_index: steps.clone().map(|j| j as f32).collect(),
-        beta_1_power: steps.clone().map(|j| beta_1.powi(j) as f32).collect(),
-        beta_2_power: steps.map(|j| beta_2.powi(j) as f32).collect(),
-        series_weights,
+        let mut binomial = vec![0.0f32; SERIES_TERMS * SERIES_TERMS];
+        for n in 0..SERIES_TERMS {
+            let mut choose = 1.0f32;
+            for m in 0..=n {
+                let sign = if m % 2 == 0 { 1.0 } else { -1.0 };
+                binomial[m * SERIES_TERMS + n] = sign * choose;
+                choose = choose * (n - m) as f32 / (m + 1) as f32;
+            }
+        }
+        Self {
+            discounted_sums,
+            ratios: ratios.iter().map(|&ratio| ratio as f32).collect(),
+            binomial,
+        }
     }
 }
