@@ -11,6 +11,7 @@
 //! the dense buffers and on the batch's rows, catching those rows up on the steps they sat out;
 //! see [`optimizer`](super::graphs::optimizer) for the exact update). After every epoch every
 //! row is caught up, so the evaluated, exported and checkpointed weights are dense-Adam weights.
+//! The dropout masks are drawn ahead on a second thread ([`dropout`]), off the step's path.
 //!
 //! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
 //! `floor(rows·(1 − val_split))` rows train); training rows are reshuffled every epoch; batches
@@ -27,8 +28,12 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
 use rand::seq::SliceRandom;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod dropout;
+
+use dropout::{MaskStream, Schedule};
 
 use super::checkpoint::{self, AdamState};
 use super::graphs::optimizer::{self, AdamConfig};
@@ -135,7 +140,7 @@ pub fn msle(predictions: &[f32], targets: &[f32]) -> f64 {
 /// Keras' initial weights: embeddings U(−0.05, 0.05), kernels Glorot-uniform, biases zero.
 pub fn initial_params(n_customers: usize, n_products: usize, k: usize, seed: u64) -> ModelParams {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(0);
+    rng.set_stream(INIT_STREAM);
     let mut uniform = |count: usize, limit: f32| -> Vec<f32> {
         (0..count)
             .map(|_| rng.random_range(-limit..limit))
@@ -189,11 +194,21 @@ pub fn fit(
         initial_params(n_customers, n_products, k, config.seed),
         runtime::session_from_file(paths.training_model)?,
         runtime::session_from_file(paths.optimizer_model)?,
-        config,
+        MaskStream::start(
+            Schedule {
+                epochs: config.epochs,
+                train_rows,
+                batch_size: config.batch_size,
+                n_factors: k,
+            },
+            config.dropout,
+            config.seed,
+            DROPOUT_STREAM,
+        ),
     );
 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    shuffle_rng.set_stream(1);
+    shuffle_rng.set_stream(SHUFFLE_STREAM);
     let mut order: Vec<u32> = (0..train_rows as u32).collect();
     progress.start(total_steps as u64, "steps");
     let validation = train_rows..ratings.len();
@@ -263,6 +278,11 @@ fn write_model(path: &Path, model: &super::onnx_proto::ModelProto) -> Result<()>
     std::fs::write(path, model.encode_to_vec())
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// ChaCha8 streams of the seed: initial weights, shuffling, dropout masks.
+const INIT_STREAM: u64 = 0;
+const SHUFFLE_STREAM: u64 = 1;
+const DROPOUT_STREAM: u64 = 2;
 
 /// Marks a table row that has no place among the current batch's rows.
 const NO_SLOT: u32 = u32::MAX;
@@ -359,8 +379,6 @@ struct StepBuffers {
     customer_row: Vec<i64>,
     product_row: Vec<i64>,
     rating: Vec<f32>,
-    mask_1: Vec<f32>,
-    mask_2: Vec<f32>,
     dense_grad: Vec<f32>,
 }
 
@@ -375,47 +393,11 @@ struct Trainer {
     training: Session,
     optimizer: Session,
     buffers: StepBuffers,
-    dropout: Dropout,
-}
-
-/// Inverted dropout masks drawn from their own seeded stream.
-struct Dropout {
-    rng: ChaCha8Rng,
-    /// A unit is kept when a uniform u32 is at least this (rate · 2³²).
-    drop_below: u64,
-    keep_scale: f32,
-}
-
-impl Dropout {
-    fn new(rate: f32, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(2);
-        Self {
-            rng,
-            drop_below: (f64::from(rate) * 4_294_967_296.0).round() as u64,
-            keep_scale: 1.0 / (1.0 - rate),
-        }
-    }
-
-    fn fill(&mut self, mask: &mut Vec<f32>, len: usize) {
-        mask.clear();
-        mask.extend((0..len).map(|_| {
-            if u64::from(self.rng.next_u32()) >= self.drop_below {
-                self.keep_scale
-            } else {
-                0.0
-            }
-        }));
-    }
+    masks: MaskStream,
 }
 
 impl Trainer {
-    fn new(
-        params: ModelParams,
-        training: Session,
-        optimizer: Session,
-        config: &TrainConfig,
-    ) -> Self {
+    fn new(params: ModelParams, training: Session, optimizer: Session, masks: MaskStream) -> Self {
         let dense = Dense::pack(&params);
         Self {
             k: params.n_factors,
@@ -430,7 +412,7 @@ impl Trainer {
             training,
             optimizer,
             buffers: StepBuffers::default(),
-            dropout: Dropout::new(config.dropout, config.seed),
+            masks,
         }
     }
 
@@ -467,8 +449,8 @@ impl Trainer {
         }
         b.rating
             .extend(batch.iter().map(|&sample| ratings.ratings[sample as usize]));
-        self.dropout.fill(&mut b.mask_1, batch.len() * 2 * k);
-        self.dropout.fill(&mut b.mask_2, batch.len() * k);
+        let masks = self.masks.next()?;
+        debug_assert_eq!(masks.second.len(), batch.len() * k, "masks out of step");
 
         let rows = b.sources.len();
         let n = batch.len();
@@ -478,8 +460,8 @@ impl Trainer {
             training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &b.customer_row[..]))?,
             training::PRODUCT_ROW => TensorRef::from_array_view(([n], &b.product_row[..]))?,
             training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
-            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &b.mask_1[..]))?,
-            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &b.mask_2[..]))?,
+            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
+            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
             DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
             DENSE_1_BIAS => TensorRef::from_array_view(([k], b1))?,
             DENSE_2_KERNEL => TensorRef::from_array_view(([k, 1], w2))?,
@@ -503,6 +485,7 @@ impl Trainer {
                 .extend_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
         }
         drop(outputs);
+        self.masks.recycle(masks);
 
         self.step += 1;
         self.apply_adam(self.step, true)?;
