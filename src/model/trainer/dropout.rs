@@ -6,7 +6,7 @@
 //! those drawn inline would be. Used buffers travel back to the helper to be refilled, so the
 //! steady state allocates nothing.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Result};
@@ -108,10 +108,7 @@ impl Drawer {
             while start < schedule.train_rows {
                 let batch = schedule.batch_size.min(schedule.train_rows - start);
                 start += batch;
-                let mut masks = match recycled.try_recv() {
-                    Ok(masks) => masks,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => Masks::default(),
-                };
+                let mut masks = recycled.try_recv().unwrap_or_default();
                 self.fill(&mut masks.first, batch * 2 * k);
                 self.fill(&mut masks.second, batch * k);
                 if ready.send(masks).is_err() {
