@@ -3,14 +3,16 @@
 //!
 //! Rust owns the state and moves O(batch) data per step:
 //! - the embedding tables with their Adam moments and, per row, the step it was last brought up
-//!   to date; a step copies the batch's distinct rows out and the updated rows back;
+//!   to date; a step copies out the batch's distinct rows (for the gradient and the update) and
+//!   the next batch's other rows (to bring them up to date), and copies the updated rows back;
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
 //!   `dense_2/kernel`, `dense_2/bias`, in that order), fed to the training graph as views.
 //!
 //! A step is two runs: the training graph (loss and gradients) and the optimizer graph (Adam on
-//! the dense buffers and on the batch's rows, catching those rows up on the steps they sat out;
-//! see [`optimizer`](super::graphs::optimizer) for the exact update). After every epoch every
-//! row is caught up, so the evaluated, exported and checkpointed weights are dense-Adam weights.
+//! the dense buffers and on those rows, catching each up on the steps it sat out; see
+//! [`optimizer`](super::graphs::optimizer) for the exact update). Every row a forward pass reads
+//! is therefore current, and after every epoch every row is caught up, so the gradients and the
+//! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
 //! The dropout masks are drawn ahead on a second thread ([`dropout`]), off the step's path.
 //!
 //! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
@@ -39,6 +41,7 @@ use super::checkpoint::{self, AdamState};
 use super::graphs::optimizer::{self, AdamConfig};
 use super::graphs::{eval, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
+use super::onnx_proto::ModelProto;
 use super::params::{ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL};
 use super::runtime::{self, EvalSession};
 use crate::data::dataset::Ratings;
@@ -218,8 +221,10 @@ pub fn fit(
         order.shuffle(&mut shuffle_rng);
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
-        for (index, batch) in order.chunks(config.batch_size).enumerate() {
-            let loss = trainer.step(ratings, batch)?;
+        let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        for (index, batch) in batches.iter().enumerate() {
+            let next_batch = batches.get(index + 1).copied().unwrap_or_default();
+            let loss = trainer.step(ratings, batch, next_batch)?;
             loss_sum += f64::from(loss) * batch.len() as f64;
             samples += batch.len();
             let done = (epoch - 1) * steps_per_epoch + index + 1;
@@ -274,7 +279,7 @@ pub fn fit(
     })
 }
 
-fn write_model(path: &Path, model: &super::onnx_proto::ModelProto) -> Result<()> {
+fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
     std::fs::write(path, model.encode_to_vec())
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -382,6 +387,43 @@ struct StepBuffers {
     dense_grad: Vec<f32>,
 }
 
+impl StepBuffers {
+    fn clear(&mut self) {
+        for values in [
+            &mut self.rows,
+            &mut self.rows_m,
+            &mut self.rows_v,
+            &mut self.rows_grad,
+        ] {
+            values.clear();
+        }
+        for positions in [
+            &mut self.rows_last_step,
+            &mut self.customer_row,
+            &mut self.product_row,
+        ] {
+            positions.clear();
+        }
+        self.sources.clear();
+        self.rating.clear();
+    }
+
+    /// Row `id` of `table`'s position among this step's rows, copying the row, its moments and
+    /// its last step in on first use.
+    fn slot(&mut self, table: &mut Table, side: Side, id: usize, k: usize) -> u32 {
+        if table.slot[id] == NO_SLOT {
+            table.slot[id] = self.sources.len() as u32;
+            self.sources.push((side, id as u32));
+            let row = id * k..(id + 1) * k;
+            self.rows.extend_from_slice(&table.values[row.clone()]);
+            self.rows_m.extend_from_slice(&table.m[row.clone()]);
+            self.rows_v.extend_from_slice(&table.v[row]);
+            self.rows_last_step.push(i64::from(table.last_step[id]));
+        }
+        table.slot[id]
+    }
+}
+
 struct Trainer {
     k: usize,
     n_customers: usize,
@@ -416,35 +458,26 @@ impl Trainer {
         }
     }
 
-    /// One training step on the rating rows `batch`; returns the batch loss.
-    fn step(&mut self, ratings: &Ratings, batch: &[u32]) -> Result<f32> {
+    /// One training step on the rating rows `batch`; returns the batch loss. `next_batch` (the
+    /// following step's rows, empty at the end of an epoch) has its embedding rows brought up
+    /// to date by this step's optimizer run, so every forward pass sees dense-Adam values.
+    fn step(&mut self, ratings: &Ratings, batch: &[u32], next_batch: &[u32]) -> Result<f32> {
         let k = self.k;
         let b = &mut self.buffers;
-        b.rows.clear();
-        b.rows_m.clear();
-        b.rows_v.clear();
-        b.rows_last_step.clear();
-        b.sources.clear();
-        b.customer_row.clear();
-        b.product_row.clear();
-        b.rating.clear();
-        for (side, ids, positions) in [
-            (Side::Customer, &ratings.customers, &mut b.customer_row),
-            (Side::Product, &ratings.products, &mut b.product_row),
+        b.clear();
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
         ] {
             let table = &mut self.tables[side as usize];
             for &sample in batch {
                 let id = ids[sample as usize] as usize;
-                if table.slot[id] == NO_SLOT {
-                    table.slot[id] = b.sources.len() as u32;
-                    b.sources.push((side, id as u32));
-                    let row = id * k..(id + 1) * k;
-                    b.rows.extend_from_slice(&table.values[row.clone()]);
-                    b.rows_m.extend_from_slice(&table.m[row.clone()]);
-                    b.rows_v.extend_from_slice(&table.v[row]);
-                    b.rows_last_step.push(i64::from(table.last_step[id]));
+                debug_assert_eq!(table.last_step[id], self.step, "a stale row in the batch");
+                let position = i64::from(b.slot(table, side, id, k));
+                match side {
+                    Side::Customer => b.customer_row.push(position),
+                    Side::Product => b.product_row.push(position),
                 }
-                positions.push(i64::from(table.slot[id]));
             }
         }
         b.rating
@@ -486,6 +519,18 @@ impl Trainer {
         }
         drop(outputs);
         self.masks.recycle(masks);
+
+        // The next batch's rows that this one does not use: zero gradient, caught up to now.
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
+        ] {
+            let table = &mut self.tables[side as usize];
+            for &sample in next_batch {
+                b.slot(table, side, ids[sample as usize] as usize, k);
+            }
+        }
+        b.rows_grad.resize(b.rows.len(), 0.0);
 
         self.step += 1;
         self.apply_adam(self.step, true)?;
@@ -626,5 +671,138 @@ impl Trainer {
             m: moment(|table| &table.m, &self.dense.m),
             v: moment(|table| &table.v, &self.dense.v),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: usize = 3;
+
+    /// 48 ratings over 7 customers and 4 products, with skewed ids so rows sit out many steps.
+    fn tiny_ratings() -> Ratings {
+        let rows = 48u32;
+        Ratings {
+            n_customers: 7,
+            n_products: 4,
+            customers: (0..rows).map(|i| (i * i + 3 * i) % 7).collect(),
+            products: (0..rows).map(|i| (i * 5 / 3) % 4).collect(),
+            ratings: (0..rows).map(|i| 0.05 + (i % 9) as f32 * 0.1).collect(),
+        }
+    }
+
+    fn tiny_trainer(config: &TrainConfig, steps: u64, rows: usize) -> Trainer {
+        runtime::ensure_onnxruntime(None).expect(
+            "ONNX Runtime for the trainer tests: run them with scripts/test, or export \
+             ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1",
+        );
+        let session =
+            |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
+        Trainer::new(
+            initial_params(7, 4, K, config.seed),
+            session(training::build(K)),
+            session(optimizer::build(K, &config.adam, steps)),
+            MaskStream::start(
+                Schedule {
+                    epochs: config.epochs,
+                    train_rows: rows,
+                    batch_size: config.batch_size,
+                    n_factors: K,
+                },
+                config.dropout,
+                config.seed,
+                DROPOUT_STREAM,
+            ),
+        )
+    }
+
+    /// The lazy update (rows caught up when used, all rows at the end) against dense Adam: the
+    /// same trainer bringing every row up to date after every step, i.e. running each skipped
+    /// row's zero-gradient step explicitly, as Keras does.
+    #[test]
+    fn lazily_caught_up_rows_end_where_dense_adam_puts_them() {
+        let ratings = tiny_ratings();
+        let config = TrainConfig {
+            n_factors: K,
+            batch_size: 4,
+            epochs: 3,
+            ..TrainConfig::default()
+        };
+        let rows = ratings.len();
+        let steps = (rows.div_ceil(config.batch_size) * config.epochs) as u64;
+        let mut lazy = tiny_trainer(&config, steps, rows);
+        let mut dense = tiny_trainer(&config, steps, rows);
+        let order: Vec<u32> = (0..rows as u32).rev().collect();
+        let mut sat_out = 0;
+        let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        for epoch in 0..config.epochs {
+            for (index, batch) in batches.iter().enumerate() {
+                let next_batch = batches.get(index + 1).copied().unwrap_or_default();
+                let lazy_loss = lazy.step(&ratings, batch, next_batch).unwrap();
+                let dense_loss = dense.step(&ratings, batch, &[]).unwrap();
+                assert!((lazy_loss - dense_loss).abs() <= 1e-5 * dense_loss.abs());
+                sat_out += lazy.tables[Side::Customer as usize]
+                    .last_step
+                    .iter()
+                    .filter(|&&last| last + 1 < lazy.step)
+                    .count();
+                dense.catch_up_all_rows().unwrap();
+            }
+            if epoch + 1 < config.epochs {
+                lazy.catch_up_all_rows().unwrap();
+            }
+        }
+        lazy.catch_up_all_rows().unwrap();
+        assert!(
+            sat_out > 50,
+            "rows must sit out steps for the test to mean anything"
+        );
+        let initial = initial_params(7, 4, K, config.seed);
+        let compare = |what: &str, lazy: &[f32], dense: &[f32], start: &[f32]| {
+            for i in 0..lazy.len() {
+                let moved = (dense[i] - start[i]).abs();
+                assert!(
+                    (lazy[i] - dense[i]).abs() <= 1e-4 * moved + 1e-7,
+                    "{what}[{i}]: lazy {} vs dense {} (moved {moved})",
+                    lazy[i],
+                    dense[i]
+                );
+            }
+        };
+        let (lazy_params, dense_params) = (lazy.params(), dense.params());
+        compare(
+            "customer_embedding",
+            &lazy_params.customer_embedding,
+            &dense_params.customer_embedding,
+            &initial.customer_embedding,
+        );
+        compare(
+            "product_embedding",
+            &lazy_params.product_embedding,
+            &dense_params.product_embedding,
+            &initial.product_embedding,
+        );
+        compare(
+            "dense_1/kernel",
+            &lazy_params.dense_1_kernel,
+            &dense_params.dense_1_kernel,
+            &initial.dense_1_kernel,
+        );
+        let (lazy_adam, dense_adam) = (lazy.adam_state(), dense.adam_state());
+        assert_eq!(lazy_adam.step, steps);
+        let zeros = vec![0.0; lazy_adam.m.customer_embedding.len()];
+        compare(
+            "m of customer_embedding",
+            &lazy_adam.m.customer_embedding,
+            &dense_adam.m.customer_embedding,
+            &zeros,
+        );
+        compare(
+            "v of customer_embedding",
+            &lazy_adam.v.customer_embedding,
+            &dense_adam.v.customer_embedding,
+            &zeros,
+        );
     }
 }
