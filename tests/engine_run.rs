@@ -218,6 +218,14 @@ stages:
     run.assert_code(1)
         .assert_stderr_contains("stage `broken`: command failed")
         .assert_stderr_contains("something went wrong here");
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "NO_COLOR and no terminal: plain text"
+    );
+    assert!(
+        run.stderr.contains("[fine] running"),
+        "plain log lines off a terminal"
+    );
     assert!(!project.exists("out/broken.txt"), "partial output removed");
     assert!(!project.exists("out/after.txt"));
     assert_eq!(project.read("out/fine.txt"), "ok\n");

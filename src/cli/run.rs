@@ -11,6 +11,11 @@ use crate::fingerprint::StatCache;
 use crate::store::{RunLock, Store};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when every stage asked for is up to date at the end; \
+1 when a stage failed (or, with --dry-run, something would run; with --check, an output \
+differs); 2 when the pipeline is rejected before anything runs."
+)]
 pub struct RunArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,

@@ -12,6 +12,10 @@ use crate::fingerprint::StatCache;
 use crate::store::{LockFile, Store};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when every stage is fresh, 1 when one is stale, \
+2 when the pipeline is rejected."
+)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,

@@ -3,9 +3,10 @@
 //! declare as dependencies; a fresh cache) and compares every output's hash with the lock file.
 //!
 //! The first differing artifact in run order is the one to look at (later ones may only follow
-//! from it). It is called a *float result* when a training stage (a [`Pool::Machine`] kind) made
-//! it or runs above it — floating-point results that may legitimately vary with threading or
-//! hardware — and *data-only* otherwise, where any difference is a determinism bug.
+//! from it). It is a *float result* when a training stage (a [`Pool::Machine`] kind) made it —
+//! floating-point results that may vary with threading or hardware — and *data-only* otherwise,
+//! where any difference is a determinism bug. The report also says whether the stage got the
+//! very inputs the lock file records: if so, the stage itself is not deterministic.
 
 use std::fmt::Write;
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct Mismatch {
     pub rebuilt: Option<ContentHash>,
     /// `data-only` or `float result` (see the module doc).
     pub artifact: &'static str,
+    /// The stage's inputs in the rebuild had the hashes the lock file records.
+    pub inputs_identical: bool,
 }
 
 impl CheckReport {
@@ -59,9 +62,17 @@ impl CheckReport {
                 );
             }
             Some(first) => {
+                let cause = if first.inputs_identical {
+                    format!(
+                        "its inputs were identical, so stage `{}` is not deterministic",
+                        first.stage
+                    )
+                } else {
+                    "its inputs differed from the lock file's".to_string()
+                };
                 let _ = writeln!(
                     out,
-                    "check: `{}` (made by stage `{}`, a {} artifact) differs: lock file {}, rebuilt {}",
+                    "check: `{}` (made by stage `{}`, a {} artifact) differs: lock file {}, rebuilt {}; {cause}",
                     first.path,
                     first.stage,
                     first.artifact,
@@ -159,11 +170,15 @@ pub fn check(
             unchecked.push(name.clone());
             continue;
         };
-        let artifact = if trains_at_or_above(&copy, &dag, index) {
+        let artifact = if trains(&copy, index) {
             "float result"
         } else {
             "data-only"
         };
+        let inputs_identical = rebuilt
+            .stages
+            .get(name)
+            .is_some_and(|now| now.key_inputs.inputs == stage.key_inputs.inputs);
         for (path, hash) in &stage.outputs {
             let now = rebuilt
                 .stages
@@ -179,6 +194,7 @@ pub fn check(
                         locked: hash.clone(),
                         rebuilt: now,
                         artifact,
+                        inputs_identical,
                     },
                 ));
             }
@@ -193,22 +209,9 @@ pub fn check(
     })
 }
 
-/// Whether the stage or one above it needs the whole machine (trains).
-fn trains_at_or_above(pipeline: &Pipeline, dag: &Dag, index: usize) -> bool {
-    let mut stack = vec![index];
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(stage) = stack.pop() {
-        if !seen.insert(stage) {
-            continue;
-        }
-        if let Action::Kind(kind) = &pipeline.stages[stage].action {
-            if kind.pool() == Pool::Machine {
-                return true;
-            }
-        }
-        stack.extend(dag.upstream(stage));
-    }
-    false
+/// Whether the stage is a training stage (its kind needs the whole machine).
+fn trains(pipeline: &Pipeline, index: usize) -> bool {
+    matches!(&pipeline.stages[index].action, Action::Kind(kind) if kind.pool() == Pool::Machine)
 }
 
 /// `base` joined with a normalized relative path that may start with `..`.

@@ -40,10 +40,6 @@ impl StageKey {
     pub fn as_hash(&self) -> &ContentHash {
         &self.0
     }
-
-    pub fn short(&self) -> &str {
-        self.0.short()
-    }
 }
 
 impl fmt::Display for StageKey {

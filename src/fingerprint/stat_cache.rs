@@ -141,27 +141,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unchanged_files_are_not_reread_and_changed_ones_are() {
+    fn settled_files_are_served_from_the_cache_and_changed_ones_rehashed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, "one").unwrap();
-        let old = SystemTime::now() - Duration::from_secs(60);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
         let cache = StatCache::in_memory();
-        let first = cache
-            .file_hash(&path, &std::fs::metadata(&path).unwrap())
-            .unwrap();
-        assert_eq!(first, ContentHash::of_bytes(b"one"));
-        // ctime is "now" after set_modified, so the entry is racy and not remembered yet.
+        let fresh = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            cache.file_hash(&path, &fresh).unwrap(),
+            ContentHash::of_bytes(b"one")
+        );
+        assert!(
+            cache.lock().is_empty(),
+            "a file younger than the racy window is not remembered"
+        );
+        std::thread::sleep(RACY_WINDOW + Duration::from_millis(100));
+        let settled = std::fs::metadata(&path).unwrap();
+        cache.file_hash(&path, &settled).unwrap();
+        // Same stat fields: the remembered hash comes back without reading the bytes.
         std::fs::write(&path, "two").unwrap();
-        let second = cache
-            .file_hash(&path, &std::fs::metadata(&path).unwrap())
-            .unwrap();
-        assert_eq!(second, ContentHash::of_bytes(b"two"));
+        assert_eq!(
+            cache.file_hash(&path, &settled).unwrap(),
+            ContentHash::of_bytes(b"one")
+        );
+        // Real stat fields of the changed file: re-hashed.
+        let changed = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            cache.file_hash(&path, &changed).unwrap(),
+            ContentHash::of_bytes(b"two")
+        );
     }
 }

@@ -187,7 +187,7 @@ pub fn parse_codec(name: &str) -> Result<Codec> {
         "null" => Codec::Null,
         "deflate" => Codec::Deflate(Default::default()),
         "snappy" => Codec::Snappy,
-        "zstd" | "zstandard" => Codec::Zstandard(Default::default()),
+        "zstd" => Codec::Zstandard(Default::default()),
         other => bail!("unknown Avro codec `{other}` (expected null, deflate, snappy or zstd)"),
     })
 }

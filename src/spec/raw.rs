@@ -4,11 +4,11 @@ use std::fmt;
 
 use indexmap::IndexMap;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
 use super::path::unprotect;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     pub name: Option<String>,
@@ -53,7 +53,7 @@ fn unprotect_value(value: &mut serde_yaml::Value) {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
     pub kind: Option<String>,
@@ -65,8 +65,7 @@ pub struct RawStage {
 }
 
 /// `deps:`/`outs:`: a list of paths (cmd stages) or a map role → path (built-in kinds).
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Debug, PartialEq)]
 pub enum RawPorts {
     List(Vec<String>),
     Roles(IndexMap<String, String>),

@@ -77,13 +77,6 @@ impl Store {
         self.write_record(key, &record)
     }
 
-    pub fn remove_record(&self, key: &StageKey) -> io::Result<()> {
-        match std::fs::remove_file(self.record_path(key)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
-    }
-
     /// Every record: (key file, record).
     pub(super) fn all_records(&self) -> io::Result<Vec<(std::path::PathBuf, Option<RunRecord>)>> {
         let mut records = Vec::new();
