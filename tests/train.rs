@@ -7,13 +7,14 @@ mod train_support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use warez_pipe::data::dataset::Ratings;
 use warez_pipe::model::checkpoint;
 use warez_pipe::model::metrics::TrainingMetrics;
 use warez_pipe::model::trainer::{self, initial_params, msle, TrainConfig};
 use warez_pipe::stages::train::Train;
-use warez_pipe::stages::{NoProgress, Params, StageContext, StageKind};
+use warez_pipe::stages::{NoProgress, Params, Progress, StageContext, StageKind};
 
 use train_support::{small_ratings, train};
 
@@ -140,8 +141,41 @@ fn bad_params_are_rejected_naming_the_param() {
     assert!(format!("{error:#}").contains("`n_factors`"));
 }
 
+/// Remembers what the stage reported.
+#[derive(Default)]
+struct RecordedProgress {
+    total: Mutex<Option<(u64, String)>>,
+    last_position: Mutex<u64>,
+    messages: Mutex<Vec<String>>,
+    lines: Mutex<Vec<String>>,
+}
+
+impl Progress for RecordedProgress {
+    fn start(&self, total: u64, unit: &str) {
+        *self.total.lock().unwrap() = Some((total, unit.to_string()));
+    }
+    fn set_position(&self, done: u64) {
+        *self.last_position.lock().unwrap() = done;
+    }
+    fn set_message(&self, message: &str) {
+        self.messages.lock().unwrap().push(message.to_string());
+    }
+    fn println(&self, line: &str) {
+        self.lines.lock().unwrap().push(line.to_string());
+    }
+}
+
 /// Runs the stage on `ratings` in `dir`; outputs go to `dir/out`.
 fn run_stage(dir: &Path, ratings: &Ratings, params: &Params) -> anyhow::Result<()> {
+    run_stage_reporting(dir, ratings, params, &NoProgress)
+}
+
+fn run_stage_reporting(
+    dir: &Path,
+    ratings: &Ratings,
+    params: &Params,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
     train_support::init_onnxruntime();
     let input = dir.join("ratings.bin");
     ratings.write(&input).unwrap();
@@ -159,7 +193,7 @@ fn run_stage(dir: &Path, ratings: &Ratings, params: &Params) -> anyhow::Result<(
         inputs: BTreeMap::from([("ratings".to_string(), input)]),
         outputs,
         tools_dir: dir.join("tools"),
-        progress: &NoProgress,
+        progress,
     };
     Train.run(&ctx)
 }
