@@ -224,16 +224,39 @@ fn too_few_rows_for_a_split_stop_before_any_work() {
 fn the_stage_writes_artifacts_that_onnx_checks_and_onnxruntime_runs() {
     let dir = tempfile::tempdir().unwrap();
     let ratings = small_ratings();
-    run_stage(dir.path(), &ratings, &stage_params(&[])).unwrap();
+    let progress = RecordedProgress::default();
+    let params = stage_params(&[("epochs", 2.into()), ("batch_size", 32.into())]);
+    run_stage_reporting(dir.path(), &ratings, &params, &progress).unwrap();
     let out = dir.path().join("out");
     let metrics = TrainingMetrics::read_json(&out.join("metrics.json")).unwrap();
     assert_eq!(
         metrics.train_rows + metrics.validation_rows,
         ratings.len() as u64
     );
-    assert_eq!(metrics.epochs.len(), 1);
-    let params = checkpoint::read_params(&out.join("checkpoint.onnx")).unwrap();
+    assert_eq!(metrics.epochs.len(), 2);
+
+    // A bar over the steps with the running loss, one line per epoch with both losses.
+    let steps = 2 * metrics.train_rows.div_ceil(32);
+    assert_eq!(
+        *progress.total.lock().unwrap(),
+        Some((steps, "steps".to_string()))
+    );
+    assert_eq!(*progress.last_position.lock().unwrap(), steps);
+    let messages = progress.messages.lock().unwrap();
+    assert!(!messages.is_empty() && messages.iter().all(|m| m.starts_with("loss 0.")));
+    let lines = progress.lines.lock().unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, epoch) in lines.iter().zip(&metrics.epochs) {
+        let validation = format!("validation MSLE {:.6}", epoch.val_msle);
+        assert!(
+            line.contains("train MSLE") && line.contains(&validation),
+            "{line}"
+        );
+    }
+
+    let (params, adam) = checkpoint::read(&out.join("checkpoint.onnx")).unwrap();
     assert_eq!(params.n_customers, ratings.n_customers as usize);
+    assert_eq!(adam.step, steps);
 
     // Python's onnx checks every file; onnxruntime loads each and scores pairs with the eval
     // graph, which must agree with the checkpoint's weights.
