@@ -7,13 +7,14 @@ mod train_support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use warez_pipe::data::dataset::Ratings;
 use warez_pipe::model::checkpoint;
 use warez_pipe::model::metrics::TrainingMetrics;
 use warez_pipe::model::trainer::{self, initial_params, msle, TrainConfig};
 use warez_pipe::stages::train::Train;
-use warez_pipe::stages::{NoProgress, Params, StageContext, StageKind};
+use warez_pipe::stages::{NoProgress, Params, Progress, StageContext, StageKind};
 
 use train_support::{small_ratings, train};
 
@@ -140,8 +141,41 @@ fn bad_params_are_rejected_naming_the_param() {
     assert!(format!("{error:#}").contains("`n_factors`"));
 }
 
+/// Remembers what the stage reported.
+#[derive(Default)]
+struct RecordedProgress {
+    total: Mutex<Option<(u64, String)>>,
+    last_position: Mutex<u64>,
+    messages: Mutex<Vec<String>>,
+    lines: Mutex<Vec<String>>,
+}
+
+impl Progress for RecordedProgress {
+    fn start(&self, total: u64, unit: &str) {
+        *self.total.lock().unwrap() = Some((total, unit.to_string()));
+    }
+    fn set_position(&self, done: u64) {
+        *self.last_position.lock().unwrap() = done;
+    }
+    fn set_message(&self, message: &str) {
+        self.messages.lock().unwrap().push(message.to_string());
+    }
+    fn println(&self, line: &str) {
+        self.lines.lock().unwrap().push(line.to_string());
+    }
+}
+
 /// Runs the stage on `ratings` in `dir`; outputs go to `dir/out`.
 fn run_stage(dir: &Path, ratings: &Ratings, params: &Params) -> anyhow::Result<()> {
+    run_stage_reporting(dir, ratings, params, &NoProgress)
+}
+
+fn run_stage_reporting(
+    dir: &Path,
+    ratings: &Ratings,
+    params: &Params,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
     train_support::init_onnxruntime();
     let input = dir.join("ratings.bin");
     ratings.write(&input).unwrap();
@@ -159,7 +193,7 @@ fn run_stage(dir: &Path, ratings: &Ratings, params: &Params) -> anyhow::Result<(
         inputs: BTreeMap::from([("ratings".to_string(), input)]),
         outputs,
         tools_dir: dir.join("tools"),
-        progress: &NoProgress,
+        progress,
     };
     Train.run(&ctx)
 }
@@ -190,16 +224,39 @@ fn too_few_rows_for_a_split_stop_before_any_work() {
 fn the_stage_writes_artifacts_that_onnx_checks_and_onnxruntime_runs() {
     let dir = tempfile::tempdir().unwrap();
     let ratings = small_ratings();
-    run_stage(dir.path(), &ratings, &stage_params(&[])).unwrap();
+    let progress = RecordedProgress::default();
+    let params = stage_params(&[("epochs", 2.into()), ("batch_size", 32.into())]);
+    run_stage_reporting(dir.path(), &ratings, &params, &progress).unwrap();
     let out = dir.path().join("out");
     let metrics = TrainingMetrics::read_json(&out.join("metrics.json")).unwrap();
     assert_eq!(
         metrics.train_rows + metrics.validation_rows,
         ratings.len() as u64
     );
-    assert_eq!(metrics.epochs.len(), 1);
-    let params = checkpoint::read_params(&out.join("checkpoint.onnx")).unwrap();
+    assert_eq!(metrics.epochs.len(), 2);
+
+    // A bar over the steps with the running loss, one line per epoch with both losses.
+    let steps = 2 * metrics.train_rows.div_ceil(32);
+    assert_eq!(
+        *progress.total.lock().unwrap(),
+        Some((steps, "steps".to_string()))
+    );
+    assert_eq!(*progress.last_position.lock().unwrap(), steps);
+    let messages = progress.messages.lock().unwrap();
+    assert!(!messages.is_empty() && messages.iter().all(|m| m.starts_with("loss 0.")));
+    let lines = progress.lines.lock().unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, epoch) in lines.iter().zip(&metrics.epochs) {
+        let validation = format!("validation MSLE {:.6}", epoch.val_msle);
+        assert!(
+            line.contains("train MSLE") && line.contains(&validation),
+            "{line}"
+        );
+    }
+
+    let (params, adam) = checkpoint::read(&out.join("checkpoint.onnx")).unwrap();
     assert_eq!(params.n_customers, ratings.n_customers as usize);
+    assert_eq!(adam.step, steps);
 
     // Python's onnx checks every file; onnxruntime loads each and scores pairs with the eval
     // graph, which must agree with the checkpoint's weights.

@@ -42,7 +42,7 @@ impl StageKind for Train {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn inputs(&self) -> &'static [&'static str] {

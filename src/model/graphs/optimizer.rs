@@ -1,6 +1,6 @@
-//! The optimizer graph: one Adam step (Keras semantics) for the dense parameters and for the
-//! embedding rows of a batch, with the catch-up that gives those rows dense-Adam results at
-//! O(batch) cost.
+//! The optimizer graph: one Adam step (Keras semantics) for the dense parameters and for a set
+//! of embedding rows, with the catch-up that gives those rows dense-Adam results at O(batch)
+//! cost.
 //!
 //! # Adam as Keras runs it
 //! At step t (1-based), for every parameter θ with gradient g, moments m, v:
@@ -11,10 +11,13 @@
 //! # Embedding rows: dense Adam, applied lazily
 //! Keras' dense Adam updates every embedding row every step. A row no sample of the step uses
 //! has g = 0, so its moments only decay (`m ← β₁m`, `v ← β₂v`) while θ keeps moving by
-//! `α_t·m/(√v + ε)`. The trainer feeds a row only when a batch uses it, with the step `s` it was
-//! last brought up to date ([`ROWS_LAST_STEP`]); the graph first replays the k = t − 1 − s
-//! zero-gradient steps s+1 … t−1 it sat out, then applies step t with the batch's gradient.
-//! Replaying, with x = √v_s, y = x + ε, b_j = β₂^{j/2}:
+//! `α_t·m/(√v + ε)`. The graph takes each row with the step `s` it was last brought up to date
+//! ([`ROWS_LAST_STEP`]), replays the k = t − 1 − s zero-gradient steps s+1 … t−1 it sat out,
+//! then applies step t with the row's gradient [`ROWS_GRAD`] (zero for a row no sample of the
+//! step uses). The trainer's step t feeds the rows batch t used (up to date, k = 0) and the rows
+//! batch t+1 will use (zero gradient): so every row is current before a forward pass reads it,
+//! and the gradients are those of dense Adam's weights too. Replaying, with x = √v_s,
+//! y = x + ε, b_j = β₂^{j/2}:
 //!
 //! `θ ← θ_s − m_s · Σ_{j=1..k} α_{s+j}·β₁ʲ / (b_j·x + ε)`,  `m ← β₁ᵏ·m_s`,  `v ← β₂ᵏ·v_s`.
 //!

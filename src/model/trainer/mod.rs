@@ -3,14 +3,17 @@
 //!
 //! Rust owns the state and moves O(batch) data per step:
 //! - the embedding tables with their Adam moments and, per row, the step it was last brought up
-//!   to date; a step copies the batch's distinct rows out and the updated rows back;
+//!   to date; a step copies out the batch's distinct rows (for the gradient and the update) and
+//!   the next batch's other rows (to bring them up to date), and copies the updated rows back;
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
 //!   `dense_2/kernel`, `dense_2/bias`, in that order), fed to the training graph as views.
 //!
 //! A step is two runs: the training graph (loss and gradients) and the optimizer graph (Adam on
-//! the dense buffers and on the batch's rows, catching those rows up on the steps they sat out;
-//! see [`optimizer`](super::graphs::optimizer) for the exact update). After every epoch every
-//! row is caught up, so the evaluated, exported and checkpointed weights are dense-Adam weights.
+//! the dense buffers and on those rows, catching each up on the steps it sat out; see
+//! [`optimizer`](super::graphs::optimizer) for the exact update). Every row a forward pass reads
+//! is therefore current, and after every epoch every row is caught up, so the gradients and the
+//! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
+//! The dropout masks are drawn ahead on a second thread ([`dropout`]), off the step's path.
 //!
 //! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
 //! `floor(rows·(1 − val_split))` rows train); training rows are reshuffled every epoch; batches
@@ -27,13 +30,18 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
 use rand::seq::SliceRandom;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod dropout;
+
+use dropout::{MaskStream, Schedule};
 
 use super::checkpoint::{self, AdamState};
 use super::graphs::optimizer::{self, AdamConfig};
 use super::graphs::{eval, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
+use super::onnx_proto::ModelProto;
 use super::params::{ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL};
 use super::runtime::{self, EvalSession};
 use crate::data::dataset::Ratings;
@@ -135,7 +143,7 @@ pub fn msle(predictions: &[f32], targets: &[f32]) -> f64 {
 /// Keras' initial weights: embeddings U(−0.05, 0.05), kernels Glorot-uniform, biases zero.
 pub fn initial_params(n_customers: usize, n_products: usize, k: usize, seed: u64) -> ModelParams {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(0);
+    rng.set_stream(INIT_STREAM);
     let mut uniform = |count: usize, limit: f32| -> Vec<f32> {
         (0..count)
             .map(|_| rng.random_range(-limit..limit))
@@ -189,11 +197,21 @@ pub fn fit(
         initial_params(n_customers, n_products, k, config.seed),
         runtime::session_from_file(paths.training_model)?,
         runtime::session_from_file(paths.optimizer_model)?,
-        config,
+        MaskStream::start(
+            Schedule {
+                epochs: config.epochs,
+                train_rows,
+                batch_size: config.batch_size,
+                n_factors: k,
+            },
+            config.dropout,
+            config.seed,
+            DROPOUT_STREAM,
+        ),
     );
 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    shuffle_rng.set_stream(1);
+    shuffle_rng.set_stream(SHUFFLE_STREAM);
     let mut order: Vec<u32> = (0..train_rows as u32).collect();
     progress.start(total_steps as u64, "steps");
     let validation = train_rows..ratings.len();
@@ -203,8 +221,10 @@ pub fn fit(
         order.shuffle(&mut shuffle_rng);
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
-        for (index, batch) in order.chunks(config.batch_size).enumerate() {
-            let loss = trainer.step(ratings, batch)?;
+        let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        for (index, batch) in batches.iter().enumerate() {
+            let next_batch = batches.get(index + 1).copied().unwrap_or_default();
+            let loss = trainer.step(ratings, batch, next_batch)?;
             loss_sum += f64::from(loss) * batch.len() as f64;
             samples += batch.len();
             let done = (epoch - 1) * steps_per_epoch + index + 1;
@@ -259,10 +279,15 @@ pub fn fit(
     })
 }
 
-fn write_model(path: &Path, model: &super::onnx_proto::ModelProto) -> Result<()> {
+fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
     std::fs::write(path, model.encode_to_vec())
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// ChaCha8 streams of the seed: initial weights, shuffling, dropout masks.
+const INIT_STREAM: u64 = 0;
+const SHUFFLE_STREAM: u64 = 1;
+const DROPOUT_STREAM: u64 = 2;
 
 /// Marks a table row that has no place among the current batch's rows.
 const NO_SLOT: u32 = u32::MAX;
@@ -359,9 +384,44 @@ struct StepBuffers {
     customer_row: Vec<i64>,
     product_row: Vec<i64>,
     rating: Vec<f32>,
-    mask_1: Vec<f32>,
-    mask_2: Vec<f32>,
     dense_grad: Vec<f32>,
+}
+
+impl StepBuffers {
+    fn clear(&mut self) {
+        for values in [
+            &mut self.rows,
+            &mut self.rows_m,
+            &mut self.rows_v,
+            &mut self.rows_grad,
+        ] {
+            values.clear();
+        }
+        for positions in [
+            &mut self.rows_last_step,
+            &mut self.customer_row,
+            &mut self.product_row,
+        ] {
+            positions.clear();
+        }
+        self.sources.clear();
+        self.rating.clear();
+    }
+
+    /// Row `id` of `table`'s position among this step's rows, copying the row, its moments and
+    /// its last step in on first use.
+    fn slot(&mut self, table: &mut Table, side: Side, id: usize, k: usize) -> u32 {
+        if table.slot[id] == NO_SLOT {
+            table.slot[id] = self.sources.len() as u32;
+            self.sources.push((side, id as u32));
+            let row = id * k..(id + 1) * k;
+            self.rows.extend_from_slice(&table.values[row.clone()]);
+            self.rows_m.extend_from_slice(&table.m[row.clone()]);
+            self.rows_v.extend_from_slice(&table.v[row]);
+            self.rows_last_step.push(i64::from(table.last_step[id]));
+        }
+        table.slot[id]
+    }
 }
 
 struct Trainer {
@@ -375,47 +435,11 @@ struct Trainer {
     training: Session,
     optimizer: Session,
     buffers: StepBuffers,
-    dropout: Dropout,
-}
-
-/// Inverted dropout masks drawn from their own seeded stream.
-struct Dropout {
-    rng: ChaCha8Rng,
-    /// A unit is kept when a uniform u32 is at least this (rate · 2³²).
-    drop_below: u64,
-    keep_scale: f32,
-}
-
-impl Dropout {
-    fn new(rate: f32, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(2);
-        Self {
-            rng,
-            drop_below: (f64::from(rate) * 4_294_967_296.0).round() as u64,
-            keep_scale: 1.0 / (1.0 - rate),
-        }
-    }
-
-    fn fill(&mut self, mask: &mut Vec<f32>, len: usize) {
-        mask.clear();
-        mask.extend((0..len).map(|_| {
-            if u64::from(self.rng.next_u32()) >= self.drop_below {
-                self.keep_scale
-            } else {
-                0.0
-            }
-        }));
-    }
+    masks: MaskStream,
 }
 
 impl Trainer {
-    fn new(
-        params: ModelParams,
-        training: Session,
-        optimizer: Session,
-        config: &TrainConfig,
-    ) -> Self {
+    fn new(params: ModelParams, training: Session, optimizer: Session, masks: MaskStream) -> Self {
         let dense = Dense::pack(&params);
         Self {
             k: params.n_factors,
@@ -430,45 +454,36 @@ impl Trainer {
             training,
             optimizer,
             buffers: StepBuffers::default(),
-            dropout: Dropout::new(config.dropout, config.seed),
+            masks,
         }
     }
 
-    /// One training step on the rating rows `batch`; returns the batch loss.
-    fn step(&mut self, ratings: &Ratings, batch: &[u32]) -> Result<f32> {
+    /// One training step on the rating rows `batch`; returns the batch loss. `next_batch` (the
+    /// following step's rows, empty at the end of an epoch) has its embedding rows brought up
+    /// to date by this step's optimizer run, so every forward pass sees dense-Adam values.
+    fn step(&mut self, ratings: &Ratings, batch: &[u32], next_batch: &[u32]) -> Result<f32> {
         let k = self.k;
         let b = &mut self.buffers;
-        b.rows.clear();
-        b.rows_m.clear();
-        b.rows_v.clear();
-        b.rows_last_step.clear();
-        b.sources.clear();
-        b.customer_row.clear();
-        b.product_row.clear();
-        b.rating.clear();
-        for (side, ids, positions) in [
-            (Side::Customer, &ratings.customers, &mut b.customer_row),
-            (Side::Product, &ratings.products, &mut b.product_row),
+        b.clear();
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
         ] {
             let table = &mut self.tables[side as usize];
             for &sample in batch {
                 let id = ids[sample as usize] as usize;
-                if table.slot[id] == NO_SLOT {
-                    table.slot[id] = b.sources.len() as u32;
-                    b.sources.push((side, id as u32));
-                    let row = id * k..(id + 1) * k;
-                    b.rows.extend_from_slice(&table.values[row.clone()]);
-                    b.rows_m.extend_from_slice(&table.m[row.clone()]);
-                    b.rows_v.extend_from_slice(&table.v[row]);
-                    b.rows_last_step.push(i64::from(table.last_step[id]));
+                debug_assert_eq!(table.last_step[id], self.step, "a stale row in the batch");
+                let position = i64::from(b.slot(table, side, id, k));
+                match side {
+                    Side::Customer => b.customer_row.push(position),
+                    Side::Product => b.product_row.push(position),
                 }
-                positions.push(i64::from(table.slot[id]));
             }
         }
         b.rating
             .extend(batch.iter().map(|&sample| ratings.ratings[sample as usize]));
-        self.dropout.fill(&mut b.mask_1, batch.len() * 2 * k);
-        self.dropout.fill(&mut b.mask_2, batch.len() * k);
+        let masks = self.masks.next()?;
+        debug_assert_eq!(masks.second.len(), batch.len() * k, "masks out of step");
 
         let rows = b.sources.len();
         let n = batch.len();
@@ -478,8 +493,8 @@ impl Trainer {
             training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &b.customer_row[..]))?,
             training::PRODUCT_ROW => TensorRef::from_array_view(([n], &b.product_row[..]))?,
             training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
-            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &b.mask_1[..]))?,
-            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &b.mask_2[..]))?,
+            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
+            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
             DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
             DENSE_1_BIAS => TensorRef::from_array_view(([k], b1))?,
             DENSE_2_KERNEL => TensorRef::from_array_view(([k, 1], w2))?,
@@ -503,6 +518,19 @@ impl Trainer {
                 .extend_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
         }
         drop(outputs);
+        self.masks.recycle(masks);
+
+        // The next batch's rows that this one does not use: zero gradient, caught up to now.
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
+        ] {
+            let table = &mut self.tables[side as usize];
+            for &sample in next_batch {
+                b.slot(table, side, ids[sample as usize] as usize, k);
+            }
+        }
+        b.rows_grad.resize(b.rows.len(), 0.0);
 
         self.step += 1;
         self.apply_adam(self.step, true)?;
@@ -643,5 +671,138 @@ impl Trainer {
             m: moment(|table| &table.m, &self.dense.m),
             v: moment(|table| &table.v, &self.dense.v),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: usize = 3;
+
+    /// 48 ratings over 7 customers and 4 products, with skewed ids so rows sit out many steps.
+    fn tiny_ratings() -> Ratings {
+        let rows = 48u32;
+        Ratings {
+            n_customers: 7,
+            n_products: 4,
+            customers: (0..rows).map(|i| (i * i + 3 * i) % 7).collect(),
+            products: (0..rows).map(|i| (i * 5 / 3) % 4).collect(),
+            ratings: (0..rows).map(|i| 0.05 + (i % 9) as f32 * 0.1).collect(),
+        }
+    }
+
+    fn tiny_trainer(config: &TrainConfig, steps: u64, rows: usize) -> Trainer {
+        runtime::ensure_onnxruntime(None).expect(
+            "ONNX Runtime for the trainer tests: run them with scripts/test, or export \
+             ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1",
+        );
+        let session =
+            |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
+        Trainer::new(
+            initial_params(7, 4, K, config.seed),
+            session(training::build(K)),
+            session(optimizer::build(K, &config.adam, steps)),
+            MaskStream::start(
+                Schedule {
+                    epochs: config.epochs,
+                    train_rows: rows,
+                    batch_size: config.batch_size,
+                    n_factors: K,
+                },
+                config.dropout,
+                config.seed,
+                DROPOUT_STREAM,
+            ),
+        )
+    }
+
+    /// The lazy update (rows caught up when used, all rows at the end) against dense Adam: the
+    /// same trainer bringing every row up to date after every step, i.e. running each skipped
+    /// row's zero-gradient step explicitly, as Keras does.
+    #[test]
+    fn lazily_caught_up_rows_end_where_dense_adam_puts_them() {
+        let ratings = tiny_ratings();
+        let config = TrainConfig {
+            n_factors: K,
+            batch_size: 4,
+            epochs: 3,
+            ..TrainConfig::default()
+        };
+        let rows = ratings.len();
+        let steps = (rows.div_ceil(config.batch_size) * config.epochs) as u64;
+        let mut lazy = tiny_trainer(&config, steps, rows);
+        let mut dense = tiny_trainer(&config, steps, rows);
+        let order: Vec<u32> = (0..rows as u32).rev().collect();
+        let mut sat_out = 0;
+        let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        for epoch in 0..config.epochs {
+            for (index, batch) in batches.iter().enumerate() {
+                let next_batch = batches.get(index + 1).copied().unwrap_or_default();
+                let lazy_loss = lazy.step(&ratings, batch, next_batch).unwrap();
+                let dense_loss = dense.step(&ratings, batch, &[]).unwrap();
+                assert!((lazy_loss - dense_loss).abs() <= 1e-5 * dense_loss.abs());
+                sat_out += lazy.tables[Side::Customer as usize]
+                    .last_step
+                    .iter()
+                    .filter(|&&last| last + 1 < lazy.step)
+                    .count();
+                dense.catch_up_all_rows().unwrap();
+            }
+            if epoch + 1 < config.epochs {
+                lazy.catch_up_all_rows().unwrap();
+            }
+        }
+        lazy.catch_up_all_rows().unwrap();
+        assert!(
+            sat_out > 50,
+            "rows must sit out steps for the test to mean anything"
+        );
+        let initial = initial_params(7, 4, K, config.seed);
+        let compare = |what: &str, lazy: &[f32], dense: &[f32], start: &[f32]| {
+            for i in 0..lazy.len() {
+                let moved = (dense[i] - start[i]).abs();
+                assert!(
+                    (lazy[i] - dense[i]).abs() <= 1e-4 * moved + 1e-7,
+                    "{what}[{i}]: lazy {} vs dense {} (moved {moved})",
+                    lazy[i],
+                    dense[i]
+                );
+            }
+        };
+        let (lazy_params, dense_params) = (lazy.params(), dense.params());
+        compare(
+            "customer_embedding",
+            &lazy_params.customer_embedding,
+            &dense_params.customer_embedding,
+            &initial.customer_embedding,
+        );
+        compare(
+            "product_embedding",
+            &lazy_params.product_embedding,
+            &dense_params.product_embedding,
+            &initial.product_embedding,
+        );
+        compare(
+            "dense_1/kernel",
+            &lazy_params.dense_1_kernel,
+            &dense_params.dense_1_kernel,
+            &initial.dense_1_kernel,
+        );
+        let (lazy_adam, dense_adam) = (lazy.adam_state(), dense.adam_state());
+        assert_eq!(lazy_adam.step, steps);
+        let zeros = vec![0.0; lazy_adam.m.customer_embedding.len()];
+        compare(
+            "m of customer_embedding",
+            &lazy_adam.m.customer_embedding,
+            &dense_adam.m.customer_embedding,
+            &zeros,
+        );
+        compare(
+            "v of customer_embedding",
+            &lazy_adam.v.customer_embedding,
+            &dense_adam.v.customer_embedding,
+            &zeros,
+        );
     }
 }
