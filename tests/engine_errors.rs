@@ -160,6 +160,10 @@ fn overrides_name_a_real_stage() {
         .assert_code(2)
         .assert_stderr_contains("--set trian.x=2: no stage `trian` (did you mean `train`?)");
     project
+        .warez(&["run", PIPELINE, "--set", "train.y=2"])
+        .assert_code(2)
+        .assert_stderr_contains("--set train.y=2: stage `train` has no param `y`");
+    project
         .warez(&["run", PIPELINE, "--set", "train"])
         .assert_code(2)
         .assert_stderr_contains("--set train: expected stage.param=value");

@@ -36,7 +36,6 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(INVALID_PIPELINE));
         }
     };
-    crate::exec::Ui::detect();
     let store = Store::open(&loaded.cache_dir)?;
     let stats = StatCache::load(store.stat_cache_file());
     let lock = LockFile::read(&loaded.pipeline.lock_file())?;

@@ -1,5 +1,6 @@
 //! What the user sees while a run goes: one spinner or bar per running stage (indicatif) on a
-//! terminal, plain `[stage] …` lines otherwise (CI, pipes). `NO_COLOR` turns colours off.
+//! terminal, plain `[stage] …` lines otherwise (CI, pipes). Colours come from `console`, which
+//! leaves them out off a terminal and when `NO_COLOR` is set.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -14,12 +15,8 @@ pub struct Ui {
 }
 
 impl Ui {
-    /// Bars on a terminal, plain lines elsewhere; colours off when `NO_COLOR` is set.
+    /// Bars on a terminal, plain lines elsewhere.
     pub fn detect() -> Ui {
-        if std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty()) {
-            console::set_colors_enabled_stderr(false);
-            console::set_colors_enabled(false);
-        }
         let bars = std::io::stderr()
             .is_terminal()
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));

@@ -19,8 +19,8 @@ pub enum DirtyReason {
     },
     ParamChanged {
         name: String,
-        old: Option<String>,
-        new: Option<String>,
+        old: Option<serde_json::Value>,
+        new: Option<serde_json::Value>,
     },
     PortsChanged {
         old: Vec<String>,
@@ -104,7 +104,11 @@ impl DirtyReason {
 
 impl fmt::Display for DirtyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let or_unset = |value: &Option<String>| value.clone().unwrap_or_else(|| "(unset)".into());
+        let or_unset = |value: &Option<serde_json::Value>| {
+            value
+                .as_ref()
+                .map_or_else(|| "(unset)".to_string(), ToString::to_string)
+        };
         match self {
             DirtyReason::NeverRun => write!(f, "never run"),
             DirtyReason::Forced => write!(f, "forced (--force)"),

@@ -13,8 +13,8 @@ use super::ContentHash;
 pub struct KeyInputs {
     /// `kind <name>@<version>` or `cmd <command text>`.
     pub action: String,
-    /// Param name → canonical JSON of its value.
-    pub params: BTreeMap<String, String>,
+    /// Param name → its value in canonical form (see [`canonical_param`]).
+    pub params: BTreeMap<String, serde_json::Value>,
     /// `dep <role> <path>` / `out <role> <path>` (role `-` for cmd stages), in declaration order.
     pub ports: Vec<String>,
     /// Input path (relative to the project) → content hash.
@@ -48,10 +48,11 @@ impl fmt::Display for StageKey {
     }
 }
 
-/// A param value in canonical form: JSON, floats in their shortest round-trip form, so `0.10`
-/// and `0.1` are one value while `1` and `1.0` stay two.
-pub fn canonical_param(value: &serde_yaml::Value) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
+/// A param value in canonical form: a JSON value (hashed as JSON text, floats in their
+/// shortest round-trip form, map keys sorted), so `0.10` and `0.1` are one value while `1` and
+/// `1.0` stay two. YAML that JSON cannot hold (non-string map keys) is kept as its debug text.
+pub fn canonical_param(value: &serde_yaml::Value) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_else(|_| serde_json::Value::String(format!("{value:?}")))
 }
 
 #[cfg(test)]

@@ -384,7 +384,20 @@ impl<'a> Loader<'a> {
                     .map(|(key, value)| (key.clone(), value.clone()))
                     .collect();
                 for assignment in overrides {
-                    values.insert(assignment.param.clone(), assignment.value.clone());
+                    let Some(slot) = values.get_mut(&assignment.param) else {
+                        let names = raw.params.keys().map(String::as_str);
+                        return Err(SpecError::Override {
+                            assignment: assignment.assignment.clone(),
+                            message: format!(
+                                "stage `{name}` has no param `{}`{} (a cmd stage has the params its `params:` lists)",
+                                assignment.param,
+                                closest(&assignment.param, names)
+                                    .map(|close| format!(", did you mean `{close}`?"))
+                                    .unwrap_or_default()
+                            ),
+                        });
+                    };
+                    *slot = assignment.value.clone();
                 }
                 let params = Params::new(values);
                 let cmd = path::expand(cmd, |var| {

@@ -8,7 +8,7 @@
 //!   ingest:
 //!     key: 0ec98052…                      # blake3 of the key inputs below (fingerprint::KeyInputs)
 //!     action: kind ingest@1               # or `cmd <command text>`
-//!     params: { on_bad_rows: '"error"' }  # canonical JSON of each resolved param
+//!     params: { on_bad_rows: error }      # every resolved param, canonical form
 //!     ports: [dep ratings data/ratings_small.csv, out ratings models/recommender/ratings.bin, …]
 //!     inputs: { data/ratings_small.csv: 74a3ca01… }
 //!     outputs: { models/recommender/ratings.bin: 6310df77…, … }
