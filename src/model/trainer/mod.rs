@@ -373,7 +373,9 @@ impl Dense {
 /// Buffers of one step, reused from step to step.
 #[derive(Default)]
 struct StepBuffers {
-    /// The batch's distinct customer rows, then its distinct product rows: `[rows, k]`.
+    /// The rows of one optimizer run, `[rows, k]`: in a training step the batch's distinct
+    /// customer rows, then its distinct product rows (the training graph's input), then the next
+    /// batch's other rows.
     rows: Vec<f32>,
     rows_m: Vec<f32>,
     rows_v: Vec<f32>,
@@ -534,14 +536,12 @@ impl Trainer {
 
         self.step += 1;
         self.apply_adam(self.step, true)?;
-        for &(side, id) in &self.buffers.sources {
-            self.tables[side as usize].slot[id as usize] = NO_SLOT;
-        }
         Ok(loss)
     }
 
     /// Runs the optimizer graph at `step` on the rows in the step buffers (and on the dense
-    /// parameters, whose update is kept only when `update_dense`), then writes the rows back.
+    /// parameters, whose update is kept only when `update_dense`), then writes the rows back and
+    /// frees their slots.
     fn apply_adam(&mut self, step: u32, update_dense: bool) -> Result<()> {
         let k = self.k;
         let b = &self.buffers;
@@ -577,6 +577,7 @@ impl Trainer {
             table.m[row.clone()].copy_from_slice(&updated_m[updated.clone()]);
             table.v[row].copy_from_slice(&updated_v[updated]);
             table.last_step[id as usize] = step;
+            table.slot[id as usize] = NO_SLOT;
         }
         if update_dense {
             for (name, target) in [
@@ -596,8 +597,7 @@ impl Trainer {
         if self.step == 0 {
             return Ok(());
         }
-        let k = self.k;
-        let step = self.step;
+        let (k, step) = (self.k, self.step);
         self.buffers.dense_grad.clear();
         self.buffers.dense_grad.resize(self.dense.values.len(), 0.0);
         for side in [Side::Customer, Side::Product] {
@@ -605,29 +605,18 @@ impl Trainer {
             let mut next = 0;
             while next < rows {
                 let b = &mut self.buffers;
-                let table = &self.tables[side as usize];
-                b.rows.clear();
-                b.rows_m.clear();
-                b.rows_v.clear();
-                b.rows_last_step.clear();
-                b.sources.clear();
+                let table = &mut self.tables[side as usize];
+                b.clear();
                 while next < rows && b.sources.len() < CATCH_UP_CHUNK {
                     if table.last_step[next] < step {
-                        let row = next * k..(next + 1) * k;
-                        b.rows.extend_from_slice(&table.values[row.clone()]);
-                        b.rows_m.extend_from_slice(&table.m[row.clone()]);
-                        b.rows_v.extend_from_slice(&table.v[row]);
-                        b.rows_last_step.push(i64::from(table.last_step[next]));
-                        b.sources.push((side, next as u32));
+                        b.slot(table, side, next, k);
                     }
                     next += 1;
                 }
-                if b.sources.is_empty() {
-                    continue;
+                if !b.sources.is_empty() {
+                    b.rows_grad.resize(b.rows.len(), 0.0);
+                    self.apply_adam(step, false)?;
                 }
-                b.rows_grad.clear();
-                b.rows_grad.resize(b.rows.len(), 0.0);
-                self.apply_adam(step, false)?;
             }
         }
         Ok(())
