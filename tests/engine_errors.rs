@@ -107,6 +107,14 @@ fn two_stages_writing_one_output() {
 }
 
 #[test]
+fn one_stage_writing_nested_outputs() {
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [out/x, out/x/y]\n",
+        "pipelines/p.yaml:6:19: stage `a` writes `out/x/y`, which stage `a` (as `out/x`) also writes",
+    );
+}
+
+#[test]
 fn outputs_must_stay_inside_the_project() {
     rejected(
         "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [/tmp/x]\n",

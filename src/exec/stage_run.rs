@@ -1,25 +1,16 @@
-//! Running one stage: a shell command in the project folder, or a built-in kind writing into a
+//! Running one stage: a shell command (see `stages::cmd`), or a built-in kind writing into a
 //! staging folder whose outputs are then moved into place. Either way the old outputs are
 //! removed first and a failure leaves none behind.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::fs;
+use std::io;
+use std::path::Path;
 
-use crate::spec::{param_text, Action, Pipeline, Stage};
+use crate::spec::{Action, Pipeline, Stage};
+use crate::stages::cmd::ShellStage;
 use crate::stages::{Progress, StageContext, StageKind};
 use crate::store::{remove_path, Store};
-
-/// Runs the stage's command (`$0`) in the background of a shell that, when warez-pipe dies
-/// (the parent-death signal: SIGTERM), kills the command's whole process group: no orphan
-/// keeps writing outputs behind the next run. The command's exit status is the shell's.
-const SUPERVISOR: &str = r#"trap 'kill -KILL 0' TERM; sh -c "$0" & wait $!"#;
-
-/// Lines of a failed command's output shown in the error.
-const TAIL_LINES: usize = 20;
 
 /// Why a stage failed, with the end of its output when there is one.
 #[derive(Debug)]
@@ -66,73 +57,26 @@ pub fn remove_outputs(pipeline: &Pipeline, stage: &Stage) -> io::Result<()> {
 fn run_command(
     pipeline: &Pipeline,
     stage: &Stage,
-    cmd: &str,
+    command: &str,
     store: &Store,
     progress: &dyn Progress,
 ) -> Result<(), Failure> {
-    for out in &stage.outs {
-        if let Some(parent) = pipeline.abs(&out.path).parent() {
-            fs::create_dir_all(parent)
-                .map_err(|error| Failure::new(format!("creating {}: {error}", parent.display())))?;
-        }
-    }
-    let log_path = store.log_file(&stage.name);
-    let log = File::create(&log_path)
-        .map_err(|error| Failure::new(format!("{}: {error}", log_path.display())))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|error| Failure::new(error.to_string()))?;
-    progress.set_message(cmd.lines().next().unwrap_or_default());
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(SUPERVISOR)
-        .arg(cmd)
-        .current_dir(&pipeline.project_dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .env("WAREZ_STAGE", &stage.name);
-    for (name, value) in stage.params.iter() {
-        command.env(format!("WAREZ_PARAM_{}", env_name(name)), param_text(value));
-    }
-    let parent = std::process::id();
-    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid) between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            // Its own process group, so the supervisor can take down everything the command
-            // started; SIGTERM to the supervisor when warez-pipe dies, even by kill -9.
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other(
-                    "warez-pipe exited while starting the stage",
-                ));
-            }
-            Ok(())
-        });
-    }
-    let status = command
-        .status()
-        .map_err(|error| Failure::new(format!("starting `sh -c`: {error}")))?;
-    if !status.success() {
-        return Err(Failure {
-            message: format!("command failed ({status})"),
-            tail: tail(&log_path),
-        });
-    }
-    for out in &stage.outs {
-        if fs::symlink_metadata(pipeline.abs(&out.path)).is_err() {
-            return Err(Failure {
-                message: format!(
-                    "command succeeded but did not write declared output `{}`",
-                    out.path
-                ),
-                tail: tail(&log_path),
-            });
-        }
-    }
-    Ok(())
+    let shell = ShellStage {
+        name: &stage.name,
+        command,
+        project_dir: &pipeline.project_dir,
+        params: &stage.params,
+        outputs: stage
+            .outs
+            .iter()
+            .map(|out| (out.path.clone(), pipeline.abs(&out.path)))
+            .collect(),
+        log: store.log_file(&stage.name),
+    };
+    shell.run(progress).map_err(|failure| Failure {
+        message: failure.message,
+        tail: failure.tail,
+    })
 }
 
 fn run_kind(
@@ -219,32 +163,4 @@ fn copy_recursive(from: &Path, to: &Path) -> io::Result<()> {
     } else {
         fs::copy(from, to).map(drop)
     }
-}
-
-/// `learning_rate` → `LEARNING_RATE`.
-fn env_name(param: &str) -> String {
-    param
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// The last lines of a log file.
-fn tail(path: &PathBuf) -> Option<String> {
-    let mut file = File::open(path).ok()?;
-    let length = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(length.saturating_sub(16 * 1024)))
-        .ok()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
-    (!tail.trim().is_empty()).then_some(tail)
 }
