@@ -217,6 +217,7 @@ pub fn fit(
     let validation = train_rows..ratings.len();
     let mut epochs = Vec::with_capacity(config.epochs);
     let mut predictions = Vec::new();
+    let mut final_state = None;
     for epoch in 1..=config.epochs {
         order.shuffle(&mut shuffle_rng);
         let started = Instant::now();
@@ -237,10 +238,23 @@ pub fn fit(
         let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
         let params = trainer.params();
         write_model(paths.eval_model, &eval::build(&params))?;
-        predictions = EvalSession::from_file(paths.eval_model)?.score(
-            &ratings.customers[validation.clone()],
-            &ratings.products[validation.clone()],
-        )?;
+        let last_epoch = epoch == config.epochs;
+        let adam = last_epoch.then(|| trainer.adam_state());
+        predictions = std::thread::scope(|scope| -> Result<Vec<f32>> {
+            // The checkpoint is written on the second core while the validation rows are scored.
+            let writer = adam
+                .as_ref()
+                .map(|adam| scope.spawn(|| checkpoint::write(paths.checkpoint, &params, adam)));
+            let predictions = EvalSession::from_file(paths.eval_model)?.score(
+                &ratings.customers[validation.clone()],
+                &ratings.products[validation.clone()],
+            )?;
+            if let Some(writer) = writer {
+                writer.join().expect("the checkpoint writer panicked")?;
+            }
+            Ok(predictions)
+        })?;
+        final_state = adam.map(|adam| (params, adam));
         let loss = EpochLoss {
             epoch: epoch as u32,
             train_msle: loss_sum / samples as f64,
@@ -254,9 +268,7 @@ pub fn fit(
         epochs.push(loss);
     }
 
-    let params = trainer.params();
-    let adam = trainer.adam_state();
-    checkpoint::write(paths.checkpoint, &params, &adam)?;
+    let (params, adam) = final_state.expect("at least one epoch (checked)");
     let targets = &ratings.ratings[validation.clone()];
     let train_mean = ratings.ratings[..train_rows]
         .iter()
