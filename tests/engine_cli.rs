@@ -145,6 +145,13 @@ fn check_passes_when_reproducible_and_names_the_first_differing_artifact() {
         .warez(&["run", "--check", PIPELINE])
         .assert_code(0)
         .assert_stderr_contains("every output rebuilt from scratch matches the lock file");
+    project.file("data/in.txt", "changed\n");
+    project
+        .warez(&["run", "--check", PIPELINE])
+        .assert_code(1)
+        .assert_stderr_contains(
+            "the lock file is out of date for stage `first` (input `data/in.txt` changed",
+        );
     let flaky = Project::new();
     flaky.file("data/in.txt", "abc\n").pipeline(
         r#"

@@ -120,6 +120,9 @@ fn switching_a_param_back_restores_the_older_run_without_running() {
     project.run(&[]).assert_code(0);
     project.run(&["--set", "b.n=2"]).assert_code(0);
     clear_log(&project);
+    let dry = project.run(&["--dry-run"]);
+    dry.assert_code(1);
+    assert_eq!(dry.outcomes()["b"], "would_restore");
     let back = project.run(&[]);
     back.assert_code(0);
     assert_eq!(back.outcomes()["b"], "restored");

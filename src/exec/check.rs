@@ -2,7 +2,9 @@
 //! temporary copy of the project (only the pipeline file and the source files its stages
 //! declare as dependencies; a fresh cache) and compares every output's hash with the lock file.
 //!
-//! The first differing artifact in run order is the one to look at (later ones may only follow
+//! A stage whose params, command, ports or source files differ from the lock file makes the
+//! check fail as "lock file out of date" (nothing to compare). Otherwise the first differing
+//! artifact in run order is the one to look at (later ones may only follow
 //! from it). It is a *float result* when a training stage (a [`Pool::Machine`] kind) made it —
 //! floating-point results that may vary with threading or hardware — and *data-only* otherwise,
 //! where any difference is a determinism bug. The report also says whether the stage got the
@@ -16,7 +18,7 @@ use serde::Serialize;
 
 use super::{RunOptions, RunReport, Ui};
 use crate::dag::Dag;
-use crate::fingerprint::{ContentHash, StatCache};
+use crate::fingerprint::{ContentHash, DirtyReason, StatCache};
 use crate::spec::{self, path, Action, Override, Pipeline};
 use crate::stages::Pool;
 use crate::store::{LockFile, Store};
@@ -28,7 +30,17 @@ pub struct CheckReport {
     pub mismatches: Vec<Mismatch>,
     /// Lock file stages the rebuild could not compare (not in the pipeline any more).
     pub unchecked: Vec<String>,
+    /// Stages whose definition or source files differ from what the lock file records: the
+    /// lock file is out of date, so their outputs say nothing about reproducibility.
+    pub outdated: Vec<Outdated>,
     pub rebuild: RunReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outdated {
+    pub stage: String,
+    /// What differs, one line each (params, command, ports, source files).
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,13 +57,22 @@ pub struct Mismatch {
 
 impl CheckReport {
     pub fn ok(&self) -> bool {
-        self.rebuild.ok && self.mismatches.is_empty()
+        self.rebuild.ok && self.mismatches.is_empty() && self.outdated.is_empty()
     }
 
     pub fn text(&self) -> String {
         let mut out = self.rebuild.table();
         if !self.rebuild.ok {
             let _ = writeln!(out, "check: the rebuild from scratch failed (see above)");
+            return out;
+        }
+        if let Some(first) = self.outdated.first() {
+            let _ = writeln!(
+                out,
+                "check: the lock file is out of date for stage `{}` ({}): run the pipeline and commit its lock file, then check again",
+                first.stage,
+                first.reasons.join("; ")
+            );
             return out;
         }
         match self.mismatches.first() {
@@ -165,11 +186,29 @@ pub fn check(
     let rebuilt = LockFile::read(&copy.lock_file())?;
     let mut mismatches = Vec::new();
     let mut unchecked = Vec::new();
+    let mut outdated = Vec::new();
     for (name, stage) in &locked.stages {
         let Some(index) = copy.stage_index(name) else {
             unchecked.push(name.clone());
             continue;
         };
+        if let Some(now) = rebuilt.stages.get(name) {
+            // Upstream outputs that differ are reported as mismatches of their own stage.
+            let reasons: Vec<String> = DirtyReason::diff(&stage.key_inputs, &now.key_inputs)
+                .into_iter()
+                .filter(|reason| match reason {
+                    DirtyReason::InputChanged { path, .. } => !is_produced(&copy, path),
+                    _ => true,
+                })
+                .map(|reason| reason.to_string())
+                .collect();
+            if !reasons.is_empty() {
+                outdated.push(Outdated {
+                    stage: name.clone(),
+                    reasons,
+                });
+            }
+        }
         let artifact = if trains(&copy, index) {
             "float result"
         } else {
@@ -205,8 +244,18 @@ pub fn check(
         pipeline: pipeline.name.clone(),
         mismatches: mismatches.into_iter().map(|(_, m)| m).collect(),
         unchecked,
+        outdated,
         rebuild,
     })
+}
+
+/// Whether a stage of the pipeline writes `path` (or a folder holding it).
+fn is_produced(pipeline: &Pipeline, path: &str) -> bool {
+    pipeline
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.outs)
+        .any(|out| path::overlaps(path, &out.path))
 }
 
 /// Whether the stage is a training stage (its kind needs the whole machine).

@@ -85,11 +85,7 @@ pub fn evaluate(
         Some(locked) => {
             let mut reasons = DirtyReason::diff(&locked.key_inputs, &key_inputs);
             if reasons.is_empty() && locked.key != key {
-                // Same inputs but another key: the key's own encoding changed.
-                reasons.push(DirtyReason::ActionChanged {
-                    old: locked.key.to_string(),
-                    new: key.to_string(),
-                });
+                reasons.push(DirtyReason::KeyFormatChanged);
             }
             reasons.extend(output_reasons(pipeline, stage, locked, stats)?);
             reasons

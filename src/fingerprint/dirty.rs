@@ -45,6 +45,8 @@ pub enum DirtyReason {
         recorded: ContentHash,
         actual: ContentHash,
     },
+    /// Same inputs, another key: the key's encoding changed (a newer warez-pipe).
+    KeyFormatChanged,
     /// A stage this one reads from is itself stale (it may still be cut off early).
     UpstreamStale {
         stage: String,
@@ -149,6 +151,12 @@ impl fmt::Display for DirtyReason {
                 recorded.short(),
                 actual.short()
             ),
+            DirtyReason::KeyFormatChanged => {
+                write!(
+                    f,
+                    "the stage key's format changed (another warez-pipe version)"
+                )
+            }
             DirtyReason::UpstreamStale { stage } => write!(f, "upstream stage `{stage}` is stale"),
         }
     }
