@@ -3,8 +3,9 @@
 //! The masks only depend on the seed and the batch sizes, which are known before training
 //! starts, so one thread draws them in step order from one ChaCha8 stream while the trainer's
 //! thread runs ONNX Runtime: on two cores the draws cost no step time, and the masks are exactly
-//! those drawn inline would be. Used buffers travel back to the helper to be refilled, so the
-//! steady state allocates nothing.
+//! those drawn inline would be. They travel in blocks of [`STEPS_PER_BLOCK`] steps, so the two
+//! threads wake each other rarely, and used buffers travel back to the helper to be refilled,
+//! so the steady state allocates nothing.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -13,8 +14,10 @@ use anyhow::{anyhow, Result};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// How many steps' masks the helper may draw ahead.
-const AHEAD: usize = 8;
+/// Steps per message between the threads.
+const STEPS_PER_BLOCK: usize = 32;
+/// How many blocks the helper may draw ahead.
+const BLOCKS_AHEAD: usize = 2;
 
 /// One step's masks, already scaled: 0 (dropped) or 1/(1 − rate) (kept).
 #[derive(Default)]
@@ -36,7 +39,9 @@ pub struct Schedule {
 
 /// Masks for every step of a [`Schedule`], in order.
 pub struct MaskStream {
-    ready: Option<Receiver<Masks>>,
+    ready: Option<Receiver<Vec<Masks>>>,
+    /// The rest of the block being consumed, in reverse step order (popped from the back).
+    block: Vec<Masks>,
     recycle: SyncSender<Masks>,
     worker: Option<JoinHandle<()>>,
 }
@@ -44,8 +49,8 @@ pub struct MaskStream {
 impl MaskStream {
     /// Starts drawing: rate `rate`, ChaCha8 seeded with `seed` on `stream`.
     pub fn start(schedule: Schedule, rate: f32, seed: u64, stream: u64) -> Self {
-        let (ready_sender, ready) = mpsc::sync_channel(AHEAD);
-        let (recycle, recycled) = mpsc::sync_channel::<Masks>(AHEAD + 2);
+        let (ready_sender, ready) = mpsc::sync_channel(BLOCKS_AHEAD);
+        let (recycle, recycled) = mpsc::sync_channel((BLOCKS_AHEAD + 2) * STEPS_PER_BLOCK);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream);
         let drawer = Drawer::new(rng, rate);
@@ -55,6 +60,7 @@ impl MaskStream {
             .expect("spawning the dropout mask thread");
         Self {
             ready: Some(ready),
+            block: Vec::new(),
             recycle,
             worker: Some(worker),
         }
@@ -62,10 +68,15 @@ impl MaskStream {
 
     /// The next step's masks.
     pub fn next(&mut self) -> Result<Masks> {
-        self.ready
-            .as_ref()
-            .and_then(|ready| ready.recv().ok())
-            .ok_or_else(|| anyhow!("the dropout mask thread stopped before training ended"))
+        if self.block.is_empty() {
+            self.block = self
+                .ready
+                .as_ref()
+                .and_then(|ready| ready.recv().ok())
+                .ok_or_else(|| anyhow!("the dropout mask thread stopped before training ended"))?;
+            self.block.reverse();
+        }
+        Ok(self.block.pop().expect("blocks are never empty"))
     }
 
     /// Hands a used step's buffers back for refilling.
@@ -101,8 +112,14 @@ impl Drawer {
         }
     }
 
-    fn run(mut self, schedule: Schedule, ready: &SyncSender<Masks>, recycled: &Receiver<Masks>) {
+    fn run(
+        mut self,
+        schedule: Schedule,
+        ready: &SyncSender<Vec<Masks>>,
+        recycled: &Receiver<Masks>,
+    ) {
         let k = schedule.n_factors;
+        let mut block = Vec::with_capacity(STEPS_PER_BLOCK);
         for _ in 0..schedule.epochs {
             let mut start = 0;
             while start < schedule.train_rows {
@@ -111,10 +128,17 @@ impl Drawer {
                 let mut masks = recycled.try_recv().unwrap_or_default();
                 self.fill(&mut masks.first, batch * 2 * k);
                 self.fill(&mut masks.second, batch * k);
-                if ready.send(masks).is_err() {
-                    return;
+                block.push(masks);
+                if block.len() == STEPS_PER_BLOCK {
+                    let full = std::mem::replace(&mut block, Vec::with_capacity(STEPS_PER_BLOCK));
+                    if ready.send(full).is_err() {
+                        return;
+                    }
                 }
             }
+        }
+        if !block.is_empty() {
+            let _ = ready.send(block);
         }
     }
 
@@ -134,18 +158,21 @@ impl Drawer {
 mod tests {
     use super::*;
 
+    /// Two epochs of 32 full batches and one of 2 rows: 66 steps, more than two blocks.
     fn schedule() -> Schedule {
         Schedule {
             epochs: 2,
-            train_rows: 10,
+            train_rows: 130,
             batch_size: 4,
             n_factors: 3,
         }
     }
 
+    const STEPS: usize = 66;
+
     fn draw_all(rate: f32, seed: u64) -> Vec<(Vec<f32>, Vec<f32>)> {
         let mut stream = MaskStream::start(schedule(), rate, seed, 2);
-        (0..6)
+        (0..STEPS)
             .map(|_| {
                 let masks = stream.next().unwrap();
                 let copy = (masks.first.clone(), masks.second.clone());
@@ -159,7 +186,9 @@ mod tests {
     fn masks_follow_the_batch_sizes_and_the_seed() {
         let masks = draw_all(0.5, 1);
         let sizes: Vec<(usize, usize)> = masks.iter().map(|(a, b)| (a.len(), b.len())).collect();
-        assert_eq!(sizes, [(24, 12), (24, 12), (12, 6)].repeat(2));
+        let mut epoch = vec![(24, 12); 32];
+        epoch.push((12, 6));
+        assert_eq!(sizes, epoch.repeat(2));
         assert!(masks
             .iter()
             .flat_map(|(a, b)| a.iter().chain(b))
@@ -179,7 +208,7 @@ mod tests {
     #[test]
     fn reading_past_the_schedule_is_an_error() {
         let mut stream = MaskStream::start(schedule(), 0.2, 1, 2);
-        for _ in 0..6 {
+        for _ in 0..STEPS {
             stream.next().unwrap();
         }
         assert!(stream.next().is_err());

@@ -10,10 +10,10 @@
 //!
 //! A step is two runs: the training graph (loss and gradients) and the optimizer graph (Adam on
 //! the dense buffers and on those rows, catching each up on the steps it sat out; see
-//! [`optimizer`](super::graphs::optimizer) for the exact update). Every row a forward pass reads
+//! [`optimizer`] for the exact update). Every row a forward pass reads
 //! is therefore current, and after every epoch every row is caught up, so the gradients and the
 //! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
-//! The dropout masks are drawn ahead on a second thread ([`dropout`]), off the step's path.
+//! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
 //!
 //! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
 //! `floor(rows·(1 − val_split))` rows train); training rows are reshuffled every epoch; batches
