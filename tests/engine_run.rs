@@ -110,6 +110,11 @@ fn param_change_reruns_the_stage_and_early_cutoff_stops_below() {
     assert_eq!(outcomes["b"], "ran");
     assert_eq!(outcomes["c"], "ran_same_outputs");
     assert_eq!(outcomes["e"], "cut_off");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["stages"][3]["reasons"][0],
+        "`c` reran; what this stage reads is unchanged"
+    );
     assert_eq!(ran_log(&project), ["b", "c"]);
     assert_eq!(project.read("out/b.txt"), "HELLO\nHELLO\n2\n");
 }

@@ -223,11 +223,14 @@ impl Engine<'_> {
                     if ready && fits {
                         pending.remove(index);
                         running.insert(stage, pool);
-                        let upstream_changed =
-                            upstream.iter().any(|u| reports[u].outcome.executed());
+                        let reran: Vec<&str> = upstream
+                            .iter()
+                            .filter(|u| reports[u].outcome.executed())
+                            .map(|u| self.pipeline.stages[*u].name.as_str())
+                            .collect();
                         let done_tx = done_tx.clone();
                         scope.spawn(move || {
-                            let report = self.process(stage, upstream_changed);
+                            let report = self.process(stage, &reran);
                             let _ = done_tx.send((stage, report));
                         });
                         continue;
@@ -255,10 +258,11 @@ impl Engine<'_> {
     }
 
     /// Decides and does what one stage needs; never panics the run.
-    fn process(&self, index: usize, upstream_changed: bool) -> StageReport {
+    /// `reran`: the stages above this one that executed in this run.
+    fn process(&self, index: usize, reran: &[&str]) -> StageReport {
         let stage = &self.pipeline.stages[index];
         let started = Instant::now();
-        let report = match self.bring_up_to_date(index, upstream_changed) {
+        let report = match self.bring_up_to_date(index, reran) {
             Ok(report) => report,
             Err(error) => {
                 StageReport::new(stage, Outcome::Failed).with_error(format!("{error:#}"), None)
@@ -267,19 +271,21 @@ impl Engine<'_> {
         report.with_seconds(started.elapsed().as_secs_f64())
     }
 
-    fn bring_up_to_date(&self, index: usize, upstream_changed: bool) -> Result<StageReport> {
+    fn bring_up_to_date(&self, index: usize, reran: &[&str]) -> Result<StageReport> {
         let stage = &self.pipeline.stages[index];
         let locked = self.locked(&stage.name);
         let mut evaluation = evaluate(self.pipeline, stage, locked.as_ref(), self.stats)?;
         if self.options.force {
             evaluation.reasons.insert(0, DirtyReason::Forced);
         } else if evaluation.reasons.is_empty() {
-            let outcome = if upstream_changed {
-                Outcome::CutOff
-            } else {
-                Outcome::UpToDate
-            };
-            return Ok(StageReport::new(stage, outcome));
+            if reran.is_empty() {
+                return Ok(StageReport::new(stage, Outcome::UpToDate));
+            }
+            let note = format!(
+                "`{}` reran; what this stage reads is unchanged",
+                reran.join("`, `")
+            );
+            return Ok(StageReport::new(stage, Outcome::CutOff).with_note(note));
         } else if let Some(record) = self.store.record(&evaluation.key) {
             match self.restore(index, &record) {
                 Ok(()) => {

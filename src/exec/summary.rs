@@ -108,6 +108,12 @@ impl StageReport {
         self
     }
 
+    /// A line for the "why" column that is no staleness reason (e.g. why a stage was cut off).
+    pub fn with_note(mut self, note: String) -> StageReport {
+        self.reasons = vec![note];
+        self
+    }
+
     pub fn with_error(mut self, error: String, tail: Option<String>) -> StageReport {
         self.error = Some(error);
         self.output_tail = tail;
