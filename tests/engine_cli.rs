@@ -63,6 +63,10 @@ fn explain_names_the_param_with_old_and_new_values() {
         .warez(&["explain", "second", PIPELINE])
         .assert_code(0)
         .assert_stdout_contains("up to date");
+    project
+        .warez(&["explain", "secnd", PIPELINE])
+        .assert_code(2)
+        .assert_stderr_contains("no stage `secnd` in the pipeline (did you mean `second`?)");
     project.run(&["--set", "second.k=7"]).assert_code(0);
     project
         .warez(&["explain", "second", PIPELINE])

@@ -306,7 +306,7 @@ fn stage_selection_runs_the_stage_and_what_it_needs() {
     project
         .warez(&["run", PIPELINE, "--stage", "bb"])
         .assert_code(2)
-        .assert_stderr_contains("--stage bb: no such stage (did you mean `b`?)");
+        .assert_stderr_contains("no stage `bb` in the pipeline (did you mean `b`?)");
 }
 
 #[test]

@@ -83,7 +83,7 @@ pub enum SpecError {
     },
     #[error("--set {assignment}: {message}")]
     Override { assignment: String, message: String },
-    #[error("--stage {name}: no such stage{}", did_you_mean(suggestion))]
+    #[error("no stage `{name}` in the pipeline{}", did_you_mean(suggestion))]
     UnknownStage {
         name: String,
         suggestion: Option<String>,
