@@ -245,10 +245,14 @@ pub fn fit(
             let writer = adam
                 .as_ref()
                 .map(|adam| scope.spawn(|| checkpoint::write(paths.checkpoint, &params, adam)));
-            let predictions = EvalSession::from_file(paths.eval_model)?.score(
-                &ratings.customers[validation.clone()],
-                &ratings.products[validation.clone()],
-            )?;
+            let mut evaluator = EvalSession::from_file(paths.eval_model)?;
+            let mut predictions = Vec::with_capacity(validation.len());
+            for start in validation.clone().step_by(EVAL_CHUNK) {
+                let rows = start..(start + EVAL_CHUNK).min(validation.end);
+                predictions.extend(
+                    evaluator.score(&ratings.customers[rows.clone()], &ratings.products[rows])?,
+                );
+            }
             if let Some(writer) = writer {
                 writer.join().expect("the checkpoint writer panicked")?;
             }
@@ -303,6 +307,8 @@ const DROPOUT_STREAM: u64 = 2;
 
 /// Marks a table row that has no place among the current batch's rows.
 const NO_SLOT: u32 = u32::MAX;
+/// Validation pairs per eval-graph run (bounds the run's intermediate tensors).
+const EVAL_CHUNK: usize = 1 << 16;
 /// Rows per optimizer run when every row is caught up at the end of an epoch.
 const CATCH_UP_CHUNK: usize = 4096;
 
