@@ -53,6 +53,8 @@ pub struct Mismatch {
     pub artifact: &'static str,
     /// The stage's inputs in the rebuild had the hashes the lock file records.
     pub inputs_identical: bool,
+    /// The kind's own word on what else its outputs depend on ([`crate::stages::StageKind::reproducibility_note`]).
+    pub note: Option<&'static str>,
 }
 
 impl CheckReport {
@@ -84,8 +86,12 @@ impl CheckReport {
             }
             Some(first) => {
                 let cause = if first.inputs_identical {
+                    let note = first
+                        .note
+                        .map(|note| format!(" ({note})"))
+                        .unwrap_or_default();
                     format!(
-                        "its inputs were identical, so stage `{}` is not deterministic",
+                        "its inputs were identical, so stage `{}` is not deterministic{note}",
                         first.stage
                     )
                 } else {
@@ -234,6 +240,7 @@ pub fn check(
                         rebuilt: now,
                         artifact,
                         inputs_identical,
+                        note: reproducibility_note(&copy, index),
                     },
                 ));
             }
@@ -259,6 +266,13 @@ fn is_produced(pipeline: &Pipeline, path: &str) -> bool {
 }
 
 /// Whether the stage is a training stage (its kind needs the whole machine).
+fn reproducibility_note(pipeline: &Pipeline, index: usize) -> Option<&'static str> {
+    match &pipeline.stages[index].action {
+        Action::Kind(kind) => kind.reproducibility_note(),
+        Action::Cmd(_) => None,
+    }
+}
+
 fn trains(pipeline: &Pipeline, index: usize) -> bool {
     matches!(&pipeline.stages[index].action, Action::Kind(kind) if kind.pool() == Pool::Machine)
 }

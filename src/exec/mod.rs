@@ -335,20 +335,30 @@ impl Engine<'_> {
             last_used: crate::store::now_unix(),
         };
         self.store.write_record(&evaluation.key, &record)?;
-        let same_outputs = locked.is_some_and(|locked| {
-            record
-                .outputs
-                .iter()
-                .all(|out| locked.outputs.get(&out.path) == Some(&out.hash))
-                && locked.outputs.len() == record.outputs.len()
-        });
+        // Outputs this rerun reproduced byte for byte: what is below them is cut off.
+        let unchanged_outputs: Vec<String> = locked
+            .as_ref()
+            .map(|locked| {
+                record
+                    .outputs
+                    .iter()
+                    .filter(|out| locked.outputs.get(&out.path) == Some(&out.hash))
+                    .map(|out| out.path.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let same_outputs = locked
+            .is_some_and(|locked| locked.outputs.len() == record.outputs.len())
+            && unchanged_outputs.len() == record.outputs.len();
         self.commit(index, &evaluation, &record)?;
         let outcome = if same_outputs {
             Outcome::RanSameOutputs
         } else {
             Outcome::Ran
         };
-        Ok(StageReport::new(stage, outcome).with_reasons(evaluation.reasons))
+        Ok(StageReport::new(stage, outcome)
+            .with_reasons(evaluation.reasons)
+            .with_unchanged_outputs(unchanged_outputs))
     }
 
     /// Puts a recorded run's outputs in place (those already right are left alone).

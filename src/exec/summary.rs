@@ -89,6 +89,9 @@ pub struct StageReport {
     /// The end of the failed command's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
+    /// Outputs of a rerun that kept their bytes (early cutoff below them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchanged_outputs: Vec<String>,
 }
 
 impl StageReport {
@@ -100,6 +103,7 @@ impl StageReport {
             reasons: Vec::new(),
             error: None,
             output_tail: None,
+            unchanged_outputs: Vec::new(),
         }
     }
 
@@ -117,6 +121,11 @@ impl StageReport {
     pub fn with_error(mut self, error: String, tail: Option<String>) -> StageReport {
         self.error = Some(error);
         self.output_tail = tail;
+        self
+    }
+
+    pub fn with_unchanged_outputs(mut self, outputs: Vec<String>) -> StageReport {
+        self.unchanged_outputs = outputs;
         self
     }
 
@@ -199,6 +208,18 @@ impl RunReport {
                 "{:<width$}  {label}  {time:>7}  {why}{more}",
                 report.stage
             );
+            if report.outcome == Outcome::Ran && !report.unchanged_outputs.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{:<width$}  {}",
+                    "",
+                    style(format!(
+                        "└ unchanged (cut off below): {}",
+                        report.unchanged_outputs.join(", ")
+                    ))
+                    .dim()
+                );
+            }
         }
         for report in self.failed() {
             let _ = writeln!(

@@ -98,6 +98,11 @@ pub trait StageKind: Send + Sync {
     fn pool(&self) -> Pool {
         Pool::Shared
     }
+    /// What besides its inputs and params can change the kind's outputs, if anything (such as
+    /// the clock); `run --check` prints it when the kind's outputs are not reproduced.
+    fn reproducibility_note(&self) -> Option<&'static str> {
+        None
+    }
     /// Produces every output role at `ctx.output(role)`.
     fn run(&self, ctx: &StageContext) -> Result<()>;
 }

@@ -69,6 +69,12 @@ impl StageKind for WriteAvro {
         avro_record::parse_codec(params.str("codec")?).context("param `codec`")?;
         Ok(())
     }
+    fn reproducibility_note(&self) -> Option<&'static str> {
+        Some(
+            "the default model id embeds the packaging time: pin it with SOURCE_DATE_EPOCH \
+             (e.g. `export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`) or the `model_id` param",
+        )
+    }
     fn run(&self, ctx: &StageContext) -> Result<()> {
         let schema = avro_record::read_schema(ctx.input("schema")?).context("input `schema`")?;
         let codec = avro_record::parse_codec(ctx.params.str("codec")?).context("param `codec`")?;
