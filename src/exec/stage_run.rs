@@ -47,9 +47,11 @@ pub fn execute(
     result
 }
 
+/// Removes every declared output of `stage`; the error names the output it could not remove.
 pub fn remove_outputs(pipeline: &Pipeline, stage: &Stage) -> io::Result<()> {
     for out in &stage.outs {
-        remove_path(&pipeline.abs(&out.path))?;
+        remove_path(&pipeline.abs(&out.path))
+            .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", out.path)))?;
     }
     Ok(())
 }
