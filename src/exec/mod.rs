@@ -470,7 +470,7 @@ mod tests {
         }
         fn run(&self, ctx: &StageContext) -> Result<()> {
             let start = Instant::now();
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(400));
             std::fs::write(ctx.output("out")?, ctx.stage)?;
             SPANS
                 .lock()
