@@ -2,6 +2,9 @@
 //! to float32 as Keras does): the same maps, byte for byte, and the same index and rating columns.
 //! Needs `WAREZ_TEST_PYTHON`, a Python with pandas and numpy (scripts/test's venv).
 
+#[path = "reference/mod.rs"]
+mod reference;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -28,18 +31,9 @@ with open(f"{out_dir}/columns.bin", "wb") as out:
     out.write(ratings["scaled_purchase_freq"].astype("float32").to_numpy().astype("<f4").tobytes())
 "#;
 
-fn python() -> String {
-    std::env::var("WAREZ_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "WAREZ_TEST_PYTHON is not set: run the tests with scripts/test, or export \
-             WAREZ_TEST_PYTHON=$PWD/.venv/bin/python (a Python with pandas)"
-        )
-    })
-}
-
 fn assert_matches_pandas(csv: &Path) {
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(python())
+    let status = Command::new(reference::test_python())
         .arg("-c")
         .arg(PANDAS_READER)
         .arg(csv)

@@ -2,6 +2,11 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+#[path = "../reference/mod.rs"]
+mod reference;
+#[allow(unused_imports)] // not every test crate calls each of them
+pub use reference::test_python;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,18 +44,6 @@ pub fn sample_pairs(params: &ModelParams, count: usize) -> Vec<(usize, usize)> {
     (0..count)
         .map(|i| (i * 7 % params.n_customers, i * 13 % params.n_products))
         .collect()
-}
-
-/// The Python of the test venv (`WAREZ_TEST_PYTHON`); panics with the fix when it is unset.
-pub fn test_python() -> PathBuf {
-    match std::env::var_os("WAREZ_TEST_PYTHON") {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => panic!(
-            "WAREZ_TEST_PYTHON is not set: the interop tests need the Python venv with avro, \
-             fastavro, tensorflow-cpu and onnxruntime. Run scripts/test, or export \
-             WAREZ_TEST_PYTHON=$PWD/.venv/bin/python"
-        ),
-    }
 }
 
 /// Runs `tests/interop/<script>` with the test Python; panics with its output when it fails.

@@ -2,33 +2,15 @@
 //! locations from the environment `scripts/test` sets up, and a tiny eval-like model.
 #![allow(dead_code)] // each test crate uses a different part
 
-use std::path::{Path, PathBuf};
+#[path = "../reference/mod.rs"]
+mod reference;
+#[allow(unused_imports)] // not every test crate calls each of them
+pub use reference::{ort_dylib, test_python};
+
+use std::path::Path;
 use std::process::Command;
 
 use warez_pipe::model::params::ModelParams;
-
-/// `WAREZ_TEST_PYTHON`: a Python with `onnx` and `numpy` (scripts/test's venv).
-pub fn test_python() -> PathBuf {
-    match std::env::var_os("WAREZ_TEST_PYTHON") {
-        Some(python) if !python.is_empty() => PathBuf::from(python),
-        _ => panic!(
-            "WAREZ_TEST_PYTHON is not set: run the tests with scripts/test, or export \
-             WAREZ_TEST_PYTHON=$PWD/.venv/bin/python"
-        ),
-    }
-}
-
-/// `ORT_DYLIB_PATH`: ONNX Runtime 1.31's library (scripts/test exports it).
-pub fn ort_dylib() -> PathBuf {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(path) if Path::new(&path).is_file() => PathBuf::from(path),
-        _ => panic!(
-            "ORT_DYLIB_PATH does not name ONNX Runtime's library: run the tests with scripts/test, \
-             or export ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/\
-             libonnxruntime.so.1.31.1"
-        ),
-    }
-}
 
 /// Writes `eval_model.onnx` (the serving graph's inputs, layers and output names, seeded random
 /// weights) into `dir` with tests/make_eval_model.py, and returns its weights.

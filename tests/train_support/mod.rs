@@ -3,6 +3,11 @@
 //! helper that trains into a temporary folder.
 #![allow(dead_code)] // each test crate uses a different part
 
+#[path = "../reference/mod.rs"]
+mod reference;
+#[allow(unused_imports)] // not every test crate calls each of them
+pub use reference::test_python;
+
 use std::path::{Path, PathBuf};
 
 use warez_pipe::data::dataset::Ratings;
@@ -13,26 +18,8 @@ use warez_pipe::stages::NoProgress;
 
 /// Loads ONNX Runtime from `ORT_DYLIB_PATH`; panics with the fix when it is not set.
 pub fn init_onnxruntime() {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(path) if Path::new(&path).is_file() => {}
-        _ => panic!(
-            "ORT_DYLIB_PATH does not name ONNX Runtime's library: run the tests with scripts/test, \
-             or export ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/\
-             libonnxruntime.so.1.31.1"
-        ),
-    }
+    reference::ort_dylib();
     runtime::ensure_onnxruntime(None).expect("loading ONNX Runtime from ORT_DYLIB_PATH");
-}
-
-/// `WAREZ_TEST_PYTHON`: a Python with `onnx` and `onnxruntime` (scripts/test's venv).
-pub fn test_python() -> PathBuf {
-    match std::env::var_os("WAREZ_TEST_PYTHON") {
-        Some(python) if !python.is_empty() => PathBuf::from(python),
-        _ => panic!(
-            "WAREZ_TEST_PYTHON is not set: run the tests with scripts/test, or export \
-             WAREZ_TEST_PYTHON=$PWD/.venv/bin/python"
-        ),
-    }
 }
 
 /// The seed notebook's ratings (`../shared/ratings_uuid_small.csv`), ingested.
