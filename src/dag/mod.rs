@@ -65,6 +65,15 @@ impl Dag {
         &self.order
     }
 
+    /// The `selected` stages in run order.
+    pub fn order_of(&self, selected: &BTreeSet<usize>) -> Vec<usize> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|stage| selected.contains(stage))
+            .collect()
+    }
+
     /// The stages `stage` reads outputs of.
     pub fn upstream(&self, stage: usize) -> Vec<usize> {
         let mut stages: Vec<usize> = self

@@ -149,7 +149,7 @@ pub fn assess(
     stats: &StatCache,
 ) -> Vec<StageStatus> {
     let mut states: std::collections::BTreeMap<usize, StageStatus> = Default::default();
-    for &index in dag.order().iter().filter(|s| selected.contains(s)) {
+    for index in dag.order_of(selected) {
         let stage = &pipeline.stages[index];
         let mut reasons: Vec<DirtyReason> = dag
             .upstream(index)
@@ -184,12 +184,7 @@ pub fn assess(
         status.reasons = reasons;
         states.insert(index, status);
     }
-    let order: Vec<usize> = dag
-        .order()
-        .iter()
-        .copied()
-        .filter(|s| selected.contains(s))
-        .collect();
+    let order = dag.order_of(selected);
     order
         .into_iter()
         .filter_map(|index| states.remove(&index))

@@ -79,12 +79,7 @@ pub fn run(
         options,
         ui,
     };
-    let order: Vec<usize> = dag
-        .order()
-        .iter()
-        .copied()
-        .filter(|s| selected.contains(s))
-        .collect();
+    let order = dag.order_of(selected);
     let reports = if options.dry_run {
         engine.dry_run(dag, &order)
     } else {
