@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::model_dir::{self, ModelLocation};
 use crate::model::metrics::{RegressionScores, TrainingMetrics};
-use crate::store::{RecordedOutput, RunRecord, Store};
+use crate::store::{RecordedOutput, Store};
 
 const METRICS_FILE: &str = "metrics.json";
 
@@ -202,8 +202,7 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
     let (Some(project), Some(cache)) = (&location.project_dir, &location.cache_dir) else {
         return Ok(None);
     };
-    let runs = cache.join("runs");
-    if !runs.is_dir() {
+    if !cache.is_dir() {
         return Ok(None);
     }
     let store = Store::open(cache).with_context(|| format!("opening cache {}", cache.display()))?;
@@ -217,12 +216,12 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
 
     // (last_used, record mtime, record path, output) of the best candidate so far.
     let mut best: Option<(u64, SystemTime, PathBuf, RecordedOutput)> = None;
-    for record_path in record_files(&runs)? {
-        // An unreadable record is the engine's to judge (it reruns that stage); skip it here.
-        let Some(record) = std::fs::read(&record_path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<RunRecord>(&bytes).ok())
-        else {
+    let records = store
+        .all_records()
+        .with_context(|| format!("listing the run records in {}", cache.display()))?;
+    // An unreadable record is the engine's to judge (it reruns that stage); skip it here.
+    for (record_path, record) in records {
+        let Some(record) = record else {
             continue;
         };
         let Some(output) = record.outputs.into_iter().find(|output| {
@@ -273,30 +272,6 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
             Ok(None)
         }
     }
-}
-
-/// `runs/<2 hex>/<rest>.json`, in a fixed order.
-fn record_files(runs: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for shard in std::fs::read_dir(runs).with_context(|| format!("listing {}", runs.display()))? {
-        let shard = shard?.path();
-        if !shard.is_dir() {
-            continue;
-        }
-        for entry in
-            std::fs::read_dir(&shard).with_context(|| format!("listing {}", shard.display()))?
-        {
-            let path = entry?.path();
-            if path
-                .extension()
-                .is_some_and(|extension| extension == "json")
-            {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

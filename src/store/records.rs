@@ -78,7 +78,8 @@ impl Store {
     }
 
     /// Every record: (key file, record).
-    pub(super) fn all_records(&self) -> io::Result<Vec<(std::path::PathBuf, Option<RunRecord>)>> {
+    /// Every run record file in the cache, sorted, with its record (`None` when unreadable).
+    pub fn all_records(&self) -> io::Result<Vec<(std::path::PathBuf, Option<RunRecord>)>> {
         let mut records = Vec::new();
         for shard in super::objects::read_dir_or_empty(&self.root.join("runs"))? {
             for file in super::objects::read_dir_or_empty(&shard)? {
@@ -88,6 +89,7 @@ impl Store {
                 records.push((file, record));
             }
         }
+        records.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(records)
     }
 }
