@@ -39,16 +39,22 @@ def build_model(n_customers, n_products, n_factors=50, p_dropout=0.2):
     return model
 
 
-def main():
-    csv_path, schema_path, out_dir = sys.argv[1:4]
-    os.makedirs(out_dir, exist_ok=True)
-    start = time.perf_counter()
+def load_ratings(csv_path):
+    """The notebook's data preparation: ids mapped in first-seen (pandas.unique) order."""
     ratings = pd.read_csv(csv_path)
     customers = {c: i for i, c in enumerate(pd.unique(ratings["customerId"]))}
     products = {p: i for i, p in enumerate(pd.unique(ratings["productId"]))}
     user = ratings["customerId"].map(customers).astype("float32").to_numpy().reshape(-1, 1)
     product = ratings["productId"].map(products).astype("float32").to_numpy().reshape(-1, 1)
     target = ratings["scaled_purchase_freq"].astype("float32").to_numpy()
+    return customers, products, user, product, target
+
+
+def main():
+    csv_path, schema_path, out_dir = sys.argv[1:4]
+    os.makedirs(out_dir, exist_ok=True)
+    start = time.perf_counter()
+    customers, products, user, product, target = load_ratings(csv_path)
 
     model = build_model(len(customers), len(products))
     history = model.fit([user, product], target, batch_size=64, epochs=1, validation_split=0.25, verbose=0)

@@ -24,9 +24,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from notebook import build_model  # noqa: E402  (bench/notebook.py, beside this file)
+from notebook import build_model, load_ratings  # noqa: E402  (bench/notebook.py, beside this file)
 
 BATCH_SIZE = 64
 EPOCHS = 1
@@ -55,14 +54,9 @@ def main() -> None:
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 42
     keras.utils.set_random_seed(seed)
 
-    ratings = pd.read_csv(csv_path)
-    customers = {c: i for i, c in enumerate(pd.unique(ratings["customerId"]))}
-    products = {p: i for i, p in enumerate(pd.unique(ratings["productId"]))}
-    user = ratings["customerId"].map(customers).astype("float32").to_numpy().reshape(-1, 1)
-    product = ratings["productId"].map(products).astype("float32").to_numpy().reshape(-1, 1)
-    target = ratings["scaled_purchase_freq"].astype("float32").to_numpy()
+    customers, products, user, product, target = load_ratings(csv_path)
 
-    rows = len(ratings)
+    rows = len(target)
     # Keras' split (train_validation_split): the first floor(rows * (1 - split)) rows train.
     train_rows = math.floor(rows * (1.0 - VALIDATION_SPLIT))
     validation_rows = rows - train_rows
