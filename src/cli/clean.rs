@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::pipeline_args::{load_or_exit, PipelineArgs};
+use super::pipeline_args::{or_exit, PipelineArgs};
 use crate::exec::Ui;
 use crate::store::{remove_path, RunLock, Store};
 
@@ -23,7 +23,7 @@ pub struct CleanArgs {
 }
 
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
-    let loaded = load_or_exit!(args.pipeline);
+    let loaded = or_exit!(args.pipeline.load());
     let pipeline = &loaded.pipeline;
     let store = Store::open(&loaded.cache_dir)?;
     let ui = Ui::detect();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use super::pipeline_args::{load_or_exit, PipelineArgs};
+use super::pipeline_args::{or_exit, PipelineArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -24,7 +24,7 @@ pub struct DagArgs {
 }
 
 pub fn run(args: DagArgs) -> Result<ExitCode> {
-    let loaded = load_or_exit!(args.pipeline);
+    let loaded = or_exit!(args.pipeline.load());
     let text = match args.format {
         Format::Text => loaded.dag.to_text(&loaded.pipeline),
         Format::Dot => loaded.dag.to_dot(&loaded.pipeline),

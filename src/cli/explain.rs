@@ -5,10 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::pipeline_args::{load_or_exit, PipelineArgs, INVALID_PIPELINE};
-use crate::exec::assess;
-use crate::fingerprint::{DirtyReason, StatCache};
-use crate::store::{LockFile, Store};
+use super::pipeline_args::{or_exit, PipelineArgs};
+use crate::fingerprint::DirtyReason;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -19,23 +17,10 @@ pub struct ExplainArgs {
 }
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
-    let loaded = load_or_exit!(args.pipeline);
+    let loaded = or_exit!(args.pipeline.load());
     let pipeline = &loaded.pipeline;
-    let selected = match loaded
-        .dag
-        .select(pipeline, std::slice::from_ref(&args.stage))
-    {
-        Ok(selected) => selected,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(ExitCode::from(INVALID_PIPELINE));
-        }
-    };
-    let store = Store::open(&loaded.cache_dir)?;
-    let stats = StatCache::load(store.stat_cache_file());
-    let lock = LockFile::read(&pipeline.lock_file())?;
-    let states = assess(pipeline, &loaded.dag, &selected, &lock, &store, &stats);
-    let _ = stats.save();
+    let selected = or_exit!(loaded.select(std::slice::from_ref(&args.stage)));
+    let (lock, states) = loaded.assess(&selected)?;
     let state = states
         .iter()
         .find(|state| state.stage == args.stage)

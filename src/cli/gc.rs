@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::pipeline_args::{load_or_exit, PipelineArgs};
+use super::pipeline_args::{or_exit, PipelineArgs};
 use crate::exec::Ui;
 use crate::fingerprint::StatCache;
 use crate::store::{collect_garbage, GcPolicy, LockFile, RunLock, Store};
@@ -24,7 +24,7 @@ pub struct GcArgs {
 }
 
 pub fn run(args: GcArgs) -> Result<ExitCode> {
-    let loaded = load_or_exit!(args.pipeline);
+    let loaded = or_exit!(args.pipeline.load());
     let store = Store::open(&loaded.cache_dir)?;
     let ui = Ui::detect();
     let _lock = RunLock::acquire(store.root(), true, &|line| ui.say(line))?;

@@ -1,13 +1,17 @@
 //! What every engine command takes: the pipeline file, the cache folder, `--set` overrides;
 //! and loading them into a validated pipeline and its graph.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
 use crate::dag::Dag;
+use crate::exec::{self, StageStatus};
+use crate::fingerprint::StatCache;
 use crate::spec::{self, Override, Pipeline, SpecError};
+use crate::store::{LockFile, Store};
 
 /// Exit code of a pipeline rejected before anything ran (usage errors use clap's 2 as well).
 pub const INVALID_PIPELINE: u8 = 2;
@@ -30,6 +34,31 @@ pub struct Loaded {
     pub pipeline: Pipeline,
     pub dag: Dag,
     pub cache_dir: PathBuf,
+}
+
+impl Loaded {
+    /// The stages `names` ask for and what they need (all stages when `names` is empty); an
+    /// unknown name is printed and becomes the exit code.
+    pub fn select(&self, names: &[String]) -> Result<BTreeSet<usize>, ExitCode> {
+        self.dag.select(&self.pipeline, names).map_err(|error| {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID_PIPELINE)
+        })
+    }
+
+    /// How the `selected` stages stand against the lock file (for `status` and `explain`).
+    pub fn assess(
+        &self,
+        selected: &BTreeSet<usize>,
+    ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
+        let store = Store::open(&self.cache_dir)?;
+        let stats = StatCache::load(store.stat_cache_file());
+        let lock = LockFile::read(&self.pipeline.lock_file())?;
+        let states = exec::assess(&self.pipeline, &self.dag, selected, &lock, &store, &stats);
+        // The stat cache only saves re-hashing next time: failing to write it changes nothing.
+        let _ = stats.save();
+        Ok((lock, states))
+    }
 }
 
 impl PipelineArgs {
@@ -65,13 +94,14 @@ impl PipelineArgs {
     }
 }
 
-/// Unwraps a load, returning its exit code from the calling command on failure.
-macro_rules! load_or_exit {
-    ($args:expr) => {
-        match $args.load() {
-            Ok(loaded) => loaded,
+/// Unwraps a `Result<T, ExitCode>` (a rejected pipeline or stage selection, already printed),
+/// returning the exit code from the calling command on failure.
+macro_rules! or_exit {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
             Err(code) => return Ok(code),
         }
     };
 }
-pub(crate) use load_or_exit;
+pub(crate) use or_exit;

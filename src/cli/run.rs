@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::pipeline_args::{load_or_exit, PipelineArgs};
+use super::pipeline_args::{or_exit, PipelineArgs};
 use crate::exec::{self, RunOptions, Ui};
 use crate::fingerprint::StatCache;
 use crate::store::{RunLock, Store};
@@ -44,14 +44,8 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let loaded = load_or_exit!(args.pipeline);
-    let selected = match loaded.dag.select(&loaded.pipeline, &args.stages) {
-        Ok(selected) => selected,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(ExitCode::from(super::pipeline_args::INVALID_PIPELINE));
-        }
-    };
+    let loaded = or_exit!(args.pipeline.load());
+    let selected = or_exit!(loaded.select(&args.stages));
     let ui = Ui::detect();
     let jobs = args
         .jobs

@@ -6,10 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use console::style;
 
-use super::pipeline_args::{load_or_exit, PipelineArgs, INVALID_PIPELINE};
-use crate::exec::assess;
-use crate::fingerprint::StatCache;
-use crate::store::{LockFile, Store};
+use super::pipeline_args::{or_exit, PipelineArgs};
 
 #[derive(Debug, Args)]
 #[command(
@@ -28,26 +25,9 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> Result<ExitCode> {
-    let loaded = load_or_exit!(args.pipeline);
-    let selected = match loaded.dag.select(&loaded.pipeline, &args.stages) {
-        Ok(selected) => selected,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(ExitCode::from(INVALID_PIPELINE));
-        }
-    };
-    let store = Store::open(&loaded.cache_dir)?;
-    let stats = StatCache::load(store.stat_cache_file());
-    let lock = LockFile::read(&loaded.pipeline.lock_file())?;
-    let states = assess(
-        &loaded.pipeline,
-        &loaded.dag,
-        &selected,
-        &lock,
-        &store,
-        &stats,
-    );
-    let _ = stats.save();
+    let loaded = or_exit!(args.pipeline.load());
+    let selected = or_exit!(loaded.select(&args.stages));
+    let (_, states) = loaded.assess(&selected)?;
     let all_fresh = states.iter().all(|state| state.fresh);
     if args.json {
         println!(
