@@ -236,7 +236,7 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
 
     if failed > 0 {
         eprintln!(
-            "error: {failed} of {} pairs in {} failed (listed above); the {scored} others are scored in {}",
+            "error: {failed} of {} pairs in {} failed (listed above); {scored} scored pairs are in {}",
             failed + scored,
             input.display(),
             output.display()
