@@ -330,6 +330,15 @@ mod tests {
         }
     }
 
+    /// The distinct (customer, product) pairs of a generated file.
+    fn distinct_pairs(config: GeneratorConfig) -> std::collections::HashSet<String> {
+        let text = String::from_utf8(generate(config)).unwrap();
+        text.lines()
+            .skip(1)
+            .map(|line| line.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    }
+
     #[test]
     fn fills_every_pair_when_rows_reach_the_limit() {
         let config = GeneratorConfig {
@@ -338,12 +347,7 @@ mod tests {
             products: 3,
             seed: 1,
         };
-        let text = String::from_utf8(generate(config)).unwrap();
-        let pairs: std::collections::HashSet<_> = text
-            .lines()
-            .skip(1)
-            .map(|line| line.rsplit_once(',').unwrap().0)
-            .collect();
+        let pairs = distinct_pairs(config);
         assert_eq!(pairs.len(), 12);
     }
 
@@ -355,12 +359,7 @@ mod tests {
             products: 1_000,
             seed: 3,
         };
-        let text = String::from_utf8(generate(config)).unwrap();
-        let pairs: std::collections::HashSet<_> = text
-            .lines()
-            .skip(1)
-            .map(|line| line.rsplit_once(',').unwrap().0)
-            .collect();
+        let pairs = distinct_pairs(config);
         assert_eq!(pairs.len(), 20_000);
     }
 
