@@ -4,10 +4,10 @@
 # missing).
 #
 # usage: bench/train_keras.sh [RATINGS_CSV [OUT_JSON [SEED]]]
-#   defaults: ../shared/ratings_uuid_small.csv, bench/out/keras.json, 42
+#   defaults: data/ratings_uuid_small.csv, bench/out/keras.json, 42
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ratings=${1:-../shared/ratings_uuid_small.csv}
+ratings=${1:-data/ratings_uuid_small.csv}
 out=${2:-bench/out/keras.json}
 seed=${3:-42}
 if [ ! -x .venv/bin/python ]; then

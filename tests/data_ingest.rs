@@ -10,7 +10,7 @@ use warez_pipe::stages::{find_kind, Params, Progress, StageContext};
 
 const ORIGINAL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/ratings_uuid_small.csv"
+    "/data/ratings_uuid_small.csv"
 );
 const HEADER: &str = "customerId,productId,scaled_purchase_freq";
 const C1: &str = "19823025-6551-4edd-ace1-56c2c4e22fc7";

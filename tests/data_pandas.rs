@@ -76,7 +76,7 @@ fn assert_matches_pandas(csv: &Path) {
 fn original_data_matches_pandas() {
     assert_matches_pandas(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/ratings_uuid_small.csv"
+        "/data/ratings_uuid_small.csv"
     )));
 }
 

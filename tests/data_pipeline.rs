@@ -9,7 +9,7 @@ use warez_pipe::data::dataset::Ratings;
 
 const ORIGINAL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/ratings_uuid_small.csv"
+    "/data/ratings_uuid_small.csv"
 );
 
 /// Ingest of `data/ratings.csv`, and a command stage that reads only the two maps.

@@ -22,14 +22,14 @@ pub fn init_onnxruntime() {
     runtime::ensure_onnxruntime(None).expect("loading ONNX Runtime from ORT_DYLIB_PATH");
 }
 
-/// The seed notebook's ratings (`../shared/ratings_uuid_small.csv`), ingested.
+/// The seed notebook's ratings (`data/ratings_uuid_small.csv`, a copy of the seed's small data set), ingested.
 pub fn small_ratings() -> Ratings {
     let csv = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/ratings_uuid_small.csv"
+        "/data/ratings_uuid_small.csv"
     );
     read_ratings_file(Path::new(csv), OnBadRows::Error, &NoProgress)
-        .expect("reading ../shared/ratings_uuid_small.csv")
+        .expect("reading data/ratings_uuid_small.csv")
         .ratings
 }
 
