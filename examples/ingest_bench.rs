@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use warez_pipe::data::dataset::Ratings;
-use warez_pipe::stages::{find_kind, NoProgress, Params, StageContext};
+use warez_pipe::engine::kind::{NoProgress, Params, StageContext};
+use warez_pipe::ml::data::dataset::Ratings;
 
 fn main() -> Result<()> {
     let Some(input) = std::env::args_os().nth(1).map(PathBuf::from) else {
@@ -21,7 +21,9 @@ fn main() -> Result<()> {
     let file_bytes = std::fs::metadata(&input)
         .with_context(|| format!("reading {}", input.display()))?
         .len();
-    let kind = find_kind("ingest").context("the ingest kind is not registered")?;
+    let kind = warez_pipe::ml::registry()
+        .find("ingest")
+        .context("the ingest kind is not registered")?;
     let work = tempfile::tempdir()?;
     let outputs: BTreeMap<String, PathBuf> = kind
         .outputs()

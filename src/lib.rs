@@ -1,17 +1,10 @@
 //! warez-pipe: a declarative, build-system-style task runner for machine-learning artifacts.
 //!
-//! The engine (`spec` → `dag` → `fingerprint` → `store` → `exec`) knows nothing about
-//! recommenders: it reads a YAML pipeline, builds a DAG, fingerprints every stage and reruns only
-//! what changed. Stage kinds plug in through one trait ([`stages::StageKind`]); the recommender's
-//! kinds are built from `data` (CSV ingest, id maps, synthetic data) and `model` (ONNX training
-//! graphs run in ONNX Runtime, TensorFlow export, Avro packaging).
+//! Two layers, one direction: [`engine`] reads a YAML pipeline, builds a DAG, fingerprints every
+//! stage and reruns only what changed, knowing nothing about recommenders; [`ml`] is the
+//! recommender (its stage kinds, data and model), built on the engine. [`cli`] wires them: it
+//! builds the registry of the ML kinds and hands it to the engine.
 
 pub mod cli;
-pub mod dag;
-pub mod data;
-pub mod exec;
-pub mod fingerprint;
-pub mod model;
-pub mod spec;
-pub mod stages;
-pub mod store;
+pub mod engine;
+pub mod ml;

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use predicates::str::contains;
-use warez_pipe::data::dataset::Ratings;
-use warez_pipe::data::reader::{read_ratings_file, OnBadRows};
-use warez_pipe::stages::{find_kind, NoProgress, Params, StageContext};
+use warez_pipe::engine::kind::{NoProgress, Params, StageContext};
+use warez_pipe::ml::data::dataset::Ratings;
+use warez_pipe::ml::data::reader::{read_ratings_file, OnBadRows};
 
 /// The command that made `data/ratings_small.csv` (also in the README).
 const SMALL_FILE_ARGS: [&str; 8] = [
@@ -112,7 +112,9 @@ fn generate_stage_writes_what_gen_data_writes() {
     let dir = tempfile::tempdir().unwrap();
     let expected = gen_data(dir.path(), "cli.csv", &as_strs(&args(800, 100, 20, 5)));
 
-    let kind = find_kind("generate").expect("generate is registered");
+    let kind = warez_pipe::ml::registry()
+        .find("generate")
+        .expect("generate is registered");
     let mut params = Params::default();
     for (name, value) in [
         ("rows", 800),
@@ -139,7 +141,7 @@ fn generate_stage_writes_what_gen_data_writes() {
 
 #[test]
 fn generate_stage_rejects_impossible_params() {
-    let kind = find_kind("generate").unwrap();
+    let kind = warez_pipe::ml::registry().find("generate").unwrap();
     let mut params = Params::default();
     for (name, value) in [
         ("rows", 10),

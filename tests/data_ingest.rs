@@ -5,13 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use warez_pipe::data::dataset::Ratings;
-use warez_pipe::stages::{find_kind, Params, Progress, StageContext};
+use warez_pipe::engine::kind::{Params, Progress, StageContext};
+use warez_pipe::ml::data::dataset::Ratings;
 
-const ORIGINAL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/data/ratings_uuid_small.csv"
-);
+const ORIGINAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
 const HEADER: &str = "customerId,productId,scaled_purchase_freq";
 const C1: &str = "19823025-6551-4edd-ace1-56c2c4e22fc7";
 const C2: &str = "e9a87a97-38df-4858-86df-9b02defccd5c";
@@ -43,7 +40,9 @@ struct Outcome {
 
 /// Runs the `ingest` kind on `input`, writing into a fresh folder under `work`.
 fn ingest_file(input: &Path, on_bad_rows: &str, work: &Path) -> anyhow::Result<Outcome> {
-    let kind = find_kind("ingest").expect("ingest is registered");
+    let kind = warez_pipe::ml::registry()
+        .find("ingest")
+        .expect("ingest is registered");
     let mut params = Params::default();
     params.insert("on_bad_rows", on_bad_rows.into());
     kind.check_params(&params)?;

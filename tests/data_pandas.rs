@@ -8,8 +8,8 @@ mod reference;
 use std::path::Path;
 use std::process::Command;
 
-use warez_pipe::data::reader::{read_ratings_file, OnBadRows};
-use warez_pipe::stages::NoProgress;
+use warez_pipe::engine::kind::NoProgress;
+use warez_pipe::ml::data::reader::{read_ratings_file, OnBadRows};
 
 const PANDAS_READER: &str = r#"
 import sys

@@ -3,8 +3,8 @@
 //! indices, maps and ratings, which are computed here independently of the reader.
 
 use proptest::prelude::*;
-use warez_pipe::data::reader::{read_ratings, OnBadRows};
-use warez_pipe::stages::NoProgress;
+use warez_pipe::engine::kind::NoProgress;
+use warez_pipe::ml::data::reader::{read_ratings, OnBadRows};
 
 const IDS: [&str; 5] = [
     "19823025-6551-4edd-ace1-56c2c4e22fc7",

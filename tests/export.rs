@@ -9,9 +9,9 @@ use export_support::{
     export, random_params, schema_path, write_avro, write_checkpoint, write_id_maps,
 };
 use prost::Message;
-use warez_pipe::model::avro_record::{self, RecommenderModel};
-use warez_pipe::model::tf_export::{self, GraphSummary};
-use warez_pipe::model::tf_proto::{attr_value, DataType, GraphDef, SavedModel};
+use warez_pipe::ml::model::avro_record::{self, RecommenderModel};
+use warez_pipe::ml::model::tf_export::{self, GraphSummary};
+use warez_pipe::ml::model::tf_proto::{attr_value, DataType, GraphDef, SavedModel};
 
 /// A checkpoint, id maps and an exported graph in a fresh folder.
 fn exported_model() -> tempfile::TempDir {

@@ -7,7 +7,7 @@ use export_support::{
     export, random_params, schema_path, write_avro, write_checkpoint, write_id_maps,
 };
 use predicates::prelude::*;
-use warez_pipe::model::tf_export::{self, GraphSummary};
+use warez_pipe::ml::model::tf_export::{self, GraphSummary};
 
 /// Writes the model twice, into `a/` and `b/`, with the given model ids.
 fn packaged(ids: [&str; 2]) -> tempfile::TempDir {

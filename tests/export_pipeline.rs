@@ -9,7 +9,7 @@ use std::path::Path;
 use assert_cmd::Command;
 use export_support::{random_params, schema_path, write_checkpoint, write_id_maps};
 use predicates::prelude::*;
-use warez_pipe::model::avro_record::{self, RecommenderModel};
+use warez_pipe::ml::model::avro_record::{self, RecommenderModel};
 
 /// A project with a checkpoint and id maps in `trained/`, the schema in `avro/`, and a pipeline
 /// exporting them into `model_path`.

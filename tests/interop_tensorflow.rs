@@ -12,9 +12,9 @@ use export_support::{
     write_id_maps,
 };
 use prost::Message;
-use warez_pipe::model::graphs;
-use warez_pipe::model::params::ModelParams;
-use warez_pipe::model::runtime::{self, EvalSession};
+use warez_pipe::ml::model::graphs;
+use warez_pipe::ml::model::params::ModelParams;
+use warez_pipe::ml::model::runtime::{self, EvalSession};
 
 /// Scores `pairs` with `warez-pipe predict --input … --output …` on the model folder `dir`.
 fn predict_cli(dir: &Path, params: &ModelParams, pairs: &[(usize, usize)]) -> Vec<f32> {

@@ -6,7 +6,7 @@ mod runtime_support;
 use std::path::Path;
 use std::process::Command;
 
-use warez_pipe::model::params::ModelParams;
+use warez_pipe::ml::model::params::ModelParams;
 
 const N_CUSTOMERS: usize = 6;
 const N_PRODUCTS: usize = 4;

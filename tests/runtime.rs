@@ -7,7 +7,7 @@ mod runtime_support;
 
 use std::time::Instant;
 
-use warez_pipe::model::runtime::{self, EvalSession};
+use warez_pipe::ml::model::runtime::{self, EvalSession};
 
 fn init() {
     runtime_support::ort_dylib();

@@ -6,7 +6,7 @@ mod engine_support;
 
 use engine_support::{Project, PIPELINE};
 use serde_json::Value;
-use warez_pipe::model::metrics::{EpochLoss, RegressionScores, TrainingMetrics};
+use warez_pipe::ml::model::metrics::{EpochLoss, RegressionScores, TrainingMetrics};
 
 const PIPELINE_YAML: &str = r#"name: m
 model_path: models/m

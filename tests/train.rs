@@ -9,16 +9,16 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use warez_pipe::data::dataset::Ratings;
-use warez_pipe::model::checkpoint;
-use warez_pipe::model::metrics::TrainingMetrics;
-use warez_pipe::model::trainer::{self, initial_params, msle, TrainConfig};
-use warez_pipe::stages::train::Train;
-use warez_pipe::stages::{NoProgress, Params, Progress, StageContext, StageKind};
+use warez_pipe::engine::kind::{NoProgress, Params, Progress, StageContext, StageKind};
+use warez_pipe::ml::data::dataset::Ratings;
+use warez_pipe::ml::kinds::train::Train;
+use warez_pipe::ml::model::checkpoint;
+use warez_pipe::ml::model::metrics::TrainingMetrics;
+use warez_pipe::ml::model::trainer::{self, initial_params, msle, TrainConfig};
 
 use train_support::{small_ratings, train};
 
-fn validation_msle(params: &warez_pipe::model::params::ModelParams, ratings: &Ratings) -> f64 {
+fn validation_msle(params: &warez_pipe::ml::model::params::ModelParams, ratings: &Ratings) -> f64 {
     let start = trainer::training_rows(ratings.len(), 0.25).unwrap();
     let predictions: Vec<f32> = (start..ratings.len())
         .map(|row| {

@@ -8,17 +8,17 @@ mod train_support;
 use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
-use warez_pipe::model::graphs::optimizer::{self, AdamConfig};
-use warez_pipe::model::graphs::{eval, training};
-use warez_pipe::model::params::{
+use warez_pipe::ml::model::graphs::optimizer::{self, AdamConfig};
+use warez_pipe::ml::model::graphs::{eval, training};
+use warez_pipe::ml::model::params::{
     ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
 };
-use warez_pipe::model::runtime::{self, EvalSession};
-use warez_pipe::model::trainer::initial_params;
+use warez_pipe::ml::model::runtime::{self, EvalSession};
+use warez_pipe::ml::model::trainer::initial_params;
 
 const K: usize = 3;
 
-fn session(model: &warez_pipe::model::onnx_proto::ModelProto) -> Session {
+fn session(model: &warez_pipe::ml::model::onnx_proto::ModelProto) -> Session {
     train_support::init_onnxruntime();
     runtime::session_from_bytes(&model.encode_to_vec()).expect("loading a generated graph")
 }

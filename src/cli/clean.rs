@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
-use crate::exec::Ui;
-use crate::store::{remove_path, RunLock, Store};
+use crate::engine::exec::Ui;
+use crate::engine::store::{remove_path, RunLock, Store};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
-use crate::fingerprint::DirtyReason;
+use crate::engine::fingerprint::DirtyReason;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {

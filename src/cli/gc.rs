@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
-use crate::exec::Ui;
-use crate::fingerprint::StatCache;
-use crate::store::{collect_garbage, GcPolicy, LockFile, RunLock, Store};
+use crate::engine::exec::Ui;
+use crate::engine::fingerprint::StatCache;
+use crate::engine::store::{collect_garbage, GcPolicy, LockFile, RunLock, Store};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {

@@ -1,5 +1,5 @@
 //! `warez-pipe gen-data`: the seeded synthetic ratings generator as a command
-//! (the same code as the `generate` stage kind, see [`crate::data::generator`]).
+//! (the same code as the `generate` stage kind, see [`crate::ml::data::generator`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +8,9 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::generator::{write_csv_file, GeneratorConfig};
-use crate::stages::generate::{DEFAULT_CUSTOMERS, DEFAULT_PRODUCTS, DEFAULT_ROWS, DEFAULT_SEED};
-use crate::stages::Progress;
+use crate::engine::kind::Progress;
+use crate::ml::data::generator::{write_csv_file, GeneratorConfig};
+use crate::ml::kinds::generate::{DEFAULT_CUSTOMERS, DEFAULT_PRODUCTS, DEFAULT_ROWS, DEFAULT_SEED};
 
 #[derive(Debug, Args)]
 pub struct GenDataArgs {

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::model::avro_record::{self, RecommenderModel};
-use crate::model::tf_export::{self, GraphSummary};
+use crate::ml::model::avro_record::{self, RecommenderModel};
+use crate::ml::model::tf_export::{self, GraphSummary};
 
 /// How many entries of each map are shown.
 const SHOWN_ENTRIES: usize = 3;

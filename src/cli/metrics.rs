@@ -22,8 +22,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::model_dir::{self, ModelLocation};
-use crate::model::metrics::{RegressionScores, TrainingMetrics};
-use crate::store::{RecordedOutput, Store};
+use crate::engine::store::{RecordedOutput, Store};
+use crate::ml::model::metrics::{RegressionScores, TrainingMetrics};
 
 const METRICS_FILE: &str = "metrics.json";
 
@@ -277,7 +277,7 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::metrics::EpochLoss;
+    use crate::ml::model::metrics::EpochLoss;
 
     fn metrics(val_msle: f64, mse: f64) -> TrainingMetrics {
         let scores = |mse: f64| RegressionScores {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::spec;
+use crate::engine::spec;
 
 /// The pipeline the commands read when none is named.
 pub const DEFAULT_PIPELINE: &str = "pipelines/recommender.yaml";

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::dag::Dag;
-use crate::exec::{self, StageStatus};
-use crate::fingerprint::StatCache;
-use crate::spec::{self, Override, Pipeline, SpecError};
-use crate::store::{LockFile, Store};
+use crate::engine::dag::Dag;
+use crate::engine::exec::{self, StageStatus};
+use crate::engine::fingerprint::StatCache;
+use crate::engine::kind::Registry;
+use crate::engine::spec::{self, Override, Pipeline, SpecError};
+use crate::engine::store::{LockFile, Store};
 
 /// Exit code of a pipeline rejected before anything ran (usage errors use clap's 2 as well).
 pub const INVALID_PIPELINE: u8 = 2;
@@ -29,9 +30,10 @@ pub struct PipelineArgs {
     pub set: Vec<String>,
 }
 
-/// A loaded pipeline with its graph and cache folder.
+/// A loaded pipeline with its graph, cache folder and the kinds it was loaded with.
 pub struct Loaded {
     pub pipeline: Pipeline,
+    pub registry: Registry,
     pub dag: Dag,
     pub cache_dir: PathBuf,
 }
@@ -80,7 +82,8 @@ impl PipelineArgs {
 
     fn try_load(&self) -> Result<Loaded, SpecError> {
         let overrides = self.overrides()?;
-        let pipeline = spec::load(&self.pipeline, &overrides)?;
+        let registry = crate::ml::registry();
+        let pipeline = spec::load(&self.pipeline, &overrides, &registry)?;
         let dag = Dag::build(&pipeline)?;
         let cache_dir = match &self.cache {
             Some(dir) => dir.clone(),
@@ -88,6 +91,7 @@ impl PipelineArgs {
         };
         Ok(Loaded {
             pipeline,
+            registry,
             dag,
             cache_dir,
         })

@@ -22,8 +22,8 @@ use clap::Args;
 use tempfile::NamedTempFile;
 
 use super::model_dir::{self, ModelLocation};
-use crate::data::idmap::IdMap;
-use crate::model::runtime::{self, EvalSession};
+use crate::ml::data::idmap::IdMap;
+use crate::ml::model::runtime::{self, EvalSession};
 
 const CUSTOMER_COLUMN: &str = "customerId";
 const PRODUCT_COLUMN: &str = "productId";

@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
-use crate::exec::{self, RunOptions, Ui};
-use crate::fingerprint::StatCache;
-use crate::store::{RunLock, Store};
+use crate::engine::exec::{self, RunOptions, Ui};
+use crate::engine::fingerprint::StatCache;
+use crate::engine::store::{RunLock, Store};
 
 #[derive(Debug, Args)]
 #[command(
@@ -52,7 +52,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if args.check {
         let overrides = args.pipeline.overrides()?;
-        let report = exec::check(&loaded.pipeline, &overrides, jobs, &ui)?;
+        let report = exec::check(&loaded.pipeline, &loaded.registry, &overrides, jobs, &ui)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

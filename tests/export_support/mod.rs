@@ -13,10 +13,10 @@ use std::process::Command;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use warez_pipe::data::idmap::IdMap;
-use warez_pipe::model::checkpoint::{self, AdamState};
-use warez_pipe::model::params::ModelParams;
-use warez_pipe::stages::{find_kind, NoProgress, Params, StageContext};
+use warez_pipe::engine::kind::{NoProgress, Params, StageContext};
+use warez_pipe::ml::data::idmap::IdMap;
+use warez_pipe::ml::model::checkpoint::{self, AdamState};
+use warez_pipe::ml::model::params::ModelParams;
 
 /// Parameters with seeded random values, sized like a small trained model.
 pub fn random_params(n_customers: usize, n_products: usize, k: usize, seed: u64) -> ModelParams {
@@ -74,7 +74,9 @@ pub fn run_stage(
     outputs: &[(&str, &Path)],
     params: &[(&str, serde_yaml::Value)],
 ) -> anyhow::Result<()> {
-    let kind = find_kind(kind).expect("a built-in kind");
+    let kind = warez_pipe::ml::registry()
+        .find(kind)
+        .expect("a built-in kind");
     let mut resolved = Params::default();
     for spec in kind.params() {
         resolved.insert(spec.name, spec.default);

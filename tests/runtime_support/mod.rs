@@ -10,7 +10,7 @@ pub use reference::{ort_dylib, test_python};
 use std::path::Path;
 use std::process::Command;
 
-use warez_pipe::model::params::ModelParams;
+use warez_pipe::ml::model::params::ModelParams;
 
 /// Writes `eval_model.onnx` (the serving graph's inputs, layers and output names, seeded random
 /// weights) into `dir` with tests/make_eval_model.py, and returns its weights.

@@ -10,11 +10,11 @@ pub use reference::test_python;
 
 use std::path::{Path, PathBuf};
 
-use warez_pipe::data::dataset::Ratings;
-use warez_pipe::data::reader::{read_ratings_file, OnBadRows};
-use warez_pipe::model::runtime;
-use warez_pipe::model::trainer::{self, ArtifactPaths, TrainConfig, Trained};
-use warez_pipe::stages::NoProgress;
+use warez_pipe::engine::kind::NoProgress;
+use warez_pipe::ml::data::dataset::Ratings;
+use warez_pipe::ml::data::reader::{read_ratings_file, OnBadRows};
+use warez_pipe::ml::model::runtime;
+use warez_pipe::ml::model::trainer::{self, ArtifactPaths, TrainConfig, Trained};
 
 /// Loads ONNX Runtime from `ORT_DYLIB_PATH`; panics with the fix when it is not set.
 pub fn init_onnxruntime() {
@@ -24,10 +24,7 @@ pub fn init_onnxruntime() {
 
 /// The seed notebook's ratings (`data/ratings_uuid_small.csv`, a copy of the seed's small data set), ingested.
 pub fn small_ratings() -> Ratings {
-    let csv = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/ratings_uuid_small.csv"
-    );
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
     read_ratings_file(Path::new(csv), OnBadRows::Error, &NoProgress)
         .expect("reading data/ratings_uuid_small.csv")
         .ratings

@@ -1,0 +1,216 @@
+//! The stage graph: an edge `a → b` when one of `b`'s dependencies is (or is inside, or
+//! contains) one of `a`'s outputs. Gives the topological order, `--stage` selection with
+//! everything the selected stages need, cycle errors with the whole chain, and the text, dot
+//! and mermaid renderings of `warez-pipe dag`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use petgraph::algo::toposort;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Dfs, Reversed};
+use petgraph::Direction;
+
+use crate::engine::spec::{path, Pipeline, SpecError};
+
+/// Stages are identified by their index in `Pipeline::stages`; node `i` is stage `i`.
+pub struct Dag {
+    graph: DiGraph<(), ()>,
+    order: Vec<usize>,
+}
+
+impl Dag {
+    pub fn build(pipeline: &Pipeline) -> Result<Dag, SpecError> {
+        let mut graph = DiGraph::new();
+        for _ in &pipeline.stages {
+            graph.add_node(());
+        }
+        for (consumer, stage) in pipeline.stages.iter().enumerate() {
+            for (producer, other) in pipeline.stages.iter().enumerate() {
+                let needs = stage.deps.iter().any(|dep| {
+                    other
+                        .outs
+                        .iter()
+                        .any(|out| path::overlaps(&dep.path, &out.path))
+                });
+                if needs {
+                    graph.update_edge(NodeIndex::new(producer), NodeIndex::new(consumer), ());
+                }
+            }
+        }
+        // Ties broken by file order, so runs and printouts are stable.
+        let order = match toposort(&graph, None) {
+            Ok(_) => stable_topological_order(&graph),
+            Err(cycle) => {
+                // Start the chain at the cycle's first stage in file order, for a stable message.
+                let first = cycle_through(&graph, cycle.node_id())
+                    .into_iter()
+                    .min()
+                    .expect("a cycle has nodes");
+                let names = cycle_through(&graph, first)
+                    .into_iter()
+                    .map(|node| pipeline.stages[node.index()].name.clone())
+                    .collect();
+                return Err(SpecError::Cycle {
+                    file: pipeline.file.clone(),
+                    cycle: names,
+                });
+            }
+        };
+        Ok(Dag { graph, order })
+    }
+
+    /// Every stage, each after all it depends on.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// The `selected` stages in run order.
+    pub fn order_of(&self, selected: &BTreeSet<usize>) -> Vec<usize> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|stage| selected.contains(stage))
+            .collect()
+    }
+
+    /// The stages `stage` reads outputs of.
+    pub fn upstream(&self, stage: usize) -> Vec<usize> {
+        let mut stages: Vec<usize> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(stage), Direction::Incoming)
+            .map(NodeIndex::index)
+            .collect();
+        stages.sort_unstable();
+        stages
+    }
+
+    /// The named stages and everything they need; every stage when `names` is empty.
+    pub fn select(
+        &self,
+        pipeline: &Pipeline,
+        names: &[String],
+    ) -> Result<BTreeSet<usize>, SpecError> {
+        if names.is_empty() {
+            return Ok((0..pipeline.stages.len()).collect());
+        }
+        let mut selected = BTreeSet::new();
+        let reversed = Reversed(&self.graph);
+        for name in names {
+            let index = pipeline
+                .stage_index(name)
+                .ok_or_else(|| pipeline.unknown_stage(name))?;
+            let mut dfs = Dfs::new(reversed, NodeIndex::new(index));
+            while let Some(node) = dfs.next(reversed) {
+                selected.insert(node.index());
+            }
+        }
+        Ok(selected)
+    }
+
+    /// One line per stage in run order: `train <- ingest`.
+    pub fn to_text(&self, pipeline: &Pipeline) -> String {
+        let mut out = String::new();
+        for &stage in &self.order {
+            let upstream: Vec<&str> = self
+                .upstream(stage)
+                .into_iter()
+                .map(|up| pipeline.stages[up].name.as_str())
+                .collect();
+            let name = &pipeline.stages[stage].name;
+            if upstream.is_empty() {
+                let _ = writeln!(out, "{name}");
+            } else {
+                let _ = writeln!(out, "{name} <- {}", upstream.join(", "));
+            }
+        }
+        out
+    }
+
+    pub fn to_dot(&self, pipeline: &Pipeline) -> String {
+        let mut out = format!("digraph {:?} {{\n  rankdir=LR;\n", pipeline.name);
+        for &stage in &self.order {
+            let _ = writeln!(out, "  {:?};", pipeline.stages[stage].name);
+        }
+        for edge in self.edges() {
+            let _ = writeln!(
+                out,
+                "  {:?} -> {:?};",
+                pipeline.stages[edge.0].name, pipeline.stages[edge.1].name
+            );
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    pub fn to_mermaid(&self, pipeline: &Pipeline) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for &stage in &self.order {
+            let _ = writeln!(out, "  s{stage}[\"{}\"]", pipeline.stages[stage].name);
+        }
+        for (from, to) in self.edges() {
+            let _ = writeln!(out, "  s{from} --> s{to}");
+        }
+        out
+    }
+
+    fn edges(&self) -> Vec<(usize, usize)> {
+        let mut edges: Vec<(usize, usize)> = self
+            .graph
+            .edge_indices()
+            .filter_map(|edge| self.graph.edge_endpoints(edge))
+            .map(|(a, b)| (a.index(), b.index()))
+            .collect();
+        edges.sort_unstable();
+        edges
+    }
+}
+
+/// Kahn's algorithm taking the lowest ready index first (petgraph's toposort order depends on
+/// insertion details; this one follows the file).
+fn stable_topological_order(graph: &DiGraph<(), ()>) -> Vec<usize> {
+    let mut remaining: Vec<usize> = graph
+        .node_indices()
+        .map(|node| graph.neighbors_directed(node, Direction::Incoming).count())
+        .collect();
+    let mut ready: BTreeSet<usize> = (0..remaining.len())
+        .filter(|&i| remaining[i] == 0)
+        .collect();
+    let mut order = Vec::with_capacity(remaining.len());
+    while let Some(next) = ready.pop_first() {
+        order.push(next);
+        for child in graph.neighbors_directed(NodeIndex::new(next), Direction::Outgoing) {
+            remaining[child.index()] -= 1;
+            if remaining[child.index()] == 0 {
+                ready.insert(child.index());
+            }
+        }
+    }
+    order
+}
+
+/// A shortest cycle through `start`, as `start, …, start`.
+fn cycle_through(graph: &DiGraph<(), ()>, start: NodeIndex) -> Vec<NodeIndex> {
+    let mut previous = vec![None; graph.node_count()];
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        for next in graph.neighbors_directed(node, Direction::Outgoing) {
+            if next == start {
+                let mut chain = vec![node];
+                let mut at = node;
+                while at != start {
+                    at = previous[at.index()].expect("visited nodes have a predecessor");
+                    chain.push(at);
+                }
+                chain.reverse();
+                chain.push(start);
+                return chain;
+            }
+            if previous[next.index()].is_none() {
+                previous[next.index()] = Some(node);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![start, start]
+}

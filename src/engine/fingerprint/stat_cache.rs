@@ -1,0 +1,174 @@
+//! The stat cache: `(path, size, mtime, ctime, inode) → content hash`, so an unchanged input is
+//! not read again. Any change of those stat fields means the file is re-hashed.
+//!
+//! A file modified within [`RACY_WINDOW`] of being hashed is not remembered: a write in the same
+//! timestamp tick as the hash could otherwise leave the stat fields unchanged with other bytes
+//! (git's "racy clean" problem). The cache is a file of the cache folder (`stat-cache.json`);
+//! losing or corrupting it only costs a re-hash.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::content::{hash_file_bytes, ContentHash};
+
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+}
+
+impl Stat {
+    fn of(metadata: &Metadata) -> Stat {
+        Stat {
+            size: metadata.len(),
+            mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+            ctime_ns: i128::from(metadata.ctime()) * 1_000_000_000
+                + i128::from(metadata.ctime_nsec()),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    stat: Stat,
+    hash: ContentHash,
+}
+
+pub struct StatCache {
+    file: Option<PathBuf>,
+    entries: Mutex<HashMap<PathBuf, Entry>>,
+    changed: AtomicBool,
+}
+
+impl StatCache {
+    /// Loads the cache file; a missing or unreadable one starts empty.
+    pub fn load(file: PathBuf) -> StatCache {
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        StatCache {
+            file: Some(file),
+            entries: Mutex::new(entries),
+            changed: AtomicBool::new(false),
+        }
+    }
+
+    /// A cache that is never saved.
+    pub fn in_memory() -> StatCache {
+        StatCache {
+            file: None,
+            entries: Mutex::new(HashMap::new()),
+            changed: AtomicBool::new(false),
+        }
+    }
+
+    /// The content hash of a file, read from disk only when its stat fields changed.
+    pub fn file_hash(&self, path: &Path, metadata: &Metadata) -> io::Result<ContentHash> {
+        let stat = Stat::of(metadata);
+        if let Some(entry) = self.lock().get(path) {
+            if entry.stat == stat {
+                return Ok(entry.hash.clone());
+            }
+        }
+        let hash = hash_file_bytes(path)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        let settled = stat.mtime_ns.max(stat.ctime_ns) + (RACY_WINDOW.as_nanos() as i128) < now;
+        let mut entries = self.lock();
+        if settled {
+            entries.insert(
+                path.to_path_buf(),
+                Entry {
+                    stat,
+                    hash: hash.clone(),
+                },
+            );
+        } else {
+            entries.remove(path);
+        }
+        self.changed.store(true, Ordering::Relaxed);
+        Ok(hash)
+    }
+
+    /// Drops the entries of files that no longer exist (used by `gc`).
+    pub fn prune(&self) {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|path, _| path.exists());
+        if entries.len() != before {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the cache back if anything changed.
+    pub fn save(&self) -> io::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if !self.changed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&*self.lock()).map_err(io::Error::other)?;
+        crate::engine::files::write_atomic(file, &bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settled_files_are_served_from_the_cache_and_changed_ones_rehashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let cache = StatCache::in_memory();
+        let fresh = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            cache.file_hash(&path, &fresh).unwrap(),
+            ContentHash::of_bytes(b"one")
+        );
+        assert!(
+            cache.lock().is_empty(),
+            "a file younger than the racy window is not remembered"
+        );
+        std::thread::sleep(RACY_WINDOW + Duration::from_millis(100));
+        let settled = std::fs::metadata(&path).unwrap();
+        cache.file_hash(&path, &settled).unwrap();
+        // Same stat fields: the remembered hash comes back without reading the bytes.
+        std::fs::write(&path, "two").unwrap();
+        assert_eq!(
+            cache.file_hash(&path, &settled).unwrap(),
+            ContentHash::of_bytes(b"one")
+        );
+        // Real stat fields of the changed file: re-hashed.
+        let changed = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            cache.file_hash(&path, &changed).unwrap(),
+            ContentHash::of_bytes(b"two")
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! Turning a parsed pipeline file into a [`Pipeline`]: each stage resolved and checked, each
+//! error placed at its line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::positions::Positions;
+use super::raw::{RawPipeline, RawPorts, RawStage};
+use super::{closest, path, Action, Location, Override, Pipeline, Port, SpecError, Stage};
+use crate::engine::kind::{param_text, Params, Registry, StageKind};
+
+pub(super) struct Loader<'a> {
+    file: &'a Path,
+    registry: &'a Registry,
+    positions: Positions,
+    raw: RawPipeline,
+}
+
+impl<'a> Loader<'a> {
+    pub(super) fn new(
+        file: &'a Path,
+        text: &str,
+        registry: &'a Registry,
+    ) -> Result<Self, SpecError> {
+        let syntax_error = |error: serde_yaml::Error| {
+            let (line, column) = error
+                .location()
+                .map(|at| (at.line(), at.column()))
+                .unwrap_or((1, 1));
+            let message = path::unprotect(&without_location(&error.to_string()));
+            SpecError::Syntax {
+                at: Location {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                },
+                message,
+            }
+        };
+        let Some(positions) = Positions::index(text) else {
+            // Not YAML at all: serde_yaml words the syntax error.
+            return Err(match serde_yaml::from_str::<serde_yaml::Value>(text) {
+                Err(error) => syntax_error(error),
+                Ok(_) => SpecError::Syntax {
+                    at: Location {
+                        file: file.to_path_buf(),
+                        line: 1,
+                        column: 1,
+                    },
+                    message: "not a YAML document".to_string(),
+                },
+            });
+        };
+        if let Some((path, (line, column), first_line)) = positions.duplicates.first() {
+            let at = Location {
+                file: file.to_path_buf(),
+                line: *line,
+                column: *column,
+            };
+            let (parent, key) = path.rsplit_once('/').unwrap_or(("", path));
+            return Err(if parent == "stages" {
+                SpecError::DuplicateStage {
+                    at,
+                    name: key.to_string(),
+                    first_line: *first_line,
+                }
+            } else {
+                SpecError::DuplicateKey {
+                    at,
+                    key: key.to_string(),
+                    first_line: *first_line,
+                }
+            });
+        }
+        let mut raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
+        raw.unprotect();
+        Ok(Loader {
+            file,
+            registry,
+            positions,
+            raw,
+        })
+    }
+
+    fn at(&self, (line, column): (usize, usize)) -> Location {
+        Location {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    fn stage_error(&self, stage: &str, node: &str, message: impl Into<String>) -> SpecError {
+        SpecError::Stage {
+            at: self.at(self.positions.value(&format!("stages/{stage}/{node}"))),
+            stage: stage.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn load(self, overrides: &[Override]) -> Result<Pipeline, SpecError> {
+        let file_dir = match self.file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let project_dir = file_dir.join(self.raw.project_dir.as_deref().unwrap_or("."));
+        let project_dir = project_dir
+            .canonicalize()
+            .map_err(|error| SpecError::Syntax {
+                at: self.at(self.positions.value("project_dir")),
+                message: format!("project_dir `{}`: {error}", project_dir.display()),
+            })?;
+        let name = match &self.raw.name {
+            Some(name) => name.clone(),
+            None => self
+                .file
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pipeline".to_string()),
+        };
+        let model_path = path::normalize(
+            self.raw
+                .model_path
+                .as_deref()
+                .unwrap_or(&format!("models/{name}")),
+        );
+        if !path::is_inside_project(&model_path) {
+            return Err(SpecError::Syntax {
+                at: self.at(self.positions.value("model_path")),
+                message: format!("model_path `{model_path}` must stay inside the project folder"),
+            });
+        }
+        for assignment in overrides {
+            if !self.raw.stages.contains_key(&assignment.stage) {
+                return Err(SpecError::Override {
+                    assignment: assignment.assignment.clone(),
+                    message: format!(
+                        "no stage `{}`{}",
+                        assignment.stage,
+                        closest(
+                            &assignment.stage,
+                            self.raw.stages.keys().map(String::as_str)
+                        )
+                        .map(|name| format!(" (did you mean `{name}`?)"))
+                        .unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        let mut stages = Vec::with_capacity(self.raw.stages.len());
+        for (stage_name, raw) in &self.raw.stages {
+            let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if stage_name.is_empty() || !stage_name.chars().all(valid) {
+                return Err(SpecError::Stage {
+                    at: self.at(self.positions.key(&format!("stages/{stage_name}"))),
+                    stage: stage_name.clone(),
+                    message: "a stage name is letters, digits, `_` and `-`".into(),
+                });
+            }
+            let stage_overrides: Vec<&Override> = overrides
+                .iter()
+                .filter(|o| &o.stage == stage_name)
+                .collect();
+            stages.push(self.stage(stage_name, raw, &model_path, &stage_overrides)?);
+        }
+        let pipeline = Pipeline {
+            name,
+            file: self.file.to_path_buf(),
+            project_dir,
+            model_path,
+            stages,
+        };
+        self.check_outputs(&pipeline)?;
+        self.check_dependencies(&pipeline)?;
+        Ok(pipeline)
+    }
+
+    fn stage(
+        &self,
+        name: &str,
+        raw: &RawStage,
+        model_path: &str,
+        overrides: &[&Override],
+    ) -> Result<Stage, SpecError> {
+        let expand_path = |node: &str, text: &str| {
+            path::expand(text, |var| {
+                (var == "model_path").then(|| model_path.to_string())
+            })
+            .map(|expanded| path::normalize(&expanded))
+            .map_err(|message| self.stage_error(name, node, message))
+        };
+        match (&raw.kind, &raw.cmd) {
+            (Some(kind_name), None) => {
+                let Some(kind) = self.registry.find(kind_name) else {
+                    let names = self.registry.names();
+                    return Err(SpecError::UnknownKind {
+                        at: self.at(self.positions.value(&format!("stages/{name}/kind"))),
+                        stage: name.to_string(),
+                        kind: kind_name.clone(),
+                        suggestion: closest(kind_name, names),
+                    });
+                };
+                let deps = self.roles(name, "deps", raw.deps.as_ref(), kind.inputs(), true)?;
+                let deps = deps
+                    .into_iter()
+                    .map(|(role, text)| {
+                        Ok(Port {
+                            path: expand_path(&format!("deps/{role}"), &text)?,
+                            role: Some(role),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, SpecError>>()?;
+                let out_roles: Vec<&str> = kind.outputs().iter().map(|out| out.role).collect();
+                let given = self.roles(name, "outs", raw.outs.as_ref(), &out_roles, false)?;
+                let mut outs = Vec::new();
+                for output in kind.outputs() {
+                    let path = match given.iter().find(|(role, _)| role == output.role) {
+                        Some((role, text)) => expand_path(&format!("outs/{role}"), text)?,
+                        None => path::normalize(&format!("{model_path}/{}", output.default_name)),
+                    };
+                    outs.push(Port {
+                        role: Some(output.role.to_string()),
+                        path,
+                    });
+                }
+                let params = self.kind_params(name, raw, kind, overrides)?;
+                Ok(Stage {
+                    name: name.to_string(),
+                    action: Action::Kind(kind),
+                    deps,
+                    outs,
+                    params,
+                })
+            }
+            (None, Some(cmd)) => {
+                let list = |node: &str, ports: Option<&RawPorts>| match ports {
+                    None => Ok(Vec::new()),
+                    Some(RawPorts::List(paths)) => paths
+                        .iter()
+                        .enumerate()
+                        .map(|(i, text)| {
+                            Ok(Port {
+                                role: None,
+                                path: expand_path(&format!("{node}/{i}"), text)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, SpecError>>(),
+                    Some(RawPorts::Roles(_)) => Err(self.stage_error(
+                        name,
+                        node,
+                        format!("`{node}:` of a cmd stage is a list of paths, not a map"),
+                    )),
+                };
+                let deps = list("deps", raw.deps.as_ref())?;
+                let outs = list("outs", raw.outs.as_ref())?;
+                let mut values: BTreeMap<String, serde_yaml::Value> = raw
+                    .params
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                for assignment in overrides {
+                    let Some(slot) = values.get_mut(&assignment.param) else {
+                        let names = raw.params.keys().map(String::as_str);
+                        return Err(SpecError::Override {
+                            assignment: assignment.assignment.clone(),
+                            message: format!(
+                                "stage `{name}` has no param `{}`{} (a cmd stage has the params its `params:` lists)",
+                                assignment.param,
+                                closest(&assignment.param, names)
+                                    .map(|close| format!(", did you mean `{close}`?"))
+                                    .unwrap_or_default()
+                            ),
+                        });
+                    };
+                    *slot = assignment.value.clone();
+                }
+                let params = Params::new(values);
+                let cmd = path::expand(cmd, |var| {
+                    if var == "model_path" {
+                        return Some(model_path.to_string());
+                    }
+                    let param = var.strip_prefix("params.")?;
+                    params.get(param).map(param_text)
+                })
+                .map_err(|message| self.stage_error(name, "cmd", message))?;
+                Ok(Stage {
+                    name: name.to_string(),
+                    action: Action::Cmd(cmd),
+                    deps,
+                    outs,
+                    params,
+                })
+            }
+            (Some(_), Some(_)) => Err(self.stage_error(
+                name,
+                "cmd",
+                "a stage has either `kind:` or `cmd:`, not both",
+            )),
+            (None, None) => Err(SpecError::Stage {
+                at: self.at(self.positions.key(&format!("stages/{name}"))),
+                stage: name.to_string(),
+                message: "needs `kind:` (a built-in stage) or `cmd:` (a shell command)".into(),
+            }),
+        }
+    }
+
+    /// Checks a role map of a built-in kind against the roles it declares.
+    fn roles(
+        &self,
+        stage: &str,
+        node: &str,
+        ports: Option<&RawPorts>,
+        declared: &[&str],
+        all_required: bool,
+    ) -> Result<Vec<(String, String)>, SpecError> {
+        let given: Vec<(String, String)> = match ports {
+            None => Vec::new(),
+            Some(RawPorts::Roles(roles)) => roles
+                .iter()
+                .map(|(role, path)| (role.clone(), path.clone()))
+                .collect(),
+            Some(RawPorts::List(paths)) if paths.is_empty() => Vec::new(),
+            Some(RawPorts::List(_)) => {
+                return Err(self.stage_error(
+                    stage,
+                    node,
+                    format!(
+                        "`{node}:` of a built-in kind is a map of role: path (roles: {})",
+                        list_or_none(declared)
+                    ),
+                ))
+            }
+        };
+        for (role, _) in &given {
+            if !declared.contains(&role.as_str()) {
+                return Err(SpecError::Stage {
+                    at: self.at(self.positions.key(&format!("stages/{stage}/{node}/{role}"))),
+                    stage: stage.to_string(),
+                    message: format!(
+                        "unknown {node} role `{role}`{} (roles: {})",
+                        closest(role, declared.iter().copied())
+                            .map(|name| format!(", did you mean `{name}`?"))
+                            .unwrap_or_default(),
+                        list_or_none(declared)
+                    ),
+                });
+            }
+        }
+        if all_required {
+            for role in declared {
+                if !given.iter().any(|(given, _)| given == role) {
+                    return Err(self.stage_error(
+                        stage,
+                        node,
+                        format!("missing {node} role `{role}` (`{node}: {{ {role}: <path> }}`)"),
+                    ));
+                }
+            }
+        }
+        Ok(given)
+    }
+
+    /// kind default < global params the kind declares < stage params < `--set`.
+    fn kind_params(
+        &self,
+        stage: &str,
+        raw: &RawStage,
+        kind: &'static dyn StageKind,
+        overrides: &[&Override],
+    ) -> Result<Params, SpecError> {
+        let specs = kind.params();
+        let declared: Vec<&str> = specs.iter().map(|spec| spec.name).collect();
+        let unknown = |name: &str| {
+            format!(
+                "kind `{}` has no param `{name}`{} (params: {})",
+                kind.name(),
+                closest(name, declared.iter().copied())
+                    .map(|name| format!(", did you mean `{name}`?"))
+                    .unwrap_or_default(),
+                list_or_none(&declared)
+            )
+        };
+        let mut values: BTreeMap<String, serde_yaml::Value> = specs
+            .iter()
+            .map(|spec| (spec.name.to_string(), spec.default.clone()))
+            .collect();
+        for (name, value) in &self.raw.params {
+            if let Some(slot) = values.get_mut(name) {
+                *slot = value.clone();
+            }
+        }
+        for (name, value) in &raw.params {
+            let Some(slot) = values.get_mut(name) else {
+                return Err(SpecError::Stage {
+                    at: self.at(self.positions.key(&format!("stages/{stage}/params/{name}"))),
+                    stage: stage.to_string(),
+                    message: unknown(name),
+                });
+            };
+            *slot = value.clone();
+        }
+        for assignment in overrides {
+            let Some(slot) = values.get_mut(&assignment.param) else {
+                return Err(SpecError::Override {
+                    assignment: assignment.assignment.clone(),
+                    message: format!("stage `{stage}`: {}", unknown(&assignment.param)),
+                });
+            };
+            *slot = assignment.value.clone();
+        }
+        let params = Params::new(values);
+        kind.check_params(&params).map_err(|error| {
+            let node = specs
+                .iter()
+                .find(|spec| error.to_string().contains(&format!("`{}`", spec.name)))
+                .filter(|spec| raw.params.contains_key(spec.name))
+                .map(|spec| format!("params/{}", spec.name))
+                .unwrap_or_else(|| "kind".to_string());
+            self.stage_error(stage, &node, format!("{error:#}"))
+        })?;
+        Ok(params)
+    }
+
+    fn port_location(
+        &self,
+        pipeline: &Pipeline,
+        stage: usize,
+        node: &str,
+        port: usize,
+    ) -> Location {
+        let s = &pipeline.stages[stage];
+        let list = if node == "outs" { &s.outs } else { &s.deps };
+        let child = match &list[port].role {
+            Some(role) => role.clone(),
+            None => port.to_string(),
+        };
+        let full = format!("stages/{}/{node}/{child}", s.name);
+        // A defaulted output has no node of its own: point at the stage.
+        if list[port].role.is_some() && node == "outs" {
+            let written = matches!(
+                self.raw.stages[&s.name].outs,
+                Some(RawPorts::Roles(ref roles)) if roles.contains_key(&child)
+            );
+            if !written {
+                return self.at(self.positions.key(&format!("stages/{}", s.name)));
+            }
+        }
+        self.at(self.positions.value(&full))
+    }
+
+    fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
+        let mut seen: Vec<(usize, &str)> = Vec::new();
+        for (index, stage) in pipeline.stages.iter().enumerate() {
+            for (port, out) in stage.outs.iter().enumerate() {
+                if !path::is_inside_project(&out.path) {
+                    return Err(SpecError::OutputOutsideProject {
+                        at: self.port_location(pipeline, index, "outs", port),
+                        stage: stage.name.clone(),
+                        path: out.path.clone(),
+                    });
+                }
+                if let Some((other, other_path)) = seen
+                    .iter()
+                    .find(|(_, seen)| path::overlaps(seen, &out.path))
+                {
+                    return Err(SpecError::DuplicateOutput {
+                        at: self.port_location(pipeline, index, "outs", port),
+                        stage: stage.name.clone(),
+                        path: out.path.clone(),
+                        other: format!(
+                            "stage `{}` (as `{other_path}`)",
+                            pipeline.stages[*other].name
+                        ),
+                    });
+                }
+                seen.push((index, out.path.as_str()));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_dependencies(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
+        for (index, stage) in pipeline.stages.iter().enumerate() {
+            for (port, dep) in stage.deps.iter().enumerate() {
+                let produced = pipeline
+                    .stages
+                    .iter()
+                    .flat_map(|s| &s.outs)
+                    .any(|out| path::overlaps(&dep.path, &out.path));
+                if !produced && !pipeline.abs(&dep.path).exists() {
+                    return Err(SpecError::MissingDependency {
+                        at: self.port_location(pipeline, index, "deps", port),
+                        stage: stage.name.clone(),
+                        path: dep.path.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// serde_yaml's message without its " at line L column C" (the location leads instead).
+fn without_location(message: &str) -> String {
+    let Some(start) = message.find(" at line ") else {
+        return message.to_string();
+    };
+    let rest = &message[start + " at line ".len()..];
+    let after_line = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let end = match after_line.strip_prefix(" column ") {
+        Some(column) => column.trim_start_matches(|c: char| c.is_ascii_digit()),
+        None => after_line,
+    };
+    format!("{}{end}", &message[..start])
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}

@@ -1,0 +1,255 @@
+//! The pipeline file: YAML in, a validated [`Pipeline`] out — or a [`SpecError`] naming the
+//! file, line and column, before anything runs.
+//!
+//! Loading goes in three steps: serde_yaml deserializes [`raw`] types (unknown keys and wrong
+//! types are its errors, with positions), [`positions`] indexes where every node sits, then
+//! [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
+//! `${model_path}` expanded, normalized relative to the project folder), and its params
+//! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
+//! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
+//! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
+//! project, a dependency that no stage produces and no file provides. Cycles are found when
+//! the graph is built (`dag`).
+
+mod error;
+mod loader;
+pub mod path;
+mod positions;
+mod raw;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{closest, Location, SpecError};
+use loader::Loader;
+
+use crate::engine::kind::{Params, Registry, StageKind};
+
+/// A validated pipeline.
+pub struct Pipeline {
+    pub name: String,
+    /// The pipeline file as the user named it (for messages).
+    pub file: PathBuf,
+    /// Absolute project folder: every relative path below starts here.
+    pub project_dir: PathBuf,
+    /// Normalized, relative to the project folder.
+    pub model_path: String,
+    /// In file order.
+    pub stages: Vec<Stage>,
+}
+
+/// One stage with everything resolved.
+pub struct Stage {
+    pub name: String,
+    pub action: Action,
+    pub deps: Vec<Port>,
+    pub outs: Vec<Port>,
+    pub params: Params,
+}
+
+/// What a stage does.
+pub enum Action {
+    Kind(&'static dyn StageKind),
+    /// The shell command with `${model_path}` and `${params.*}` already substituted.
+    Cmd(String),
+}
+
+impl Action {
+    /// How the action enters the stage key: the kind and its version, or the command text.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Kind(kind) => format!("kind {}@{}", kind.name(), kind.version()),
+            Action::Cmd(cmd) => format!("cmd {cmd}"),
+        }
+    }
+}
+
+/// A dependency or output: a role (built-in kinds) and a normalized path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub role: Option<String>,
+    pub path: String,
+}
+
+impl Pipeline {
+    /// Absolute path of a pipeline path.
+    pub fn abs(&self, path: &str) -> PathBuf {
+        self.project_dir.join(path)
+    }
+
+    /// `pipelines/x.yaml` → `pipelines/x.lock`.
+    pub fn lock_file(&self) -> PathBuf {
+        self.file.with_extension("lock")
+    }
+
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|stage| stage.name == name)
+    }
+
+    /// The error for a `--stage` name that is not in the pipeline.
+    pub fn unknown_stage(&self, name: &str) -> SpecError {
+        SpecError::UnknownStage {
+            name: name.to_string(),
+            suggestion: closest(name, self.stages.iter().map(|s| s.name.as_str())),
+        }
+    }
+}
+
+/// A `--set stage.param=value` override, parsed.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub assignment: String,
+    pub stage: String,
+    pub param: String,
+    pub value: serde_yaml::Value,
+}
+
+impl Override {
+    /// Parses `stage.param=value`; the value is read as YAML (`3`, `0.5`, `true`, `text`).
+    pub fn parse(assignment: &str) -> Result<Override, SpecError> {
+        let fail = |message: &str| SpecError::Override {
+            assignment: assignment.to_string(),
+            message: message.to_string(),
+        };
+        let (target, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| fail("expected stage.param=value"))?;
+        let (stage, param) = target
+            .split_once('.')
+            .ok_or_else(|| fail("expected stage.param=value"))?;
+        if stage.is_empty() || param.is_empty() {
+            return Err(fail("expected stage.param=value"));
+        }
+        let value = serde_yaml::from_str(value)
+            .map_err(|error| fail(&format!("value is not valid YAML: {error}")))?;
+        Ok(Override {
+            assignment: assignment.to_string(),
+            stage: stage.to_string(),
+            param: param.to_string(),
+            value,
+        })
+    }
+}
+
+/// Reads, validates and resolves a pipeline file.
+/// `registry` lists the kinds `kind:` may name.
+pub fn load(
+    file: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Pipeline, SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    Loader::new(file, &path::protect_variables(&text), registry)?.load(overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::kind::{OutputRole, ParamSpec, StageContext};
+
+    /// A kind of the tests' own, shaped like a data generator: the engine needs no real one.
+    struct Sample;
+
+    impl StageKind for Sample {
+        fn name(&self) -> &'static str {
+            "sample"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn inputs(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn outputs(&self) -> &'static [OutputRole] {
+            &[OutputRole {
+                role: "ratings",
+                default_name: "ratings.csv",
+            }]
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![
+                ParamSpec::new("rows", 1000, "rows to write"),
+                ParamSpec::new("customers", 100, "distinct customers"),
+                ParamSpec::new("seed", 42, "random seed"),
+            ]
+        }
+        fn check_params(&self, params: &Params) -> anyhow::Result<()> {
+            params.u64("rows").map(drop)
+        }
+        fn run(&self, _ctx: &StageContext) -> anyhow::Result<()> {
+            unreachable!("loading never runs a stage")
+        }
+    }
+
+    fn load_text(yaml: &str, overrides: &[&str]) -> Result<Pipeline, SpecError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let overrides: Vec<Override> = overrides
+            .iter()
+            .map(|o| Override::parse(o).unwrap())
+            .collect();
+        load(&file, &overrides, &Registry::new(vec![&Sample]))
+    }
+
+    const SAMPLE: &str = "name: g\nparams: { seed: 7, epochs: 3 }\nstages:\n  gen:\n    kind: sample\n    params: { rows: 30, customers: 6 }\n";
+
+    #[test]
+    fn params_resolve_default_global_stage_override() {
+        let pipeline = load_text(SAMPLE, &[]).unwrap();
+        let params = &pipeline.stages[0].params;
+        assert_eq!(
+            params.u64("seed").unwrap(),
+            7,
+            "global beats the kind default"
+        );
+        assert_eq!(params.u64("rows").unwrap(), 30, "stage param");
+        assert!(
+            params.get("epochs").is_none(),
+            "globals the kind does not declare stay out"
+        );
+        assert!(params.get("customers").is_some(), "kind default");
+        let overridden = load_text(SAMPLE, &["gen.seed=9", "gen.rows=25"]).unwrap();
+        assert_eq!(overridden.stages[0].params.u64("seed").unwrap(), 9);
+        assert_eq!(overridden.stages[0].params.u64("rows").unwrap(), 25);
+    }
+
+    #[test]
+    fn outputs_default_under_model_path() {
+        let pipeline = load_text(SAMPLE, &[]).unwrap();
+        assert_eq!(pipeline.model_path, "models/g");
+        assert_eq!(
+            pipeline.stages[0].outs,
+            [Port {
+                role: Some("ratings".into()),
+                path: "models/g/ratings.csv".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn check_params_errors_name_stage_param_and_place() {
+        let error = load_text(&SAMPLE.replace("rows: 30", "rows: -3"), &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("p.yaml:6:21: stage `gen`: param `rows`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn paths_are_normalized_and_variables_expanded() {
+        let pipeline = load_text(
+            "name: n\nmodel_path: ./m/../models/x\nstages:\n  a:\n    cmd: cat ${model_path}/in\n    outs: [${model_path}//./out]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(pipeline.model_path, "models/x");
+        assert_eq!(pipeline.stages[0].outs[0].path, "models/x/out");
+        assert!(matches!(&pipeline.stages[0].action, Action::Cmd(cmd) if cmd == "cat models/x/in"));
+    }
+}

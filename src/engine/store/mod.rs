@@ -1,0 +1,113 @@
+//! The cache: content-addressed objects, run records, the run lock, and the pipeline's lock file.
+//!
+//! On-disk layout of a cache folder (default `<project>/cache`, else `--cache` / `WAREZ_CACHE`):
+//!
+//! ```text
+//! objects/ab/cdef…        a file's bytes, named by their blake3 hash (ab = first two digits)
+//! trees/ab/cdef…          a folder output's tree manifest (see fingerprint::Content), named by its hash
+//! runs/ab/cdef….json      run record of one stage key: {"stage", "outputs": [{"path","hash","tree"}], "last_used"}
+//! stat-cache.json         (path, size, mtime, ctime, inode) → hash; only a speed-up
+//! run.lock                held (flock) by the running `warez-pipe run`; holds its pid
+//! tmp/                    temp files of atomic writes and staging folders of built-in stages
+//! logs/<stage>.log        output of the latest run of each stage
+//! tools/                  tools kinds download for themselves (StageContext::tools_dir)
+//! ```
+//!
+//! Every write is temp file + rename, so a killed run leaves whole files or none. Order makes
+//! it crash safe: a stage's outputs go into place first, then its objects, then its run record,
+//! then its lock file entry; a run killed anywhere before the last step is simply redone (or
+//! restored) next time, because freshness is decided by comparing hashes, never by "it ran".
+//! Run records are never overwritten with other outputs (a key determines its outputs), and
+//! all keys ever seen are kept until `gc`: switching a param back restores the old outputs.
+//!
+//! The lock file (`pipelines/x.yaml` → `pipelines/x.lock`, see [`LockFile`]) is the project's
+//! record of the latest run, meant to be committed; `status`/`explain` compare against it.
+
+mod gc;
+mod lock_file;
+mod objects;
+mod records;
+mod run_lock;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use gc::{collect_garbage, GcPolicy, GcReport};
+pub use lock_file::{LockFile, LockedStage};
+pub use objects::{remove_path, RestoreError, RESTORE_PREFIX};
+pub use records::{now_unix, RecordedOutput, RunRecord};
+pub use run_lock::RunLock;
+
+use crate::engine::fingerprint::ContentHash;
+
+/// A cache folder.
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the cache at `root`.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        for dir in ["objects", "trees", "runs", "tmp", "logs"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn tools_dir(&self) -> PathBuf {
+        self.root.join("tools")
+    }
+
+    pub fn log_file(&self, stage: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{stage}.log"))
+    }
+
+    pub fn stat_cache_file(&self) -> PathBuf {
+        self.root.join("stat-cache.json")
+    }
+
+    fn sharded(&self, dir: &str, hash: &ContentHash, extension: &str) -> PathBuf {
+        let hex = hash.as_str();
+        self.root
+            .join(dir)
+            .join(&hex[..2])
+            .join(format!("{}{extension}", &hex[2..]))
+    }
+
+    fn object_path(&self, hash: &ContentHash) -> PathBuf {
+        self.sharded("objects", hash, "")
+    }
+
+    fn tree_path(&self, hash: &ContentHash) -> PathBuf {
+        self.sharded("trees", hash, "")
+    }
+}
+
+impl Store {
+    /// Everything in the cache folder that warez-pipe itself writes and `clean --cache-too`
+    /// may remove (never `tools/`, never files it does not know).
+    pub fn owned_entries(&self) -> Vec<PathBuf> {
+        ["objects", "trees", "runs", "tmp", "logs", "stat-cache.json"]
+            .iter()
+            .map(|name| self.root.join(name))
+            .collect()
+    }
+
+    /// Empties `tmp/` (left over by killed runs); call only while holding the run lock.
+    pub fn clear_tmp(&self) -> io::Result<()> {
+        for leftover in objects::read_dir_or_empty(&self.tmp_dir())? {
+            remove_path(&leftover)?;
+        }
+        Ok(())
+    }
+}

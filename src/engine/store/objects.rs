@@ -1,0 +1,229 @@
+//! Putting outputs into the cache and restoring them, verifying every byte on the way out.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{RecordedOutput, Store};
+use crate::engine::files::write_atomic;
+use crate::engine::fingerprint::{Content, ContentHash, TreeEntry};
+
+/// Name prefix of the staging folder a restore builds beside its output.
+pub const RESTORE_PREFIX: &str = ".warez-restore-";
+
+/// Why an output could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The object is gone (e.g. `gc`): the stage has to run.
+    #[error("cache object {0} is missing")]
+    Missing(String),
+    /// The object's bytes no longer match its name; it was deleted, the stage has to run.
+    #[error("cache object {0} is corrupted (its bytes no longer match its hash); removed it")]
+    Corrupt(String),
+    #[error("restoring {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl Store {
+    /// Copies an output (file or folder, already hashed as `content`) into the cache.
+    pub fn save_output(&self, path: &Path, content: &Content) -> io::Result<()> {
+        match content {
+            Content::File { hash, .. } => self.save_file(path, hash),
+            Content::Tree { hash, entries } => {
+                for entry in entries {
+                    self.save_file(&path.join(&entry.path), &entry.hash)?;
+                }
+                let tree = self.tree_path(hash);
+                if !tree.exists() {
+                    write_atomic(&tree, Content::manifest(entries).as_bytes())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn save_file(&self, path: &Path, hash: &ContentHash) -> io::Result<()> {
+        let object = self.object_path(hash);
+        if object.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(object.parent().expect("objects are sharded"))?;
+        let mut temp = tempfile::NamedTempFile::new_in(self.tmp_dir())?;
+        let copied = copy_hashing(&mut File::open(path)?, temp.as_file_mut())?;
+        if &copied != hash {
+            return Err(io::Error::other(format!(
+                "{} changed while it was being cached",
+                path.display()
+            )));
+        }
+        temp.as_file().sync_data()?;
+        temp.as_file()
+            .set_permissions(Permissions::from_mode(0o444))?;
+        temp.persist(&object).map_err(|error| error.error)?;
+        Ok(())
+    }
+
+    /// Whether every object an output needs is in the cache (without reading them).
+    pub fn has_output(&self, output: &RecordedOutput) -> bool {
+        if !output.tree {
+            return self.object_path(&output.hash).exists();
+        }
+        match self.read_tree(&output.hash) {
+            Ok(entries) => entries
+                .iter()
+                .all(|entry| self.object_path(&entry.hash).exists()),
+            Err(_) => false,
+        }
+    }
+
+    /// Puts a cached output at `dest`, replacing whatever is there, checking every byte.
+    pub fn restore_output(&self, output: &RecordedOutput, dest: &Path) -> Result<(), RestoreError> {
+        let io_error = |source| RestoreError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let parent = dest.parent().expect("outputs live inside the project");
+        fs::create_dir_all(parent).map_err(io_error)?;
+        let staging = tempfile::Builder::new()
+            .prefix(RESTORE_PREFIX)
+            .tempdir_in(parent)
+            .map_err(io_error)?;
+        let staged = staging.path().join("out");
+        if output.tree {
+            let entries = self.read_tree(&output.hash)?;
+            fs::create_dir_all(&staged).map_err(io_error)?;
+            for entry in &entries {
+                self.restore_file(&entry.hash, entry.executable, &staged.join(&entry.path))?;
+            }
+        } else {
+            self.restore_file(&output.hash, output.executable, &staged)?;
+        }
+        remove_path(dest).map_err(io_error)?;
+        fs::rename(&staged, dest).map_err(io_error)?;
+        Ok(())
+    }
+
+    fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
+        let path = self.tree_path(hash);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(RestoreError::Missing(hash.to_string()))
+            }
+            Err(source) => return Err(RestoreError::Io { path, source }),
+        };
+        match Content::parse_manifest(&text) {
+            Some(entries) if &ContentHash::of_bytes(text.as_bytes()) == hash => Ok(entries),
+            _ => {
+                let _ = fs::remove_file(&path);
+                Err(RestoreError::Corrupt(hash.to_string()))
+            }
+        }
+    }
+
+    fn restore_file(
+        &self,
+        hash: &ContentHash,
+        executable: bool,
+        dest: &Path,
+    ) -> Result<(), RestoreError> {
+        let object = self.object_path(hash);
+        let io_error = |source| RestoreError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let mut source = match File::open(&object) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(RestoreError::Missing(hash.to_string()))
+            }
+            Err(source) => {
+                return Err(RestoreError::Io {
+                    path: object,
+                    source,
+                })
+            }
+        };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        let mut file = File::create(dest).map_err(io_error)?;
+        let copied = copy_hashing(&mut source, &mut file).map_err(io_error)?;
+        if &copied != hash {
+            let _ = fs::remove_file(&object);
+            return Err(RestoreError::Corrupt(hash.to_string()));
+        }
+        let mode = if executable { 0o755 } else { 0o644 };
+        file.set_permissions(Permissions::from_mode(mode))
+            .map_err(io_error)?;
+        Ok(())
+    }
+
+    /// Every object and tree in the cache, as (hash, path).
+    pub(super) fn all_objects(&self) -> io::Result<Vec<(ContentHash, PathBuf)>> {
+        let mut found = Vec::new();
+        for dir in ["objects", "trees"] {
+            for shard in read_dir_or_empty(&self.root.join(dir))? {
+                for entry in read_dir_or_empty(&shard)? {
+                    let name = format!(
+                        "{}{}",
+                        shard.file_name().unwrap_or_default().to_string_lossy(),
+                        entry.file_name().unwrap_or_default().to_string_lossy()
+                    );
+                    if let Some(hash) = ContentHash::parse(&name) {
+                        found.push((hash, entry));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The objects a kept output needs (the tree itself and its files).
+    pub(super) fn objects_of(&self, hash: &ContentHash, tree: bool) -> Vec<ContentHash> {
+        let mut needed = vec![hash.clone()];
+        if tree {
+            if let Ok(entries) = self.read_tree(hash) {
+                needed.extend(entries.into_iter().map(|entry| entry.hash));
+            }
+        }
+        needed
+    }
+}
+
+pub(super) fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|entry| entry.map(|e| e.path())).collect(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes a file or folder if it exists.
+pub fn remove_path(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Copies `from` into `to`, returning the blake3 hash of the bytes copied.
+fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<ContentHash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..read]);
+        to.write_all(&buffer[..read])?;
+    }
+    to.flush()?;
+    Ok(ContentHash::from_blake3(hasher.finalize()))
+}

@@ -1,0 +1,449 @@
+//! The streaming ratings-CSV reader behind the `ingest` stage.
+//!
+//! One pass over the file with csv's [`ByteRecord`]: a single record buffer is reused for every
+//! row, so the text is never held whole (let alone twice) and a row costs no allocation. Per row
+//! the reader
+//! - looks each id up by its exact text (see `IdInterner`); only an id seen for the first time
+//!   is parsed as a UUID (to validate it) and appended, so the maps come out in first-seen order,
+//!   exactly what `pandas.unique` yields, and a UUID is parsed once per distinct id, not per row;
+//! - parses the rating as f64 and narrows it to f32 (what pandas + Keras do), requiring it to be
+//!   finite and ≥ 0 (the trainer's MSLE loss needs y > −1).
+//!
+//! A bad row is an error naming `file:line` and the problem, or under [`OnBadRows::Skip`] it is
+//! reported through [`Progress::println`] and counted in [`Ingested::skipped`], never dropped
+//! silently. The header must name the three columns, in any order; other columns are ignored.
+//! Quoted fields, CRLF line ends and a missing final newline are the csv crate's business; a
+//! UTF-8 BOM (which the csv crate keeps as part of the first header name) is stripped here.
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use csv::ByteRecord;
+use uuid::Uuid;
+
+use super::dataset::Ratings;
+use super::idmap::IdMap;
+use crate::engine::kind::Progress;
+
+pub const CUSTOMER_COLUMN: &str = "customerId";
+pub const PRODUCT_COLUMN: &str = "productId";
+pub const RATING_COLUMN: &str = "scaled_purchase_freq";
+
+const UTF8_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+/// Under [`OnBadRows::Skip`], bad rows past this many are counted but not printed one by one.
+pub const BAD_ROWS_SHOWN: u64 = 20;
+/// Rows between progress updates.
+const PROGRESS_EVERY: u64 = 1 << 16;
+/// The shortest plausible row (two hyphenated UUIDs, a one-digit rating, separators and a
+/// newline): the file size divided by it bounds the row count, to size the columns once.
+const MIN_ROW_BYTES: u64 = 76;
+
+/// What to do with a row that fails to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBadRows {
+    /// Stop with an error naming `file:line` and the problem.
+    Error,
+    /// Report the row, count it and go on.
+    Skip,
+}
+
+impl FromStr for OnBadRows {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "error" => Ok(Self::Error),
+            "skip" => Ok(Self::Skip),
+            other => bail!("expected `error` or `skip`, found `{other}`"),
+        }
+    }
+}
+
+/// A ratings file read into dense indices plus the two id maps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub ratings: Ratings,
+    pub customers: IdMap,
+    pub products: IdMap,
+    /// Rows left out under [`OnBadRows::Skip`]; the first [`BAD_ROWS_SHOWN`] were also printed
+    /// through the progress, each with its line and problem.
+    pub skipped: u64,
+}
+
+/// Reads the ratings CSV at `path`; errors and reports name it.
+pub fn read_ratings_file(
+    path: &Path,
+    on_bad_rows: OnBadRows,
+    progress: &dyn Progress,
+) -> Result<Ingested> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata().ok().map(|meta| meta.len());
+    read_ratings(
+        file,
+        &path.display().to_string(),
+        size,
+        on_bad_rows,
+        progress,
+    )
+}
+
+/// Reads ratings CSV text from `input`. `source` names it in errors (`source:line: …`);
+/// `size`, when known, sizes the columns up front and sets the progress total in bytes.
+pub fn read_ratings(
+    input: impl Read,
+    source: &str,
+    size: Option<u64>,
+    on_bad_rows: OnBadRows,
+    progress: &dyn Progress,
+) -> Result<Ingested> {
+    let input = skip_bom(input).with_context(|| format!("reading {source}"))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        // Rows whose field count differs from the header's are reported by `parse_row`, with
+        // the line, instead of as csv's generic error.
+        .flexible(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(input);
+
+    let header = reader
+        .byte_headers()
+        .with_context(|| format!("reading {source}"))?
+        .clone();
+    let columns = Columns::find(&header).with_context(|| format!("{source}:1"))?;
+
+    if let Some(size) = size {
+        progress.start(size, "bytes");
+    }
+    let capacity = size.map_or(0, |size| (size / MIN_ROW_BYTES) as usize);
+    let mut ratings = Ratings {
+        customers: Vec::with_capacity(capacity),
+        products: Vec::with_capacity(capacity),
+        ratings: Vec::with_capacity(capacity),
+        ..Ratings::default()
+    };
+    let mut customers = IdInterner::new(CUSTOMER_COLUMN);
+    let mut products = IdInterner::new(PRODUCT_COLUMN);
+    let mut skipped = 0u64;
+    let mut rows_read = 0u64;
+
+    let mut record = ByteRecord::new();
+    while reader
+        .read_byte_record(&mut record)
+        .with_context(|| format!("reading {source}"))?
+    {
+        rows_read += 1;
+        match parse_row(&record, &columns, &mut customers, &mut products) {
+            Ok((customer, product, rating)) => {
+                ratings.customers.push(customer);
+                ratings.products.push(product);
+                ratings.ratings.push(rating);
+            }
+            Err(problem) => {
+                let line = record.position().map_or(0, |position| position.line());
+                match on_bad_rows {
+                    OnBadRows::Error => bail!(
+                        "{source}:{line}: {problem} (set `on_bad_rows: skip` to leave such rows out)"
+                    ),
+                    OnBadRows::Skip => {
+                        skipped += 1;
+                        if skipped <= BAD_ROWS_SHOWN {
+                            progress.println(&format!("skipping {source}:{line}: {problem}"));
+                        } else if skipped == BAD_ROWS_SHOWN + 1 {
+                            progress.println(&format!(
+                                "skipping further bad rows of {source} without showing them"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if rows_read.is_multiple_of(PROGRESS_EVERY) {
+            if let Some(position) = record.position() {
+                progress.set_position(position.byte());
+            }
+        }
+    }
+    if let Some(size) = size {
+        progress.set_position(size);
+    }
+
+    if ratings.ratings.is_empty() {
+        if skipped > 0 {
+            bail!("{source}: no valid data rows (all {skipped} rows were bad)");
+        }
+        bail!("{source}: no data rows (only a header)");
+    }
+    let (customers, products) = (customers.map, products.map);
+    ratings.n_customers = customers.len() as u32;
+    ratings.n_products = products.len() as u32;
+    Ok(Ingested {
+        ratings,
+        customers,
+        products,
+        skipped,
+    })
+}
+
+/// Drops a leading UTF-8 byte-order mark, which the csv crate would keep in the first header
+/// name (Excel and PowerShell write one).
+fn skip_bom(mut input: impl Read) -> std::io::Result<impl Read> {
+    let mut start = [0u8; 3];
+    let mut filled = 0;
+    while filled < start.len() {
+        match input.read(&mut start[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let kept = if &start == UTF8_BOM { 0 } else { filled };
+    let mut prefix = Vec::with_capacity(kept);
+    prefix.extend_from_slice(&start[..kept]);
+    Ok(Cursor::new(prefix).chain(input))
+}
+
+/// Where the three needed columns sit in each row.
+struct Columns {
+    customer: usize,
+    product: usize,
+    rating: usize,
+    width: usize,
+}
+
+impl Columns {
+    fn find(header: &ByteRecord) -> Result<Self> {
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            bail!("the file is empty: expected a header naming {CUSTOMER_COLUMN}, {PRODUCT_COLUMN}, {RATING_COLUMN}");
+        }
+        let position = |name: &str| -> Result<usize> {
+            let mut found = header
+                .iter()
+                .enumerate()
+                .filter(|(_, field)| *field == name.as_bytes());
+            match (found.next(), found.next()) {
+                (Some((index, _)), None) => Ok(index),
+                (Some(_), Some(_)) => bail!("the header names column `{name}` more than once"),
+                (None, _) => bail!(
+                    "the header lacks column `{name}` (it has: {})",
+                    header
+                        .iter()
+                        .map(|field| format!("`{}`", String::from_utf8_lossy(field)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        };
+        Ok(Self {
+            customer: position(CUSTOMER_COLUMN)?,
+            product: position(PRODUCT_COLUMN)?,
+            rating: position(RATING_COLUMN)?,
+            width: header.len(),
+        })
+    }
+}
+
+/// One row's customer index, product index and rating, or what is wrong with it.
+fn parse_row(
+    record: &ByteRecord,
+    columns: &Columns,
+    customers: &mut IdInterner,
+    products: &mut IdInterner,
+) -> std::result::Result<(u32, u32, f32), String> {
+    if record.len() != columns.width {
+        return Err(format!(
+            "{} fields, but the header has {}",
+            record.len(),
+            columns.width
+        ));
+    }
+    let customer = customers.intern(&record[columns.customer])?;
+    let product = products.intern(&record[columns.product])?;
+    let rating = parse_rating(&record[columns.rating])?;
+    Ok((customer, product, rating))
+}
+
+/// The hyphenated form every UUID printer writes: the fast path of [`IdInterner`].
+const HYPHENATED_LEN: usize = 36;
+
+/// One id column's map, built while reading: ids as written → first-seen indices.
+///
+/// Reading is bound by memory latency on the id lookups (100k customers spread over a 1M-row
+/// file miss the cache on nearly every row), so ids of the usual 36-byte hyphenated form are
+/// also indexed by their bytes inline: a hit touches one table slot, where [`IdMap`]'s own
+/// `String` keys would cost a second miss to follow the pointer to the text. Either way an id
+/// is keyed by its exact text, so two spellings of one UUID stay two ids, as in pandas.
+struct IdInterner {
+    column: &'static str,
+    hyphenated: HashMap<[u8; HYPHENATED_LEN], u32, foldhash::fast::RandomState>,
+    /// Every id in first-seen order; also the index for ids of other lengths.
+    map: IdMap,
+}
+
+impl IdInterner {
+    fn new(column: &'static str) -> Self {
+        Self {
+            column,
+            hyphenated: HashMap::default(),
+            map: IdMap::default(),
+        }
+    }
+
+    /// The index of the id `field` as written, validating it as a UUID when first seen.
+    fn intern(&mut self, field: &[u8]) -> std::result::Result<u32, String> {
+        match <[u8; HYPHENATED_LEN]>::try_from(field) {
+            Ok(key) => match self.hyphenated.entry(key) {
+                Entry::Occupied(entry) => Ok(*entry.get()),
+                Entry::Vacant(entry) => {
+                    let index = Self::by_text(&mut self.map, field, self.column)?;
+                    Ok(*entry.insert(index))
+                }
+            },
+            Err(_) => Self::by_text(&mut self.map, field, self.column),
+        }
+    }
+
+    /// The index of `field` by its text in `map`; an id not there yet is validated and added.
+    fn by_text(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
+        let not_a_uuid = |reason: &dyn fmt::Display| {
+            format!("{column} `{}` is not a UUID: {reason}", shown(field))
+        };
+        let id = std::str::from_utf8(field).map_err(|error| not_a_uuid(&error))?;
+        if let Some(index) = map.get(id) {
+            return Ok(index);
+        }
+        Uuid::try_parse(id).map_err(|error| not_a_uuid(&error))?;
+        Ok(map.intern(id))
+    }
+}
+
+fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
+    let text = std::str::from_utf8(field.trim_ascii())
+        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown(field)))?;
+    if text.is_empty() {
+        return Err(format!("{RATING_COLUMN} is empty"));
+    }
+    // Parsed as f64 and then narrowed, as pandas (float64) + Keras (float32) do, so the values
+    // match theirs bit for bit.
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown(field)))?;
+    if !value.is_finite() {
+        return Err(format!("{RATING_COLUMN} `{text}` is not a finite number"));
+    }
+    if value < 0.0 {
+        return Err(format!(
+            "{RATING_COLUMN} {text} is negative (ratings must be ≥ 0)"
+        ));
+    }
+    Ok(value as f32)
+}
+
+/// A field for an error message: lossy UTF-8, cut short if long.
+fn shown(field: &[u8]) -> String {
+    const LIMIT: usize = 60;
+    let text = String::from_utf8_lossy(field);
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::kind::NoProgress;
+
+    const C1: &str = "19823025-6551-4edd-ace1-56c2c4e22fc7";
+    const C2: &str = "e9a87a97-38df-4858-86df-9b02defccd5c";
+    const P1: &str = "9910eb1b-9d99-4025-badc-13ef455bb49a";
+
+    fn read(text: &str) -> Result<Ingested> {
+        read_ratings(
+            text.as_bytes(),
+            "t.csv",
+            None,
+            OnBadRows::Error,
+            &NoProgress,
+        )
+    }
+
+    #[test]
+    fn maps_ids_in_first_seen_order() {
+        let text = format!(
+            "customerId,productId,scaled_purchase_freq\n{C2},{P1},0.5\n{C1},{P1},0\n{C2},{P1},1\n"
+        );
+        let ingested = read(&text).unwrap();
+        assert_eq!(ingested.customers.ids(), [C2, C1]);
+        assert_eq!(ingested.ratings.customers, [0, 1, 0]);
+        assert_eq!(ingested.ratings.products, [0, 0, 0]);
+        assert_eq!(ingested.ratings.ratings, [0.5, 0.0, 1.0]);
+        assert_eq!(
+            (ingested.ratings.n_customers, ingested.ratings.n_products),
+            (2, 1)
+        );
+    }
+
+    #[test]
+    fn keeps_ids_as_written() {
+        let upper = C1.to_uppercase();
+        let text = format!("customerId,productId,scaled_purchase_freq\n{upper},{P1},0.5\n");
+        assert_eq!(read(&text).unwrap().customers.ids(), [upper]);
+    }
+
+    #[test]
+    fn other_uuid_forms_are_ids_of_their_own() {
+        let simple = C1.replace('-', "");
+        let braced = format!("{{{C1}}}");
+        let upper = C1.to_uppercase();
+        let text = format!(
+            "customerId,productId,scaled_purchase_freq\n\
+             {simple},{P1},1\n{braced},{P1},1\n{C1},{P1},1\n{upper},{P1},1\n\
+             {braced},{P1},1\n{simple},{P1},1\n{upper},{P1},1\n"
+        );
+        let ingested = read(&text).unwrap();
+        assert_eq!(ingested.customers.ids(), [&simple, &braced, C1, &upper]);
+        assert_eq!(ingested.ratings.customers, [0, 1, 2, 3, 1, 0, 3]);
+    }
+
+    #[test]
+    fn narrows_ratings_from_f64_like_pandas() {
+        let text =
+            format!("customerId,productId,scaled_purchase_freq\n{C1},{P1},0.13333333333333333\n");
+        let rating = read(&text).unwrap().ratings.ratings[0];
+        assert_eq!(rating, (2.0f64 / 15.0) as f32);
+    }
+
+    #[test]
+    fn rejects_a_row_with_too_few_fields() {
+        let text = format!("customerId,productId,scaled_purchase_freq\n{C1},{P1}\n");
+        let error = format!("{:#}", read(&text).unwrap_err());
+        assert!(
+            error.contains("t.csv:2: 2 fields, but the header has 3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_duplicated_column() {
+        let text =
+            format!("customerId,productId,productId,scaled_purchase_freq\n{C1},{P1},{P1},1\n");
+        let error = format!("{:#}", read(&text).unwrap_err());
+        assert!(
+            error.contains("t.csv:1: the header names column `productId` more than once"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_rows_policy_parses() {
+        assert_eq!("skip".parse::<OnBadRows>().unwrap(), OnBadRows::Skip);
+        assert_eq!("error".parse::<OnBadRows>().unwrap(), OnBadRows::Error);
+        assert!("ignore".parse::<OnBadRows>().is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! The `export_tf` stage kind: the trained parameters (`checkpoint.onnx`) as a frozen TensorFlow
+//! GraphDef (`graph`) and a SavedModel folder (`saved_model`), both written from Rust; see
+//! [`crate::ml::model::tf_export`] for what the graph holds and why the SavedModel looks as it does.
+
+use anyhow::{Context, Result};
+
+use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
+use crate::ml::model::{checkpoint, tf_export};
+
+pub struct ExportTf;
+
+impl StageKind for ExportTf {
+    fn name(&self) -> &'static str {
+        "export_tf"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        &["checkpoint"]
+    }
+    fn outputs(&self) -> &'static [OutputRole] {
+        &[
+            OutputRole {
+                role: "graph",
+                default_name: "optimized_ProductRecommender.pb",
+            },
+            OutputRole {
+                role: "saved_model",
+                default_name: "saved_model",
+            },
+        ]
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    fn check_params(&self, _params: &Params) -> Result<()> {
+        Ok(())
+    }
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        let params =
+            checkpoint::read_params(ctx.input("checkpoint")?).context("input `checkpoint`")?;
+        let graph = tf_export::frozen_graph(&params).context("input `checkpoint`")?;
+        let summary = tf_export::GraphSummary::of(&graph);
+        tf_export::write_graph(ctx.output("graph")?, &graph).context("output `graph`")?;
+        tf_export::write_saved_model(ctx.output("saved_model")?, &tf_export::saved_model(graph))
+            .context("output `saved_model`")?;
+        ctx.progress.println(&format!(
+            "frozen graph: {} nodes, inputs {}, output {}; {} customers × {} products, k = {}",
+            summary.nodes,
+            summary.inputs.join(", "),
+            summary.outputs.join(", "),
+            params.n_customers,
+            params.n_products,
+            params.n_factors
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The `train` stage kind: fits the recommender on `ratings.bin` in ONNX Runtime (see
+//! [`crate::ml::model::trainer`]) and writes the training, optimizer and eval graphs, the checkpoint
+//! and `metrics.json`.
+
+use anyhow::{Context, Result};
+
+use crate::engine::kind::{
+    OutputRole, ParamSpec, Params, Pool, Reproducibility, StageContext, StageKind,
+};
+use crate::ml::data::dataset::Ratings;
+use crate::ml::model::graphs::optimizer::AdamConfig;
+use crate::ml::model::runtime;
+use crate::ml::model::trainer::{self, ArtifactPaths, TrainConfig};
+
+pub struct Train;
+
+impl Train {
+    /// The params as a [`TrainConfig`], checked; errors name the param.
+    pub fn config(params: &Params) -> Result<TrainConfig> {
+        let count = |name: &str| -> Result<usize> {
+            let value = params.u64(name)?;
+            usize::try_from(value).with_context(|| format!("param `{name}`: {value} is too large"))
+        };
+        let config = TrainConfig {
+            n_factors: count("n_factors")?,
+            dropout: params.f64("dropout")? as f32,
+            batch_size: count("batch_size")?,
+            epochs: count("epochs")?,
+            val_split: params.f64("val_split")?,
+            adam: AdamConfig {
+                learning_rate: params.f64("learning_rate")? as f32,
+                ..AdamConfig::default()
+            },
+            seed: params.u64("seed")?,
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl StageKind for Train {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn version(&self) -> u32 {
+        2
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        &["ratings"]
+    }
+
+    fn outputs(&self) -> &'static [OutputRole] {
+        &[
+            OutputRole {
+                role: "training_model",
+                default_name: "training_model.onnx",
+            },
+            OutputRole {
+                role: "optimizer_model",
+                default_name: "optimizer_model.onnx",
+            },
+            OutputRole {
+                role: "eval_model",
+                default_name: "eval_model.onnx",
+            },
+            OutputRole {
+                role: "checkpoint",
+                default_name: "checkpoint.onnx",
+            },
+            OutputRole {
+                role: "metrics",
+                default_name: "metrics.json",
+            },
+        ]
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        let defaults = TrainConfig::default();
+        vec![
+            ParamSpec::new(
+                "n_factors",
+                defaults.n_factors as u64,
+                "embedding width and dense_1 width",
+            ),
+            ParamSpec::new(
+                "dropout",
+                f64::from(defaults.dropout),
+                "dropout rate after the concatenation and after dense_1, in [0, 1)",
+            ),
+            ParamSpec::new("batch_size", defaults.batch_size as u64, "rows per step"),
+            ParamSpec::new(
+                "epochs",
+                defaults.epochs as u64,
+                "passes over the training rows",
+            ),
+            ParamSpec::new(
+                "val_split",
+                defaults.val_split,
+                "share of rows, taken from the end, kept for validation (Keras validation_split)",
+            ),
+            ParamSpec::new(
+                "learning_rate",
+                f64::from(defaults.adam.learning_rate),
+                "Adam's learning rate",
+            ),
+            ParamSpec::new(
+                "seed",
+                defaults.seed,
+                "seeds initial weights, shuffling and dropout",
+            ),
+        ]
+    }
+
+    fn check_params(&self, params: &Params) -> Result<()> {
+        Self::config(params).map(|_| ())
+    }
+
+    fn pool(&self) -> Pool {
+        Pool::Machine
+    }
+
+    fn reproducibility(&self) -> Reproducibility {
+        Reproducibility::FloatResult
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        let config = Self::config(ctx.params)?;
+        let ratings_path = ctx.input("ratings")?;
+        let ratings = Ratings::read(ratings_path)?;
+        trainer::training_rows(ratings.len(), config.val_split)
+            .with_context(|| format!("input `ratings` ({})", ratings_path.display()))?;
+        runtime::ensure_onnxruntime(Some(&ctx.tools_dir))?;
+        let paths = ArtifactPaths {
+            training_model: ctx.output("training_model")?,
+            optimizer_model: ctx.output("optimizer_model")?,
+            eval_model: ctx.output("eval_model")?,
+            checkpoint: ctx.output("checkpoint")?,
+        };
+        let trained = trainer::fit(&ratings, &config, &paths, ctx.progress)
+            .with_context(|| format!("stage `{}`: training", ctx.stage))?;
+        trained.metrics.write_json(ctx.output("metrics")?)
+    }
+}

@@ -1,0 +1,815 @@
+//! The training loop: Keras' `model.fit` for the recommender, with every step's arithmetic in
+//! ONNX Runtime sessions over the generated [`graphs`](super::graphs).
+//!
+//! Rust owns the state and moves O(batch) data per step:
+//! - the embedding tables with their Adam moments and, per row, the step it was last brought up
+//!   to date; a step copies out the batch's distinct rows (for the gradient and the update) and
+//!   the next batch's other rows (to bring them up to date), and copies the updated rows back;
+//! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
+//!   `dense_2/kernel`, `dense_2/bias`, in that order), fed to the training graph as views.
+//!
+//! A step is two runs: the training graph (loss and gradients) and the optimizer graph (Adam on
+//! the dense buffers and on those rows, catching each up on the steps it sat out; see
+//! [`optimizer`] for the exact update). Every row a forward pass reads
+//! is therefore current, and after every epoch every row is caught up, so the gradients and the
+//! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
+//! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
+//!
+//! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
+//! `floor(rows·(1 − val_split))` rows train); training rows are reshuffled every epoch; batches
+//! of `batch_size` with a smaller last one; initial embeddings U(−0.05, 0.05), Dense kernels
+//! Glorot-uniform, biases 0; dropout keeps a unit with probability 1 − rate and scales it by
+//! 1/(1 − rate). Every random draw comes from ChaCha8 seeded with `seed` (stream 0: initial
+//! weights, 1: shuffling, 2: dropout masks), so a seed fixes the result bit for bit.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use ort::session::Session;
+use ort::value::TensorRef;
+use prost::Message;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+mod dropout;
+
+use dropout::{MaskStream, Schedule};
+
+use super::checkpoint::{self, AdamState};
+use super::graphs::optimizer::{self, AdamConfig};
+use super::graphs::{eval, training};
+use super::metrics::{self, EpochLoss, TrainingMetrics};
+use super::onnx_proto::ModelProto;
+use super::params::{ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL};
+use super::runtime::{self, EvalSession};
+use crate::engine::kind::Progress;
+use crate::ml::data::dataset::Ratings;
+
+/// What `fit` is asked to do (the train stage's params).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub n_factors: usize,
+    pub dropout: f32,
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub val_split: f64,
+    pub adam: AdamConfig,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The seed notebook's settings.
+    fn default() -> Self {
+        Self {
+            n_factors: 50,
+            dropout: 0.2,
+            batch_size: 64,
+            epochs: 1,
+            val_split: 0.25,
+            adam: AdamConfig::default(),
+            seed: 42,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings, naming the param at fault.
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.n_factors > 0, "param `n_factors` must be at least 1");
+        ensure!(self.batch_size > 0, "param `batch_size` must be at least 1");
+        ensure!(self.epochs > 0, "param `epochs` must be at least 1");
+        ensure!(
+            self.val_split > 0.0 && self.val_split < 1.0,
+            "param `val_split` must be strictly between 0 and 1, found {}",
+            self.val_split
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.dropout),
+            "param `dropout` must be in [0, 1), found {}",
+            self.dropout
+        );
+        ensure!(
+            self.adam.learning_rate.is_finite() && self.adam.learning_rate > 0.0,
+            "param `learning_rate` must be a positive number, found {}",
+            self.adam.learning_rate
+        );
+        Ok(())
+    }
+}
+
+/// Where the trainer writes its ONNX artifacts.
+#[derive(Debug, Clone, Copy)]
+pub struct ArtifactPaths<'a> {
+    pub training_model: &'a Path,
+    pub optimizer_model: &'a Path,
+    pub eval_model: &'a Path,
+    pub checkpoint: &'a Path,
+}
+
+/// The trained model and what training measured.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub params: ModelParams,
+    pub adam: AdamState,
+    pub metrics: TrainingMetrics,
+}
+
+/// Keras' `validation_split`: how many leading rows train (the rest validate).
+pub fn training_rows(rows: usize, val_split: f64) -> Result<usize> {
+    let split_at = (rows as f64 * (1.0 - val_split)).floor() as usize;
+    if split_at == 0 || split_at >= rows {
+        bail!(
+            "{rows} ratings are too few to split with val_split = {val_split}: \
+             {split_at} would train and {} validate",
+            rows - split_at.min(rows)
+        );
+    }
+    Ok(split_at)
+}
+
+/// Keras' mean squared logarithmic error of `predictions` against `targets`.
+pub fn msle(predictions: &[f32], targets: &[f32]) -> f64 {
+    let log1p_clipped = |value: f32| f64::from((value.max(training::MSLE_EPSILON) + 1.0).ln());
+    let total: f64 = predictions
+        .iter()
+        .zip(targets)
+        .map(|(&prediction, &target)| (log1p_clipped(prediction) - log1p_clipped(target)).powi(2))
+        .sum();
+    total / predictions.len() as f64
+}
+
+/// Keras' initial weights: embeddings U(−0.05, 0.05), kernels Glorot-uniform, biases zero.
+pub fn initial_params(n_customers: usize, n_products: usize, k: usize, seed: u64) -> ModelParams {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(INIT_STREAM);
+    let mut uniform = |count: usize, limit: f32| -> Vec<f32> {
+        (0..count)
+            .map(|_| rng.random_range(-limit..limit))
+            .collect()
+    };
+    let glorot = |fan_in: usize, fan_out: usize| (6.0 / (fan_in + fan_out) as f32).sqrt();
+    ModelParams {
+        n_customers,
+        n_products,
+        n_factors: k,
+        customer_embedding: uniform(n_customers * k, 0.05),
+        product_embedding: uniform(n_products * k, 0.05),
+        dense_1_kernel: uniform(2 * k * k, glorot(2 * k, k)),
+        dense_1_bias: vec![0.0; k],
+        dense_2_kernel: uniform(k, glorot(k, 1)),
+        dense_2_bias: vec![0.0],
+    }
+}
+
+/// Trains on `ratings`, writing the ONNX artifacts to `paths`; returns the model and metrics.
+pub fn fit(
+    ratings: &Ratings,
+    config: &TrainConfig,
+    paths: &ArtifactPaths,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    config.check()?;
+    let train_rows = training_rows(ratings.len(), config.val_split)?;
+    let k = config.n_factors;
+    let n_customers = ratings.n_customers as usize;
+    let n_products = ratings.n_products as usize;
+    if let Some(bad) = (0..ratings.len()).find(|&row| {
+        ratings.customers[row] as usize >= n_customers
+            || ratings.products[row] as usize >= n_products
+    }) {
+        bail!(
+            "rating row {bad}: customer {} / product {} out of range ({n_customers} customers, {n_products} products)",
+            ratings.customers[bad],
+            ratings.products[bad]
+        );
+    }
+
+    let steps_per_epoch = train_rows.div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    write_model(paths.training_model, &training::build(k))?;
+    write_model(
+        paths.optimizer_model,
+        &optimizer::build(k, &config.adam, total_steps as u64),
+    )?;
+    let mut trainer = Trainer::new(
+        initial_params(n_customers, n_products, k, config.seed),
+        runtime::session_from_file(paths.training_model)?,
+        runtime::session_from_file(paths.optimizer_model)?,
+        MaskStream::start(
+            Schedule {
+                epochs: config.epochs,
+                train_rows,
+                batch_size: config.batch_size,
+                n_factors: k,
+            },
+            config.dropout,
+            config.seed,
+            DROPOUT_STREAM,
+        ),
+    );
+
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    shuffle_rng.set_stream(SHUFFLE_STREAM);
+    let mut order: Vec<u32> = (0..train_rows as u32).collect();
+    progress.start(total_steps as u64, "steps");
+    let validation = train_rows..ratings.len();
+    let mut epochs = Vec::with_capacity(config.epochs);
+    let mut predictions = Vec::new();
+    let mut final_state = None;
+    for epoch in 1..=config.epochs {
+        order.shuffle(&mut shuffle_rng);
+        let started = Instant::now();
+        let (mut loss_sum, mut samples) = (0.0f64, 0usize);
+        let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        for (index, batch) in batches.iter().enumerate() {
+            let next_batch = batches.get(index + 1).copied().unwrap_or_default();
+            let loss = trainer.step(ratings, batch, next_batch)?;
+            loss_sum += f64::from(loss) * batch.len() as f64;
+            samples += batch.len();
+            let done = (epoch - 1) * steps_per_epoch + index + 1;
+            if index % 64 == 63 || index + 1 == steps_per_epoch {
+                progress.set_position(done as u64);
+                progress.set_message(&format!("loss {:.5}", loss_sum / samples as f64));
+            }
+        }
+        trainer.catch_up_all_rows()?;
+        let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
+        let params = trainer.params();
+        write_model(paths.eval_model, &eval::build(&params))?;
+        let last_epoch = epoch == config.epochs;
+        let adam = last_epoch.then(|| trainer.adam_state());
+        predictions = std::thread::scope(|scope| -> Result<Vec<f32>> {
+            // The checkpoint is written on the second core while the validation rows are scored.
+            let writer = adam
+                .as_ref()
+                .map(|adam| scope.spawn(|| checkpoint::write(paths.checkpoint, &params, adam)));
+            let mut evaluator = EvalSession::from_file(paths.eval_model)?;
+            let mut predictions = Vec::with_capacity(validation.len());
+            for start in validation.clone().step_by(EVAL_CHUNK) {
+                let rows = start..(start + EVAL_CHUNK).min(validation.end);
+                predictions.extend(
+                    evaluator.score(&ratings.customers[rows.clone()], &ratings.products[rows])?,
+                );
+            }
+            if let Some(writer) = writer {
+                writer.join().expect("the checkpoint writer panicked")?;
+            }
+            Ok(predictions)
+        })?;
+        final_state = adam.map(|adam| (params, adam));
+        let loss = EpochLoss {
+            epoch: epoch as u32,
+            train_msle: loss_sum / samples as f64,
+            val_msle: msle(&predictions, &ratings.ratings[validation.clone()]),
+        };
+        progress.println(&format!(
+            "epoch {epoch}/{}: train MSLE {:.6}, validation MSLE {:.6} ({samples_per_second:.0} \
+             training samples/s)",
+            config.epochs, loss.train_msle, loss.val_msle
+        ));
+        epochs.push(loss);
+    }
+
+    let (params, adam) = final_state.expect("at least one epoch (checked)");
+    let targets = &ratings.ratings[validation.clone()];
+    let train_mean = ratings.ratings[..train_rows]
+        .iter()
+        .map(|&rating| f64::from(rating))
+        .sum::<f64>()
+        / train_rows as f64;
+    let metrics = TrainingMetrics {
+        epochs,
+        validation: metrics::score(&predictions, targets),
+        baseline: metrics::score(&vec![train_mean as f32; targets.len()], targets),
+        train_rows: train_rows as u64,
+        validation_rows: validation.len() as u64,
+        n_customers: n_customers as u64,
+        n_products: n_products as u64,
+    };
+    Ok(Trained {
+        params,
+        adam,
+        metrics,
+    })
+}
+
+fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
+    std::fs::write(path, model.encode_to_vec())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// ChaCha8 streams of the seed: initial weights, shuffling, dropout masks.
+const INIT_STREAM: u64 = 0;
+const SHUFFLE_STREAM: u64 = 1;
+const DROPOUT_STREAM: u64 = 2;
+
+/// Marks a table row that has no place among the current batch's rows.
+const NO_SLOT: u32 = u32::MAX;
+/// Validation pairs per eval-graph run (bounds the run's intermediate tensors).
+const EVAL_CHUNK: usize = 1 << 16;
+/// Rows per optimizer run when every row is caught up at the end of an epoch.
+const CATCH_UP_CHUNK: usize = 4096;
+
+/// One embedding table with its Adam state.
+struct Table {
+    values: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// The step each row is up to date with (0: never updated).
+    last_step: Vec<u32>,
+    /// The row's position among the current step's rows, or [`NO_SLOT`].
+    slot: Vec<u32>,
+}
+
+impl Table {
+    fn new(values: Vec<f32>, rows: usize) -> Self {
+        let zeros = vec![0.0; values.len()];
+        Self {
+            values,
+            m: zeros.clone(),
+            v: zeros,
+            last_step: vec![0; rows],
+            slot: vec![NO_SLOT; rows],
+        }
+    }
+}
+
+/// Which table a step row came from.
+#[derive(Clone, Copy)]
+enum Side {
+    Customer = 0,
+    Product = 1,
+}
+
+/// The dense parameters and their moments as flat vectors.
+struct Dense {
+    values: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// Lengths of `dense_1/kernel`, `dense_1/bias`, `dense_2/kernel`, `dense_2/bias`.
+    lengths: [usize; 4],
+}
+
+impl Dense {
+    fn pack(params: &ModelParams) -> Self {
+        let parts = [
+            &params.dense_1_kernel,
+            &params.dense_1_bias,
+            &params.dense_2_kernel,
+            &params.dense_2_bias,
+        ];
+        let values: Vec<f32> = parts.iter().flat_map(|part| part.iter().copied()).collect();
+        Self {
+            m: vec![0.0; values.len()],
+            v: vec![0.0; values.len()],
+            values,
+            lengths: parts.map(Vec::len),
+        }
+    }
+
+    /// `flat` cut into the four parameters.
+    fn parts<'a>(&self, flat: &'a [f32]) -> [&'a [f32]; 4] {
+        let mut rest = flat;
+        self.lengths.map(|length| {
+            let (part, tail) = rest.split_at(length);
+            rest = tail;
+            part
+        })
+    }
+
+    fn unpack(&self, flat: &[f32], into: &mut ModelParams) {
+        let [w1, b1, w2, b2] = self.parts(flat);
+        into.dense_1_kernel = w1.to_vec();
+        into.dense_1_bias = b1.to_vec();
+        into.dense_2_kernel = w2.to_vec();
+        into.dense_2_bias = b2.to_vec();
+    }
+}
+
+/// Buffers of one step, reused from step to step.
+#[derive(Default)]
+struct StepBuffers {
+    /// The rows of one optimizer run, `[rows, k]`: in a training step the batch's distinct
+    /// customer rows, then its distinct product rows (the training graph's input), then the next
+    /// batch's other rows.
+    rows: Vec<f32>,
+    rows_m: Vec<f32>,
+    rows_v: Vec<f32>,
+    rows_grad: Vec<f32>,
+    rows_last_step: Vec<i64>,
+    /// Where each of `rows` came from.
+    sources: Vec<(Side, u32)>,
+    customer_row: Vec<i64>,
+    product_row: Vec<i64>,
+    rating: Vec<f32>,
+    dense_grad: Vec<f32>,
+}
+
+impl StepBuffers {
+    fn clear(&mut self) {
+        for values in [
+            &mut self.rows,
+            &mut self.rows_m,
+            &mut self.rows_v,
+            &mut self.rows_grad,
+        ] {
+            values.clear();
+        }
+        for positions in [
+            &mut self.rows_last_step,
+            &mut self.customer_row,
+            &mut self.product_row,
+        ] {
+            positions.clear();
+        }
+        self.sources.clear();
+        self.rating.clear();
+    }
+
+    /// Row `id` of `table`'s position among this step's rows, copying the row, its moments and
+    /// its last step in on first use.
+    fn slot(&mut self, table: &mut Table, side: Side, id: usize, k: usize) -> u32 {
+        if table.slot[id] == NO_SLOT {
+            table.slot[id] = self.sources.len() as u32;
+            self.sources.push((side, id as u32));
+            let row = id * k..(id + 1) * k;
+            self.rows.extend_from_slice(&table.values[row.clone()]);
+            self.rows_m.extend_from_slice(&table.m[row.clone()]);
+            self.rows_v.extend_from_slice(&table.v[row]);
+            self.rows_last_step.push(i64::from(table.last_step[id]));
+        }
+        table.slot[id]
+    }
+}
+
+struct Trainer {
+    k: usize,
+    n_customers: usize,
+    n_products: usize,
+    tables: [Table; 2],
+    dense: Dense,
+    /// Steps taken.
+    step: u32,
+    training: Session,
+    optimizer: Session,
+    buffers: StepBuffers,
+    masks: MaskStream,
+}
+
+impl Trainer {
+    fn new(params: ModelParams, training: Session, optimizer: Session, masks: MaskStream) -> Self {
+        let dense = Dense::pack(&params);
+        Self {
+            k: params.n_factors,
+            n_customers: params.n_customers,
+            n_products: params.n_products,
+            tables: [
+                Table::new(params.customer_embedding, params.n_customers),
+                Table::new(params.product_embedding, params.n_products),
+            ],
+            dense,
+            step: 0,
+            training,
+            optimizer,
+            buffers: StepBuffers::default(),
+            masks,
+        }
+    }
+
+    /// One training step on the rating rows `batch`; returns the batch loss. `next_batch` (the
+    /// following step's rows, empty at the end of an epoch) has its embedding rows brought up
+    /// to date by this step's optimizer run, so every forward pass sees dense-Adam values.
+    fn step(&mut self, ratings: &Ratings, batch: &[u32], next_batch: &[u32]) -> Result<f32> {
+        let k = self.k;
+        let b = &mut self.buffers;
+        b.clear();
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
+        ] {
+            let table = &mut self.tables[side as usize];
+            for &sample in batch {
+                let id = ids[sample as usize] as usize;
+                debug_assert_eq!(table.last_step[id], self.step, "a stale row in the batch");
+                let position = i64::from(b.slot(table, side, id, k));
+                match side {
+                    Side::Customer => b.customer_row.push(position),
+                    Side::Product => b.product_row.push(position),
+                }
+            }
+        }
+        b.rating
+            .extend(batch.iter().map(|&sample| ratings.ratings[sample as usize]));
+        let masks = self.masks.next()?;
+        debug_assert_eq!(masks.second.len(), batch.len() * k, "masks out of step");
+
+        let rows = b.sources.len();
+        let n = batch.len();
+        let [w1, b1, w2, b2] = self.dense.parts(&self.dense.values);
+        let outputs = self.training.run(ort::inputs![
+            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], &b.rows[..]))?,
+            training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &b.customer_row[..]))?,
+            training::PRODUCT_ROW => TensorRef::from_array_view(([n], &b.product_row[..]))?,
+            training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
+            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
+            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
+            DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
+            DENSE_1_BIAS => TensorRef::from_array_view(([k], b1))?,
+            DENSE_2_KERNEL => TensorRef::from_array_view(([k, 1], w2))?,
+            DENSE_2_BIAS => TensorRef::from_array_view(([1], b2))?,
+        ])?;
+        let loss = outputs[training::LOSS].try_extract_tensor::<f32>()?.1[0];
+        b.rows_grad.clear();
+        b.rows_grad.extend_from_slice(
+            outputs[training::EMBEDDING_ROWS_GRAD]
+                .try_extract_tensor::<f32>()?
+                .1,
+        );
+        b.dense_grad.clear();
+        for name in [
+            training::DENSE_1_KERNEL_GRAD,
+            training::DENSE_1_BIAS_GRAD,
+            training::DENSE_2_KERNEL_GRAD,
+            training::DENSE_2_BIAS_GRAD,
+        ] {
+            b.dense_grad
+                .extend_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
+        }
+        drop(outputs);
+        self.masks.recycle(masks);
+
+        // The next batch's rows that this one does not use: zero gradient, caught up to now.
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
+        ] {
+            let table = &mut self.tables[side as usize];
+            for &sample in next_batch {
+                b.slot(table, side, ids[sample as usize] as usize, k);
+            }
+        }
+        b.rows_grad.resize(b.rows.len(), 0.0);
+
+        self.step += 1;
+        self.apply_adam(self.step, true)?;
+        Ok(loss)
+    }
+
+    /// Runs the optimizer graph at `step` on the rows in the step buffers (and on the dense
+    /// parameters, whose update is kept only when `update_dense`), then writes the rows back and
+    /// frees their slots.
+    fn apply_adam(&mut self, step: u32, update_dense: bool) -> Result<()> {
+        let k = self.k;
+        let b = &self.buffers;
+        let rows = b.sources.len();
+        let dense_len = self.dense.values.len();
+        let step_value = [i64::from(step)];
+        let outputs = self.optimizer.run(ort::inputs![
+            optimizer::STEP => TensorRef::from_array_view((Vec::<i64>::new(), &step_value[..]))?,
+            optimizer::ROWS => TensorRef::from_array_view(([rows, k], &b.rows[..]))?,
+            optimizer::ROWS_M => TensorRef::from_array_view(([rows, k], &b.rows_m[..]))?,
+            optimizer::ROWS_V => TensorRef::from_array_view(([rows, k], &b.rows_v[..]))?,
+            optimizer::ROWS_GRAD => TensorRef::from_array_view(([rows, k], &b.rows_grad[..]))?,
+            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows], &b.rows_last_step[..]))?,
+            optimizer::DENSE => TensorRef::from_array_view(([dense_len], &self.dense.values[..]))?,
+            optimizer::DENSE_M => TensorRef::from_array_view(([dense_len], &self.dense.m[..]))?,
+            optimizer::DENSE_V => TensorRef::from_array_view(([dense_len], &self.dense.v[..]))?,
+            optimizer::DENSE_GRAD => TensorRef::from_array_view(([dense_len], &b.dense_grad[..]))?,
+        ])?;
+        let updated_rows = outputs[optimizer::ROWS_UPDATED]
+            .try_extract_tensor::<f32>()?
+            .1;
+        let updated_m = outputs[optimizer::ROWS_M_UPDATED]
+            .try_extract_tensor::<f32>()?
+            .1;
+        let updated_v = outputs[optimizer::ROWS_V_UPDATED]
+            .try_extract_tensor::<f32>()?
+            .1;
+        for (position, &(side, id)) in b.sources.iter().enumerate() {
+            let table = &mut self.tables[side as usize];
+            let row = id as usize * k..(id as usize + 1) * k;
+            let updated = position * k..(position + 1) * k;
+            table.values[row.clone()].copy_from_slice(&updated_rows[updated.clone()]);
+            table.m[row.clone()].copy_from_slice(&updated_m[updated.clone()]);
+            table.v[row].copy_from_slice(&updated_v[updated]);
+            table.last_step[id as usize] = step;
+            table.slot[id as usize] = NO_SLOT;
+        }
+        if update_dense {
+            for (name, target) in [
+                (optimizer::DENSE_UPDATED, &mut self.dense.values),
+                (optimizer::DENSE_M_UPDATED, &mut self.dense.m),
+                (optimizer::DENSE_V_UPDATED, &mut self.dense.v),
+            ] {
+                target.copy_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings every embedding row up to date with the last step: the zero-gradient steps since
+    /// it was last used, through the optimizer graph (its dense outputs are discarded).
+    fn catch_up_all_rows(&mut self) -> Result<()> {
+        if self.step == 0 {
+            return Ok(());
+        }
+        let (k, step) = (self.k, self.step);
+        self.buffers.dense_grad.clear();
+        self.buffers.dense_grad.resize(self.dense.values.len(), 0.0);
+        for side in [Side::Customer, Side::Product] {
+            let rows = self.tables[side as usize].last_step.len();
+            let mut next = 0;
+            while next < rows {
+                let b = &mut self.buffers;
+                let table = &mut self.tables[side as usize];
+                b.clear();
+                while next < rows && b.sources.len() < CATCH_UP_CHUNK {
+                    if table.last_step[next] < step {
+                        b.slot(table, side, next, k);
+                    }
+                    next += 1;
+                }
+                if !b.sources.is_empty() {
+                    b.rows_grad.resize(b.rows.len(), 0.0);
+                    self.apply_adam(step, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The parameters; up to date for every row after [`Self::catch_up_all_rows`].
+    fn params(&self) -> ModelParams {
+        let mut params = ModelParams {
+            n_customers: self.n_customers,
+            n_products: self.n_products,
+            n_factors: self.k,
+            customer_embedding: self.tables[Side::Customer as usize].values.clone(),
+            product_embedding: self.tables[Side::Product as usize].values.clone(),
+            dense_1_kernel: Vec::new(),
+            dense_1_bias: Vec::new(),
+            dense_2_kernel: Vec::new(),
+            dense_2_bias: Vec::new(),
+        };
+        self.dense.unpack(&self.dense.values, &mut params);
+        params
+    }
+
+    fn adam_state(&self) -> AdamState {
+        let moment = |pick: fn(&Table) -> &Vec<f32>, flat: &[f32]| {
+            let mut state = ModelParams {
+                n_customers: self.n_customers,
+                n_products: self.n_products,
+                n_factors: self.k,
+                customer_embedding: pick(&self.tables[Side::Customer as usize]).clone(),
+                product_embedding: pick(&self.tables[Side::Product as usize]).clone(),
+                dense_1_kernel: Vec::new(),
+                dense_1_bias: Vec::new(),
+                dense_2_kernel: Vec::new(),
+                dense_2_bias: Vec::new(),
+            };
+            self.dense.unpack(flat, &mut state);
+            state
+        };
+        AdamState {
+            step: u64::from(self.step),
+            m: moment(|table| &table.m, &self.dense.m),
+            v: moment(|table| &table.v, &self.dense.v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: usize = 3;
+
+    /// 48 ratings over 7 customers and 4 products, with skewed ids so rows sit out many steps.
+    fn tiny_ratings() -> Ratings {
+        let rows = 48u32;
+        Ratings {
+            n_customers: 7,
+            n_products: 4,
+            customers: (0..rows).map(|i| (i * i + 3 * i) % 7).collect(),
+            products: (0..rows).map(|i| (i * 5 / 3) % 4).collect(),
+            ratings: (0..rows).map(|i| 0.05 + (i % 9) as f32 * 0.1).collect(),
+        }
+    }
+
+    fn tiny_trainer(config: &TrainConfig, steps: u64, rows: usize) -> Trainer {
+        runtime::ensure_onnxruntime(None).expect(
+            "ONNX Runtime for the trainer tests: run them with scripts/test, or export \
+             ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1",
+        );
+        let session =
+            |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
+        Trainer::new(
+            initial_params(7, 4, K, config.seed),
+            session(training::build(K)),
+            session(optimizer::build(K, &config.adam, steps)),
+            MaskStream::start(
+                Schedule {
+                    epochs: config.epochs,
+                    train_rows: rows,
+                    batch_size: config.batch_size,
+                    n_factors: K,
+                },
+                config.dropout,
+                config.seed,
+                DROPOUT_STREAM,
+            ),
+        )
+    }
+
+    /// The lazy update (rows caught up when used, all rows at the end) against dense Adam: the
+    /// same trainer bringing every row up to date after every step, i.e. running each skipped
+    /// row's zero-gradient step explicitly, as Keras does.
+    #[test]
+    fn lazily_caught_up_rows_end_where_dense_adam_puts_them() {
+        let ratings = tiny_ratings();
+        let config = TrainConfig {
+            n_factors: K,
+            batch_size: 4,
+            epochs: 3,
+            ..TrainConfig::default()
+        };
+        let rows = ratings.len();
+        let steps = (rows.div_ceil(config.batch_size) * config.epochs) as u64;
+        let mut lazy = tiny_trainer(&config, steps, rows);
+        let mut dense = tiny_trainer(&config, steps, rows);
+        let order: Vec<u32> = (0..rows as u32).rev().collect();
+        let mut sat_out = 0;
+        let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        for epoch in 0..config.epochs {
+            for (index, batch) in batches.iter().enumerate() {
+                let next_batch = batches.get(index + 1).copied().unwrap_or_default();
+                let lazy_loss = lazy.step(&ratings, batch, next_batch).unwrap();
+                let dense_loss = dense.step(&ratings, batch, &[]).unwrap();
+                assert!((lazy_loss - dense_loss).abs() <= 1e-5 * dense_loss.abs());
+                sat_out += lazy.tables[Side::Customer as usize]
+                    .last_step
+                    .iter()
+                    .filter(|&&last| last + 1 < lazy.step)
+                    .count();
+                dense.catch_up_all_rows().unwrap();
+            }
+            if epoch + 1 < config.epochs {
+                lazy.catch_up_all_rows().unwrap();
+            }
+        }
+        lazy.catch_up_all_rows().unwrap();
+        assert!(
+            sat_out > 50,
+            "rows must sit out steps for the test to mean anything"
+        );
+        let initial = initial_params(7, 4, K, config.seed);
+        let compare = |what: &str, lazy: &[f32], dense: &[f32], start: &[f32]| {
+            for i in 0..lazy.len() {
+                let moved = (dense[i] - start[i]).abs();
+                assert!(
+                    (lazy[i] - dense[i]).abs() <= 1e-4 * moved + 1e-7,
+                    "{what}[{i}]: lazy {} vs dense {} (moved {moved})",
+                    lazy[i],
+                    dense[i]
+                );
+            }
+        };
+        let (lazy_params, dense_params) = (lazy.params(), dense.params());
+        compare(
+            "customer_embedding",
+            &lazy_params.customer_embedding,
+            &dense_params.customer_embedding,
+            &initial.customer_embedding,
+        );
+        compare(
+            "product_embedding",
+            &lazy_params.product_embedding,
+            &dense_params.product_embedding,
+            &initial.product_embedding,
+        );
+        compare(
+            "dense_1/kernel",
+            &lazy_params.dense_1_kernel,
+            &dense_params.dense_1_kernel,
+            &initial.dense_1_kernel,
+        );
+        let (lazy_adam, dense_adam) = (lazy.adam_state(), dense.adam_state());
+        assert_eq!(lazy_adam.step, steps);
+        let zeros = vec![0.0; lazy_adam.m.customer_embedding.len()];
+        compare(
+            "m of customer_embedding",
+            &lazy_adam.m.customer_embedding,
+            &dense_adam.m.customer_embedding,
+            &zeros,
+        );
+        compare(
+            "v of customer_embedding",
+            &lazy_adam.v.customer_embedding,
+            &dense_adam.v.customer_embedding,
+            &zeros,
+        );
+    }
+}
