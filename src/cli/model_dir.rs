@@ -1,9 +1,7 @@
 //! Where a trained model lives, for the commands that read one (`predict`, `metrics`).
 //!
-//! They need only three keys of the pipeline file, so they read just those, with the engine's
-//! rules (see `spec`): `project_dir` is relative to the file's folder (default that folder),
-//! `name` defaults to the file's stem, `model_path` is relative to the project folder (default
-//! `models/<name>`, normalized like every pipeline path). Loading and validating the whole
+//! They need only three keys of the pipeline file, so they read just those and resolve them
+//! with the engine's own defaults ([`defaults`]). Loading and validating the whole
 //! pipeline instead would refuse to score a model while an unrelated stage's spec is being
 //! edited. The cache is `--cache`/`WAREZ_CACHE`, else `<project>/cache`, as for `run`.
 
@@ -12,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::engine::spec;
+use crate::engine::spec::defaults;
 
 /// The pipeline the commands read when none is named.
 pub const DEFAULT_PIPELINE: &str = "pipelines/recommender.yaml";
@@ -28,7 +26,7 @@ pub struct ModelLocation {
 #[derive(Deserialize)]
 struct PipelineHead {
     name: Option<String>,
-    project_dir: Option<PathBuf>,
+    project_dir: Option<String>,
     model_path: Option<String>,
 }
 
@@ -73,32 +71,20 @@ struct Head {
 
 impl Head {
     fn project_dir(&self) -> Result<PathBuf> {
-        let folder = match self.file.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let project = folder.join(self.keys.project_dir.as_deref().unwrap_or(Path::new(".")));
-        project.canonicalize().with_context(|| {
-            format!(
-                "{}: project_dir `{}`",
-                self.file.display(),
-                project.display()
-            )
-        })
+        defaults::project_dir(&self.file, self.keys.project_dir.as_deref()).map_err(
+            |(project, error)| {
+                anyhow::Error::new(error).context(format!(
+                    "{}: project_dir `{}`",
+                    self.file.display(),
+                    project.display()
+                ))
+            },
+        )
     }
 
     fn model_path(&self) -> String {
-        let name = self.keys.name.clone().unwrap_or_else(|| {
-            self.file.file_stem().map_or_else(
-                || "pipeline".to_string(),
-                |stem| stem.to_string_lossy().into_owned(),
-            )
-        });
-        let model_path = match &self.keys.model_path {
-            Some(path) => path.clone(),
-            None => format!("models/{name}"),
-        };
-        spec::path::normalize(&model_path)
+        let name = defaults::name(&self.file, self.keys.name.as_deref());
+        defaults::model_path(&name, self.keys.model_path.as_deref())
     }
 }
 

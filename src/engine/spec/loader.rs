@@ -99,31 +99,13 @@ impl<'a> Loader<'a> {
     }
 
     pub(super) fn load(self, overrides: &[Override]) -> Result<Pipeline, SpecError> {
-        let file_dir = match self.file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let project_dir = file_dir.join(self.raw.project_dir.as_deref().unwrap_or("."));
-        let project_dir = project_dir
-            .canonicalize()
-            .map_err(|error| SpecError::Syntax {
+        let project_dir = defaults::project_dir(self.file, self.raw.project_dir.as_deref())
+            .map_err(|(project_dir, error)| SpecError::Syntax {
                 at: self.at(self.positions.value("project_dir")),
                 message: format!("project_dir `{}`: {error}", project_dir.display()),
             })?;
-        let name = match &self.raw.name {
-            Some(name) => name.clone(),
-            None => self
-                .file
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "pipeline".to_string()),
-        };
-        let model_path = path::normalize(
-            self.raw
-                .model_path
-                .as_deref()
-                .unwrap_or(&format!("models/{name}")),
-        );
+        let name = defaults::name(self.file, self.raw.name.as_deref());
+        let model_path = defaults::model_path(&name, self.raw.model_path.as_deref());
         if !path::is_inside_project(&model_path) {
             return Err(SpecError::Syntax {
                 at: self.at(self.positions.value("model_path")),

@@ -11,6 +11,7 @@
 //! project, a dependency that no stage produces and no file provides. Cycles are found when
 //! the graph is built (`dag`).
 
+pub mod defaults;
 mod error;
 mod loader;
 pub mod path;
