@@ -157,7 +157,11 @@ fn differences(ours: &Schemas, reference: &Reference) -> Vec<String> {
                     differing.push(format!("{what} {ours}, the reference's {theirs}"));
                 }
             };
-            compare("number", field.number.to_string(), expected.number.to_string());
+            compare(
+                "number",
+                field.number.to_string(),
+                expected.number.to_string(),
+            );
             compare("type", field.kind.clone(), expected.kind.clone());
             compare("label", field.label.clone(), expected.label.clone());
             compare(

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use linfa::metrics::SingleTargetRegression;
-use ndarray16::Array1;
+use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
 /// Regression scores of predictions against targets.

@@ -34,29 +34,30 @@ pub enum Dim {
 
 /// A float32 tensor stored little-endian in `raw_data`.
 pub fn tensor_f32(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    let raw_data = values.iter().flat_map(|value| value.to_le_bytes());
-    raw_tensor(name, dims, DataType::Float, values.len(), raw_data.collect())
+    raw_tensor(name, dims, DataType::Float, values, f32::to_le_bytes)
 }
 
 /// An int64 tensor stored little-endian in `raw_data`.
 pub fn tensor_i64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
-    let raw_data = values.iter().flat_map(|value| value.to_le_bytes());
-    raw_tensor(name, dims, DataType::Int64, values.len(), raw_data.collect())
+    raw_tensor(name, dims, DataType::Int64, values, i64::to_le_bytes)
 }
 
-fn raw_tensor(
+fn raw_tensor<T: Copy, const SIZE: usize>(
     name: &str,
     dims: &[i64],
     data_type: DataType,
-    len: usize,
-    raw_data: Vec<u8>,
+    values: &[T],
+    to_le_bytes: fn(T) -> [u8; SIZE],
 ) -> TensorProto {
-    debug_assert_eq!(dims.iter().product::<i64>(), len as i64);
+    debug_assert_eq!(dims.iter().product::<i64>(), values.len() as i64);
     TensorProto {
         dims: dims.to_vec(),
         data_type: data_type as i32,
         name: name.to_string(),
-        raw_data,
+        raw_data: values
+            .iter()
+            .flat_map(|&value| to_le_bytes(value))
+            .collect(),
         ..Default::default()
     }
 }

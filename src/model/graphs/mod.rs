@@ -111,7 +111,6 @@ impl GraphBuilder {
             initializer: self.initializers,
             input: self.inputs,
             output: self.outputs,
-            ..Default::default()
         };
         onnx_proto::model(graph, doc_string)
     }
