@@ -42,6 +42,15 @@ impl Ratings {
         self.ratings.is_empty()
     }
 
+    /// The header `write` puts before these ratings.
+    pub fn header(&self) -> Header {
+        Header {
+            rows: self.len() as u64,
+            n_customers: self.n_customers,
+            n_products: self.n_products,
+        }
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -178,10 +187,7 @@ fn not_a_ratings_artifact(path: &Path) -> String {
 
 /// `rows` little-endian 4-byte values, allocated fallibly.
 fn read_column<T>(input: &mut impl Read, rows: usize, decode: fn([u8; 4]) -> T) -> Result<Vec<T>> {
-    let mut column = Vec::new();
-    column
-        .try_reserve_exact(rows)
-        .with_context(|| format!("not enough memory for a column of {rows} rows"))?;
+    let mut column = super::try_vec(rows)?;
     let mut chunk = [0u8; 1 << 14];
     let mut left = rows;
     while left > 0 {
