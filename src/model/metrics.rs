@@ -42,6 +42,7 @@ pub fn score(predictions: &[f32], targets: &[f32]) -> RegressionScores {
         targets.len()
     );
     assert!(!targets.is_empty(), "score: no rows to score");
+    let constant_targets = targets.iter().all(|&target| target == targets[0]);
     let predictions: Array1<f64> = predictions.iter().map(|&value| f64::from(value)).collect();
     let targets: Array1<f64> = targets.iter().map(|&value| f64::from(value)).collect();
     let metric = |result: Result<f64, linfa::Error>| {
@@ -50,7 +51,8 @@ pub fn score(predictions: &[f32], targets: &[f32]) -> RegressionScores {
     RegressionScores {
         mse: metric(predictions.mean_squared_error(&targets)),
         mae: metric(predictions.mean_absolute_error(&targets)),
-        r2: Some(metric(predictions.r2(&targets))).filter(|r2| r2.is_finite()),
+        // linfa divides by SS_tot + 1e-10, which turns "undefined" into a huge negative number.
+        r2: (!constant_targets).then(|| metric(predictions.r2(&targets))),
     }
 }
 

@@ -447,7 +447,8 @@ mod tests {
             );
         }
         // The dense_1 kernel bounds small data sets; 3M ids × k × 4 bytes bound large ones.
-        assert_eq!(small().largest_fitting_factors(), 16_322);
+        // 8k² + 4·1,899·k + 4 + 64 KiB ≤ 2³¹ − 1 up to k = 15,915.
+        assert_eq!(small().largest_fitting_factors(), 15_915);
         assert!(
             RunShape {
                 n_customers: 3_000_000,
