@@ -46,14 +46,21 @@ impl Loaded {
         })
     }
 
-    /// How the `selected` stages stand against the lock file (for `status` and `explain`).
+    /// How the `selected` stages stand against the lock file (for `status` and `explain`). A
+    /// broken lock file counts as absent, with a warning; it is left as it is.
     pub fn assess(
         &self,
         selected: &BTreeSet<usize>,
     ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
         let store = Store::open(&self.cache_dir)?;
         let stats = StatCache::load(store.stat_cache_file());
-        let lock = LockFile::read(&self.pipeline.lock_file())?;
+        let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
+            eprintln!(
+                "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
+                 cache holds and rewrites it)"
+            );
+            LockFile::default()
+        });
         let states = exec::assess(&self.pipeline, &self.dag, selected, &lock, &store, &stats);
         // The stat cache only saves re-hashing next time: failing to write it changes nothing.
         let _ = stats.save();

@@ -28,6 +28,8 @@ use uuid::Uuid;
 
 use super::dataset::Ratings;
 use super::idmap::IdMap;
+use super::try_vec;
+use crate::model::params::MAX_IDS;
 use crate::stages::Progress;
 
 pub const CUSTOMER_COLUMN: &str = "customerId";
@@ -94,12 +96,25 @@ pub fn read_ratings_file(
 
 /// Reads ratings CSV text from `input`. `source` names it in errors (`source:line: …`);
 /// `size`, when known, sizes the columns up front and sets the progress total in bytes.
+/// More than [`MAX_IDS`] distinct customers or products stop the read, whatever the policy.
 pub fn read_ratings(
     input: impl Read,
     source: &str,
     size: Option<u64>,
     on_bad_rows: OnBadRows,
     progress: &dyn Progress,
+) -> Result<Ingested> {
+    read_ratings_up_to(input, source, size, on_bad_rows, progress, MAX_IDS)
+}
+
+/// [`read_ratings`] allowing at most `max_ids` distinct ids per column.
+fn read_ratings_up_to(
+    input: impl Read,
+    source: &str,
+    size: Option<u64>,
+    on_bad_rows: OnBadRows,
+    progress: &dyn Progress,
+    max_ids: u64,
 ) -> Result<Ingested> {
     let input = skip_bom(input).with_context(|| format!("reading {source}"))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -121,9 +136,9 @@ pub fn read_ratings(
     }
     let capacity = size.map_or(0, |size| (size / MIN_ROW_BYTES) as usize);
     let mut ratings = Ratings {
-        customers: Vec::with_capacity(capacity),
-        products: Vec::with_capacity(capacity),
-        ratings: Vec::with_capacity(capacity),
+        customers: try_vec(capacity).with_context(|| format!("reading {source}"))?,
+        products: try_vec(capacity).with_context(|| format!("reading {source}"))?,
+        ratings: try_vec(capacity).with_context(|| format!("reading {source}"))?,
         ..Ratings::default()
     };
     let mut customers = IdInterner::new(CUSTOMER_COLUMN);
@@ -139,6 +154,17 @@ pub fn read_ratings(
         rows_read += 1;
         match parse_row(&record, &columns, &mut customers, &mut products) {
             Ok((customer, product, rating)) => {
+                // Indices are dense in first-seen order: index `max_ids` is one id too many.
+                for (index, column) in [(customer, CUSTOMER_COLUMN), (product, PRODUCT_COLUMN)] {
+                    if u64::from(index) >= max_ids {
+                        let line = record.position().map_or(0, |position| position.line());
+                        bail!(
+                            "{source}:{line}: more than {max_ids} distinct {column} values: ids \
+                             reach the model as float32, which holds whole numbers exactly only \
+                             up to 2^24, so a model tells at most {max_ids} apart"
+                        );
+                    }
+                }
                 ratings.customers.push(customer);
                 ratings.products.push(product);
                 ratings.ratings.push(rating);
@@ -371,6 +397,47 @@ mod tests {
             OnBadRows::Error,
             &NoProgress,
         )
+    }
+
+    /// The check behind [`MAX_IDS`] with a limit of 3, so four ids show it without 16M rows.
+    #[test]
+    fn one_id_past_the_limit_stops_the_read_even_when_skipping_bad_rows() {
+        let id = |n: u32| format!("00000000-0000-4000-8000-{n:012}");
+        let rows = |customers: &[u32], products: &[u32]| {
+            let mut text = String::from("customerId,productId,scaled_purchase_freq\n");
+            for (customer, product) in customers.iter().zip(products) {
+                text.push_str(&format!("{},{},0.5\n", id(*customer), id(*product)));
+            }
+            text
+        };
+        let read_up_to_3 = |text: &str| {
+            read_ratings_up_to(
+                text.as_bytes(),
+                "t.csv",
+                None,
+                OnBadRows::Skip,
+                &NoProgress,
+                3,
+            )
+        };
+        let three = rows(&[1, 2, 1, 3, 3], &[9, 9, 8, 7, 9]);
+        assert_eq!(read_up_to_3(&three).unwrap().customers.len(), 3);
+        let error = read_up_to_3(&rows(&[1, 2, 1, 3, 4, 1], &[9; 6]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(
+                "t.csv:6: more than 3 distinct customerId values: ids reach the model as float32"
+            ),
+            "{error}"
+        );
+        let error = read_up_to_3(&rows(&[1; 5], &[1, 2, 3, 2, 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("t.csv:6: more than 3 distinct productId"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //!
 //! A failed stage records nothing and leaves no outputs; stages that need it are skipped,
 //! the others go on. Stages of [`Pool::Machine`] run alone.
+//!
+//! A broken lock file (see [`crate::store::BrokenLockFile`]) counts as absent: every stage is
+//! then restored from the run cache (or run), and the lock file is written once at the end,
+//! only when every stage succeeded, so the user's file (merge-conflict markers and all) stays
+//! untouched until a whole new one replaces it.
 
 mod check;
 mod freshness;
@@ -53,6 +58,8 @@ struct Engine<'a> {
     store: &'a Store,
     stats: &'a StatCache,
     lock: Mutex<LockFile>,
+    /// The lock file on disk is broken: write it once at the end, not after every stage.
+    lock_file_broken: bool,
     options: &'a RunOptions,
     ui: &'a Ui,
 }
@@ -67,7 +74,16 @@ pub fn run(
     options: &RunOptions,
     ui: &Ui,
 ) -> Result<RunReport> {
-    let lock = LockFile::read(&pipeline.lock_file())?;
+    let (lock, broken) = match LockFile::read_or_broken(&pipeline.lock_file())? {
+        Ok(lock) => (lock, None),
+        Err(broken) => {
+            ui.say(&format!(
+                "warning: {broken}; this run treats it as absent: what the cache holds is \
+                 restored, and the file is rewritten once every stage has succeeded"
+            ));
+            (LockFile::default(), Some(broken))
+        }
+    };
     if !options.dry_run {
         remove_restore_leftovers(pipeline);
     }
@@ -76,6 +92,7 @@ pub fn run(
         store,
         stats,
         lock: Mutex::new(lock),
+        lock_file_broken: broken.is_some(),
         options,
         ui,
     };
@@ -85,7 +102,20 @@ pub fn run(
     } else {
         engine.schedule(dag, &order)
     };
-    Ok(RunReport::new(pipeline, reports, options.dry_run))
+    let report = RunReport::new(pipeline, reports, options.dry_run);
+    if let Some(broken) = broken.filter(|_| !options.dry_run) {
+        if report.ok {
+            engine.write_lock_file()?;
+            ui.say(&format!("rewrote {} from this run", broken.path.display()));
+        } else {
+            ui.say(&format!(
+                "left {} as it was, since a stage did not succeed; the next run restores what \
+                 this one recorded",
+                broken.path.display()
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// Removes the staging folders of restores interrupted by a killed run (they sit beside the
@@ -394,7 +424,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Writes the stage's lock file entry (and the lock file).
+    /// Writes the stage's lock file entry (and the lock file, unless it is written at the end).
     fn commit(&self, index: usize, evaluation: &Evaluation, record: &RunRecord) -> Result<()> {
         let stage = &self.pipeline.stages[index];
         let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -411,6 +441,16 @@ impl Engine<'_> {
                     .collect(),
             },
         );
+        drop(lock);
+        if self.lock_file_broken {
+            return Ok(());
+        }
+        self.write_lock_file()
+    }
+
+    /// Writes the lock file: the stages of the pipeline, in its order.
+    fn write_lock_file(&self) -> Result<()> {
+        let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let names: Vec<&str> = self
             .pipeline
             .stages

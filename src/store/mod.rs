@@ -33,7 +33,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use gc::{collect_garbage, GcPolicy, GcReport};
-pub use lock_file::{LockFile, LockedStage};
+pub use lock_file::{BrokenLockFile, LockFile, LockProblem, LockedStage};
 pub use objects::{remove_path, RestoreError, RESTORE_PREFIX};
 pub use records::{now_unix, RecordedOutput, RunRecord};
 pub use run_lock::RunLock;
