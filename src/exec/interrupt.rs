@@ -58,7 +58,9 @@ struct State {
 type SwapSlot = Arc<Mutex<Option<Swap>>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Interrupts {
@@ -175,7 +177,11 @@ impl Interrupts {
             }
         }
         super::remove_restore_leftovers(pipeline);
-        let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+        let name = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
         let mut stderr = std::io::stderr().lock();
         if stages.is_empty() {
             let _ = writeln!(stderr, "interrupted by {name}");

@@ -333,8 +333,9 @@ impl Engine<'_> {
             .into_iter()
             .next()
         {
-            swap.roll_back()
-                .with_context(|| format!("{changed} while the stage ran; putting the previous outputs back"))?;
+            swap.roll_back().with_context(|| {
+                format!("{changed} while the stage ran; putting the previous outputs back")
+            })?;
             return Ok(StageReport::new(stage, Outcome::InputsChanged).with_reasons(evaluation.reasons).with_error(
                 format!("{changed} while the stage ran: nothing recorded, its previous outputs put back; run again"),
                 None,
@@ -426,8 +427,13 @@ impl Engine<'_> {
                 staged: Some(staged),
             });
         }
-        self.interrupts
-            .begin_swap(self.store, self.pipeline, &stage.name, locked, &replacements)
+        self.interrupts.begin_swap(
+            self.store,
+            self.pipeline,
+            &stage.name,
+            locked,
+            &replacements,
+        )
     }
 
     /// Writes the stage's lock file entry (and the lock file).

@@ -63,10 +63,7 @@ impl<'a> StageRun<'a> {
     }
 
     /// Moves the previous outputs aside and each output's `staged` one (if any) in.
-    fn swap(
-        &self,
-        staged: impl Fn(&Port) -> Option<PathBuf>,
-    ) -> Result<ActiveSwap<'a>, Failure> {
+    fn swap(&self, staged: impl Fn(&Port) -> Option<PathBuf>) -> Result<ActiveSwap<'a>, Failure> {
         let replacements: Vec<Replacement> = self
             .stage
             .outs

@@ -124,7 +124,8 @@ impl Swap {
             .collect::<io::Result<Vec<_>>>()?;
         let journal = Journal {
             stage: stage.to_string(),
-            lock_file: lock_file.to_path_buf(),
+            // Absolute: the next command may run from another folder.
+            lock_file: std::path::absolute(lock_file)?,
             previous: previous.map(Recorded::of),
             outputs,
         };
