@@ -170,13 +170,17 @@ impl Interrupts {
                 }
             }
         }
-        // A kind's thread may still be writing into its staging folder: best effort.
-        for _ in 0..3 {
-            if store.clear_tmp().is_ok() {
-                break;
+        let run_lock = lock(&self.run_lock).take();
+        // Staging belongs to whoever holds the run lock: not ours while still waiting for it.
+        if run_lock.is_some() {
+            // A kind's thread may still be writing into its staging folder: best effort.
+            for _ in 0..3 {
+                if store.clear_tmp().is_ok() {
+                    break;
+                }
             }
+            super::remove_restore_leftovers(pipeline);
         }
-        super::remove_restore_leftovers(pipeline);
         let name = if signal == SIGINT {
             "SIGINT"
         } else {
@@ -189,15 +193,15 @@ impl Interrupts {
             let stages: Vec<String> = stages.iter().map(|s| format!("`{s}`")).collect();
             let _ = writeln!(
                 stderr,
-                "interrupted by {name}: stopped stage {}; its previous outputs are kept and \
-                 nothing was recorded for it",
+                "interrupted by {name}: stopped {} (nothing recorded; previous outputs, if \
+                 any, kept in place)",
                 stages.join(", ")
             );
         }
         for problem in problems {
             let _ = writeln!(stderr, "error: {problem}");
         }
-        drop(lock(&self.run_lock).take());
+        drop(run_lock);
         let _ = std::io::stdout().flush();
         // _exit, not exit: a built-in kind may still be using a native library (ONNX Runtime)
         // whose static destructors exit would run under its feet.
