@@ -168,14 +168,14 @@ stages:
     assert_eq!(stale_reasons(&status, "ingest"), ["input_changed"]);
 }
 
-/// `slow` writes its new output, then (while `hold` exists) starts a grandchild `sleep`, writes
-/// its pid to `grandchild.pid` and waits for it. `gen` is a built-in kind that takes a second
+/// `slow` writes its new output, then (if `hold` exists) starts a grandchild `sleep`, writes
+/// its pid to `grandchild.pid` and waits until `hold` is removed. `gen` is a built-in kind that takes a second
 /// or two, running in a thread of warez-pipe.
 const INTERRUPTIBLE: &str = r#"
 name: interrupt
 stages:
   slow:
-    cmd: echo ${params.v} > out/slow.txt; if [ -e hold ]; then echo partial >> out/slow.txt; sleep 30 & echo $! > grandchild.pid; wait; fi
+    cmd: echo ${params.v} > out/slow.txt; if [ -e hold ]; then echo partial >> out/slow.txt; sleep 30 & echo $! > grandchild.pid; while [ -e hold ]; do sleep 0.05; done; kill $!; fi
     outs: [out/slow.txt]
     params: { v: 1 }
   gen:
@@ -454,4 +454,26 @@ stages:
         caught > 0,
         "no kill landed between the lock file entry and the cleanup"
     );
+}
+
+/// A run interrupted while it waits for the run lock leaves the holder's work alone.
+#[test]
+fn sigint_while_waiting_for_the_run_lock_touches_nothing_of_the_holder() {
+    let project = Project::new();
+    project.pipeline(INTERRUPTIBLE);
+    project.run(&[]).assert_code(0);
+    let (holder, _) = start_held_run(&project, &["--set", "gen.seed=2"], Some("stage-gen-"));
+    let waiting = project.command(&["run", PIPELINE]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(waiting.id() as i32, libc::SIGINT) }, 0);
+    wait_for_exit(waiting)
+        .assert_code(130)
+        .assert_stderr_contains("waiting for another run")
+        .assert_stderr_contains("interrupted by SIGINT\n");
+    std::fs::remove_file(project.abs("hold")).unwrap();
+    let holder = wait_for_exit(holder);
+    holder.assert_code(0);
+    assert_eq!(project.read("out/slow.txt"), "2\npartial\n");
+    assert_lock_matches_disk(&project);
 }
