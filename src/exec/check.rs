@@ -188,7 +188,16 @@ pub fn check(
         dry_run: false,
     };
     let all = (0..copy.stages.len()).collect();
-    let rebuild = super::run(&copy, &dag, &all, &store, &stats, &options, ui)?;
+    let rebuild = super::run(
+        &copy,
+        &dag,
+        &all,
+        &store,
+        &stats,
+        &options,
+        ui,
+        &super::Interrupts::default(),
+    )?;
     let rebuilt = LockFile::read(&copy.lock_file())?;
     let mut mismatches = Vec::new();
     let mut unchecked = Vec::new();

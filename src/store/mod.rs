@@ -8,14 +8,17 @@
 //! runs/ab/cdef….json      run record of one stage key: {"stage", "outputs": [{"path","hash","tree"}], "last_used"}
 //! stat-cache.json         (path, size, mtime, ctime, inode) → hash; only a speed-up
 //! run.lock                held (flock) by the running `warez-pipe run`; holds its pid
+//! swaps/<stage>-….json    journal of a stage's outputs being replaced (see swap.rs)
 //! tmp/                    temp files of atomic writes and staging folders of built-in stages
 //! logs/<stage>.log        output of the latest run of each stage
 //! tools/                  tools kinds download for themselves (StageContext::tools_dir)
 //! ```
 //!
 //! Every write is temp file + rename, so a killed run leaves whole files or none. Order makes
-//! it crash safe: a stage's outputs go into place first, then its objects, then its run record,
-//! then its lock file entry; a run killed anywhere before the last step is simply redone (or
+//! it crash safe: a stage's new outputs go into place first (its previous ones kept aside, see
+//! [`Swap`]), then its objects, then its run record, then its lock file entry, and only then are
+//! the previous outputs dropped; a run killed anywhere before the lock file entry gets the
+//! previous outputs back when the next command takes the run lock, and the stage is redone (or
 //! restored) next time, because freshness is decided by comparing hashes, never by "it ran".
 //! Run records are never overwritten with other outputs (a key determines its outputs), and
 //! all keys ever seen are kept until `gc`: switching a param back restores the old outputs.
@@ -28,6 +31,7 @@ mod lock_file;
 mod objects;
 mod records;
 mod run_lock;
+mod swap;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +41,7 @@ pub use lock_file::{BrokenLockFile, LockFile, LockProblem, LockedStage};
 pub use objects::{remove_path, RestoreError, RESTORE_PREFIX};
 pub use records::{now_unix, RecordedOutput, RunRecord};
 pub use run_lock::RunLock;
+pub use swap::{Replacement, Swap};
 
 use crate::fingerprint::ContentHash;
 

@@ -78,6 +78,24 @@ impl Store {
 
     /// Puts a cached output at `dest`, replacing whatever is there, checking every byte.
     pub fn restore_output(&self, output: &RecordedOutput, dest: &Path) -> Result<(), RestoreError> {
+        let (_staging, staged) = self.stage_output(output, dest)?;
+        let io_error = |source| RestoreError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        remove_path(dest).map_err(io_error)?;
+        fs::rename(&staged, dest).map_err(io_error)?;
+        Ok(())
+    }
+
+    /// Copies a cached output, checking every byte, into a staging folder beside `dest` (same
+    /// file system: moving it in is a rename). Returns the folder (removed when dropped) and
+    /// the staged output in it.
+    pub fn stage_output(
+        &self,
+        output: &RecordedOutput,
+        dest: &Path,
+    ) -> Result<(tempfile::TempDir, PathBuf), RestoreError> {
         let io_error = |source| RestoreError::Io {
             path: dest.to_path_buf(),
             source,
@@ -98,9 +116,7 @@ impl Store {
         } else {
             self.restore_file(&output.hash, output.executable, &staged)?;
         }
-        remove_path(dest).map_err(io_error)?;
-        fs::rename(&staged, dest).map_err(io_error)?;
-        Ok(())
+        Ok((staging, staged))
     }
 
     fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {

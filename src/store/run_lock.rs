@@ -4,6 +4,9 @@
 //! The kernel drops a flock when its process dies, so a lock left by a run killed with
 //! `kill -9` is simply taken over; the pid written into the file lets a waiting run say whom
 //! it waits for, and the next run say that it takes over from a killed one.
+//!
+//! Whoever takes the lock first finishes or rolls back the output swaps a killed holder left
+//! (see `swap.rs`), so every command that looks at outputs under the lock sees whole ones.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
@@ -57,7 +60,14 @@ impl RunLock {
         file.rewind()?;
         write!(file, "{}", std::process::id())?;
         file.sync_data()?;
-        Ok(RunLock { file })
+        let lock = RunLock { file };
+        let recovered = super::swap::recover(cache).map_err(|error| {
+            anyhow::anyhow!("finishing the output swaps of a killed run: {error}")
+        })?;
+        for line in recovered {
+            say(&line);
+        }
+        Ok(lock)
     }
 }
 
