@@ -72,6 +72,23 @@ pub enum SpecError {
         stage: String,
         path: String,
     },
+    #[error("{at}: stage `{stage}`: output `{path}` {problem}; outputs are deleted and rewritten when their stage runs, so none may touch the project's own files")]
+    ProtectedOutput {
+        at: Location,
+        stage: String,
+        path: String,
+        /// "contains the pipeline file `pipelines/x.yaml`".
+        problem: String,
+    },
+    #[error("{at}: stage `{stage}`: output `{path}` leads outside the project: `{link}` is a symlink to `{target}`{}; outputs must stay inside the project folder (make `{link}` a folder, or point it inside the project)", if target == resolved { String::new() } else { format!(" ({resolved})") })]
+    OutputThroughSymlink {
+        at: Location,
+        stage: String,
+        path: String,
+        link: String,
+        target: String,
+        resolved: String,
+    },
     #[error("{}: dependency cycle: {}", file.display(), cycle.join(" -> "))]
     Cycle { file: PathBuf, cycle: Vec<String> },
     /// Any other problem with one stage (roles, params, variables, kind vs cmd).
