@@ -128,7 +128,12 @@ fn cases() -> Vec<Case> {
         // Pipeline and lock files.
         case(P, "pipelines", "pipelines/p.yaml:6:12", in_pipelines),
         case(P, "./pipelines/", "pipelines/p.yaml:6:12", in_pipelines),
-        case(P, "data/../pipelines", "pipelines/p.yaml:6:12", in_pipelines),
+        case(
+            P,
+            "data/../pipelines",
+            "pipelines/p.yaml:6:12",
+            in_pipelines,
+        ),
         case(
             P,
             "pipelines/./p.yaml",
@@ -285,7 +290,10 @@ fn cases() -> Vec<Case> {
                 P,
                 "models",
                 "pipelines/p.yaml:6:12",
-                &["is the cache folder in use `cache`", "real location is `cache`"],
+                &[
+                    "is the cache folder in use `cache`",
+                    "real location is `cache`",
+                ],
             )
         },
     ];
@@ -311,7 +319,11 @@ fn hostile_outputs_are_rejected_before_anything_runs() {
     for case in cases() {
         let project = protected_project();
         (case.setup)(&project, outside.path());
-        let project_dir = if case.file == D { "project_dir: ..\n" } else { "" };
+        let project_dir = if case.file == D {
+            "project_dir: ..\n"
+        } else {
+            ""
+        };
         let deps = if case.deps.is_empty() {
             String::new()
         } else {
@@ -340,13 +352,28 @@ fn hostile_outputs_are_rejected_before_anything_runs() {
         let label = format!("{command} {} with outs [{}]", case.file, case.outs);
         assert_eq!(run.code, 2, "{label}: exit code\n{}", run.stderr);
         let place = format!("error: {}: stage `a`: ", case.place);
-        assert!(run.stderr.contains(&place), "{label}: lacks {place:?}:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(&place),
+            "{label}: lacks {place:?}:\n{}",
+            run.stderr
+        );
         for words in case.words {
-            assert!(run.stderr.contains(words), "{label}: lacks {words:?}:\n{}", run.stderr);
+            assert!(
+                run.stderr.contains(words),
+                "{label}: lacks {words:?}:\n{}",
+                run.stderr
+            );
         }
         assert!(!project.exists("ran"), "{label}: the stage ran");
-        assert_eq!(snapshot(&project), before, "{label}: a protected file changed");
-        assert_eq!(std::fs::read_to_string(outside.path().join("keep")).unwrap(), "outside\n");
+        assert_eq!(
+            snapshot(&project),
+            before,
+            "{label}: a protected file changed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("keep")).unwrap(),
+            "outside\n"
+        );
         assert_eq!(
             std::fs::read_dir(outside.path()).unwrap().count(),
             1,
@@ -414,7 +441,10 @@ fn clean_removes_symlinks_never_what_they_point_to() {
         .assert_stdout_contains("removed")
         .assert_stdout_contains("out/d");
     assert!(!project.exists("out/d"));
-    assert!(std::fs::symlink_metadata(&objects).is_err(), "the link itself is removed");
+    assert!(
+        std::fs::symlink_metadata(&objects).is_err(),
+        "the link itself is removed"
+    );
     assert_eq!(
         std::fs::read_dir(outside.path()).unwrap().count(),
         1,
@@ -441,7 +471,8 @@ fn gc_never_deletes_through_a_symlink_out_of_the_cache() {
     std::fs::remove_dir_all(project.abs("cache/tmp")).unwrap();
     symlink(outside.path(), &project.abs("cache/tmp"));
     let run = project.warez(&["gc", PIPELINE]);
-    run.assert_code(1).assert_stderr_contains("refusing to remove");
+    run.assert_code(1)
+        .assert_stderr_contains("refusing to remove");
     assert_eq!(
         std::fs::read_to_string(outside.path().join("shard").join(&record)).unwrap(),
         "not a record"
@@ -560,5 +591,8 @@ fn truncating_a_file_while_it_is_hashed_is_no_crash() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     toggler.join().unwrap();
-    assert!(clean_errors > 0, "no invocation hashed the file while it changed: the test proves nothing");
+    assert!(
+        clean_errors > 0,
+        "no invocation hashed the file while it changed: the test proves nothing"
+    );
 }

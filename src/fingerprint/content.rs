@@ -3,7 +3,8 @@
 //! A file hashes to blake3 of its bytes. A folder hashes to blake3 of its **tree manifest**:
 //! the line [`TREE_HEADER`], then one line per file below it, sorted by relative `/`-separated
 //! path: `f <hash> <path>` (or `x` for an executable file). Directory order and mtimes do not
-//! matter; empty folders are not recorded. The same manifest is what the store keeps to restore
+//! matter; empty folders are not recorded. Symlinks inside a folder are followed (a linked file
+//! is recorded as its target's bytes), a loop is an error. The same manifest is what the store keeps to restore
 //! a folder output.
 
 use std::fmt;
@@ -202,7 +203,11 @@ pub(super) fn hash_file_bytes(path: &Path, expected_len: u64) -> io::Result<Cont
         return Err(io::Error::other(format!(
             "{} changed while it was being hashed ({expected_len} bytes expected, {}{total} read)",
             path.display(),
-            if total > expected_len { "at least " } else { "" }
+            if total > expected_len {
+                "at least "
+            } else {
+                ""
+            }
         )));
     }
     Ok(ContentHash::from_blake3(hasher.finalize()))

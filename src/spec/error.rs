@@ -17,6 +17,27 @@ impl fmt::Display for Location {
     }
 }
 
+/// A symlink and where it points (boxed in [`SpecError`], which stays small).
+#[derive(Debug)]
+pub struct Symlink {
+    /// As spelled in the pipeline, relative to the project.
+    pub link: String,
+    /// What the link holds.
+    pub target: String,
+    /// Where that resolves to.
+    pub resolved: String,
+}
+
+impl fmt::Display for Symlink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` is a symlink to `{}`", self.link, self.target)?;
+        if self.resolved != self.target {
+            write!(f, " ({})", self.resolved)?;
+        }
+        Ok(())
+    }
+}
+
 /// A pipeline rejected before anything runs.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -80,14 +101,12 @@ pub enum SpecError {
         /// "contains the pipeline file `pipelines/x.yaml`".
         problem: String,
     },
-    #[error("{at}: stage `{stage}`: output `{path}` leads outside the project: `{link}` is a symlink to `{target}`{}; outputs must stay inside the project folder (make `{link}` a folder, or point it inside the project)", if target == resolved { String::new() } else { format!(" ({resolved})") })]
+    #[error("{at}: stage `{stage}`: output `{path}` leads outside the project: {symlink}; outputs must stay inside the project folder (make `{}` a folder, or point it inside the project)", symlink.link)]
     OutputThroughSymlink {
         at: Location,
         stage: String,
         path: String,
-        link: String,
-        target: String,
-        resolved: String,
+        symlink: Box<Symlink>,
     },
     #[error("{}: dependency cycle: {}", file.display(), cycle.join(" -> "))]
     Cycle { file: PathBuf, cycle: Vec<String> },

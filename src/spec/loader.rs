@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::error::Symlink;
 use super::positions::Positions;
 use super::protect;
 use super::raw::{RawPipeline, RawPorts, RawStage};
@@ -546,9 +547,11 @@ impl<'a> Loader<'a> {
                         at: at(),
                         stage: stage.name.clone(),
                         path: out.path.clone(),
-                        link: escape.link,
-                        target: escape.target.display().to_string(),
-                        resolved: escape.resolved.display().to_string(),
+                        symlink: Box::new(Symlink {
+                            link: escape.link,
+                            target: escape.target.display().to_string(),
+                            resolved: escape.resolved.display().to_string(),
+                        }),
                     }
                 })?;
                 let problem = |what: String| SpecError::ProtectedOutput {

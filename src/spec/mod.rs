@@ -8,7 +8,9 @@
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
 //! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
 //! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
-//! project, a dependency that no stage produces and no file provides. Cycles are found when
+//! project, an output touching what [`protect`] guards (the project's root, `.git`, the cache,
+//! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,
+//! a dependency that no stage produces and no file provides. Cycles are found when
 //! the graph is built (`dag`).
 
 mod error;

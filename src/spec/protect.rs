@@ -96,7 +96,10 @@ pub fn resolve(path: &Path) -> PathBuf {
     let mut existing = absolute.as_path();
     loop {
         if let Ok(real) = existing.canonicalize() {
-            return missing.iter().rev().fold(real, |real, part| real.join(part));
+            return missing
+                .iter()
+                .rev()
+                .fold(real, |real, part| real.join(part));
         }
         match (existing.parent(), existing.file_name()) {
             (Some(parent), Some(name)) => {
