@@ -519,7 +519,7 @@ impl<'a> Loader<'a> {
                 "the pipeline's lock file".to_string(),
             ),
         ];
-        let mut pipeline_folders = vec![project.join("pipelines")];
+        let mut pipeline_folders = vec![protect::resolve(&project.join("pipelines"))];
         pipeline_folders.extend(pipeline_file.parent().map(Path::to_path_buf));
         for folder in &pipeline_folders {
             for file in protect::pipeline_files_in(folder) {
