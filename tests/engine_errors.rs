@@ -132,9 +132,10 @@ fn cycles_print_their_chain() {
         "name: t\nstages:\n  a:\n    cmd: echo\n    deps: [out/b]\n    outs: [out/a]\n  b:\n    cmd: echo\n    deps: [out/a]\n    outs: [out/b]\n",
         "pipelines/p.yaml: dependency cycle: a -> b -> a",
     );
+    // A stage reading its own output is caught earlier, at the output's place.
     rejected(
         "name: t\nstages:\n  self:\n    cmd: echo\n    deps: [out/s/in]\n    outs: [out/s]\n",
-        "dependency cycle: self -> self",
+        "pipelines/p.yaml:7:12: stage `self`: output `out/s` contains its own dependency `out/s/in`",
     );
 }
 

@@ -87,12 +87,9 @@ impl PipelineArgs {
 
     fn try_load(&self) -> Result<Loaded, SpecError> {
         let overrides = self.overrides()?;
-        let pipeline = spec::load(&self.pipeline, &overrides)?;
+        let pipeline = spec::load(&self.pipeline, &overrides, self.cache.as_deref())?;
         let dag = Dag::build(&pipeline)?;
-        let cache_dir = match &self.cache {
-            Some(dir) => dir.clone(),
-            None => pipeline.project_dir.join("cache"),
-        };
+        let cache_dir = pipeline.cache_dir.clone();
         Ok(Loaded {
             pipeline,
             dag,

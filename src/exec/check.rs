@@ -173,9 +173,9 @@ pub fn check(
     let copy_file = project.join(&pipeline_file);
     std::fs::create_dir_all(copy_file.parent().expect("a file path"))?;
     std::fs::copy(&pipeline.file, &copy_file)?;
-    let copy = spec::load(&copy_file, overrides)?;
+    let copy = spec::load(&copy_file, overrides, Some(&scratch.path().join("cache")))?;
     let dag = Dag::build(&copy)?;
-    let store = Store::open(&scratch.path().join("cache"))?;
+    let store = Store::open(&copy.cache_dir)?;
     let stats = StatCache::in_memory();
     ui.say(&format!(
         "check: rebuilding `{}` from scratch in {}",

@@ -578,6 +578,7 @@ mod tests {
             file: dir.path().join("p.yaml"),
             project_dir: dir.path().to_path_buf(),
             model_path: "models/pools".into(),
+            cache_dir: dir.path().join("cache"),
             stages: vec![
                 stage("train_a", &MACHINE),
                 stage("shared_1", &SHARED),

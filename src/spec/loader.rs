@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::error::Symlink;
 use super::positions::Positions;
+use super::protect;
 use super::raw::{RawPipeline, RawPorts, RawStage};
 use super::{
     closest, param_text, path, Action, Location, Override, Pipeline, Port, SpecError, Stage,
@@ -94,7 +96,11 @@ impl<'a> Loader<'a> {
         }
     }
 
-    pub(super) fn load(self, overrides: &[Override]) -> Result<Pipeline, SpecError> {
+    pub(super) fn load(
+        self,
+        overrides: &[Override],
+        cache: Option<&Path>,
+    ) -> Result<Pipeline, SpecError> {
         let file_dir = match self.file.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
@@ -159,14 +165,20 @@ impl<'a> Loader<'a> {
                 .collect();
             stages.push(self.stage(stage_name, raw, &model_path, &stage_overrides)?);
         }
+        let cache_dir = match cache {
+            Some(dir) => dir.to_path_buf(),
+            None => project_dir.join("cache"),
+        };
         let pipeline = Pipeline {
             name,
             file: self.file.to_path_buf(),
             project_dir,
             model_path,
+            cache_dir,
             stages,
         };
         self.check_outputs(&pipeline)?;
+        self.check_protected(&pipeline)?;
         self.check_dependencies(&pipeline)?;
         Ok(pipeline)
     }
@@ -448,6 +460,14 @@ impl<'a> Loader<'a> {
         let mut seen: Vec<(usize, &str)> = Vec::new();
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, out) in stage.outs.iter().enumerate() {
+                if out.path == "." {
+                    return Err(SpecError::ProtectedOutput {
+                        at: self.port_location(pipeline, index, "outs", port),
+                        stage: stage.name.clone(),
+                        path: out.path.clone(),
+                        problem: "is the project folder".to_string(),
+                    });
+                }
                 if !path::is_inside_project(&out.path) {
                     return Err(SpecError::OutputOutsideProject {
                         at: self.port_location(pipeline, index, "outs", port),
@@ -470,6 +490,107 @@ impl<'a> Loader<'a> {
                     });
                 }
                 seen.push((index, out.path.as_str()));
+            }
+        }
+        Ok(())
+    }
+
+    /// No output may lead outside the project through a symlink, nor touch what [`protect`]
+    /// lists; compared by real location, whatever the spelling.
+    fn check_protected(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
+        let project = &pipeline.project_dir;
+        let pipeline_file = protect::resolve(&pipeline.file);
+        let mut protected: Vec<(PathBuf, String)> = vec![
+            (
+                project.join(".git"),
+                "the project's git repository".to_string(),
+            ),
+            (
+                protect::resolve(&pipeline.cache_dir),
+                "the cache folder in use".to_string(),
+            ),
+            (
+                project.join("cache"),
+                "the project's default cache folder".to_string(),
+            ),
+            (pipeline_file.clone(), "the pipeline file".to_string()),
+            (
+                protect::resolve(&pipeline.lock_file()),
+                "the pipeline's lock file".to_string(),
+            ),
+        ];
+        let mut pipeline_folders = vec![protect::resolve(&project.join("pipelines"))];
+        pipeline_folders.extend(pipeline_file.parent().map(Path::to_path_buf));
+        for folder in &pipeline_folders {
+            for file in protect::pipeline_files_in(folder) {
+                protected.push((file, "a pipeline or lock file".to_string()));
+            }
+        }
+        for (index, stage) in pipeline.stages.iter().enumerate() {
+            let deps: Vec<(PathBuf, String)> = stage
+                .deps
+                .iter()
+                .map(|dep| {
+                    let real = if path::is_inside_project(&dep.path) {
+                        protect::real_location(project, &dep.path)
+                            .unwrap_or_else(|escape| escape.resolved)
+                    } else {
+                        protect::resolve(&pipeline.abs(&dep.path))
+                    };
+                    (real, "its own dependency".to_string())
+                })
+                .collect();
+            for (port, out) in stage.outs.iter().enumerate() {
+                let at = || self.port_location(pipeline, index, "outs", port);
+                let real = protect::real_location(project, &out.path).map_err(|escape| {
+                    SpecError::OutputThroughSymlink {
+                        at: at(),
+                        stage: stage.name.clone(),
+                        path: out.path.clone(),
+                        symlink: Box::new(Symlink {
+                            link: escape.link,
+                            target: escape.target.display().to_string(),
+                            resolved: escape.resolved.display().to_string(),
+                        }),
+                    }
+                })?;
+                let problem = |what: String| SpecError::ProtectedOutput {
+                    at: at(),
+                    stage: stage.name.clone(),
+                    path: out.path.clone(),
+                    problem: if real == project.join(&out.path) {
+                        what
+                    } else {
+                        format!(
+                            "{what} (its real location is `{}`)",
+                            protect::shown(project, &real)
+                        )
+                    },
+                };
+                if &real == project {
+                    return Err(problem("is the project folder".to_string()));
+                }
+                for (guarded, what) in protected.iter().chain(&deps) {
+                    if let Some(relation) = protect::Relation::of(&real, guarded) {
+                        return Err(problem(format!(
+                            "{} {what} `{}`",
+                            relation.words(),
+                            protect::shown(project, guarded)
+                        )));
+                    }
+                }
+                if protect::inside_git(project, &real) {
+                    return Err(problem("lies inside a `.git` folder".to_string()));
+                }
+                let beside_pipelines = real
+                    .parent()
+                    .is_some_and(|parent| pipeline_folders.iter().any(|folder| folder == parent));
+                if beside_pipelines && protect::is_pipeline_like(&real) {
+                    return Err(problem(format!(
+                        "would be a pipeline or lock file in `{}`",
+                        protect::shown(project, real.parent().unwrap_or(project))
+                    )));
+                }
             }
         }
         Ok(())

@@ -8,13 +8,16 @@
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
 //! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
 //! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
-//! project, a dependency that no stage produces and no file provides. Cycles are found when
+//! project, an output touching what [`protect`] guards (the project's root, `.git`, the cache,
+//! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,
+//! a dependency that no stage produces and no file provides. Cycles are found when
 //! the graph is built (`dag`).
 
 mod error;
 mod loader;
 pub mod path;
 mod positions;
+mod protect;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +36,8 @@ pub struct Pipeline {
     pub project_dir: PathBuf,
     /// Normalized, relative to the project folder.
     pub model_path: String,
+    /// The cache folder in use: `--cache` / `WAREZ_CACHE`, else `<project>/cache`.
+    pub cache_dir: PathBuf,
     /// In file order.
     pub stages: Vec<Stage>,
 }
@@ -130,13 +135,18 @@ impl Override {
     }
 }
 
-/// Reads, validates and resolves a pipeline file.
-pub fn load(file: &Path, overrides: &[Override]) -> Result<Pipeline, SpecError> {
+/// Reads, validates and resolves a pipeline file, to run with the cache `cache` (default
+/// `<project>/cache`; no output may touch it).
+pub fn load(
+    file: &Path,
+    overrides: &[Override],
+    cache: Option<&Path>,
+) -> Result<Pipeline, SpecError> {
     let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
         file: file.to_path_buf(),
         source,
     })?;
-    Loader::new(file, &path::protect_variables(&text))?.load(overrides)
+    Loader::new(file, &path::protect_variables(&text))?.load(overrides, cache)
 }
 
 /// A param as it appears in a command or an environment variable: strings bare, the rest as YAML.
@@ -162,7 +172,7 @@ mod tests {
             .iter()
             .map(|o| Override::parse(o).unwrap())
             .collect();
-        load(&file, &overrides)
+        load(&file, &overrides, None)
     }
 
     const GENERATE: &str = "name: g\nparams: { seed: 7, epochs: 3 }\nstages:\n  gen:\n    kind: generate\n    params: { rows: 30, customers: 6, products: 5 }\n";

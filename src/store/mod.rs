@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 pub use gc::{collect_garbage, GcPolicy, GcReport};
 pub use lock_file::{BrokenLockFile, LockFile, LockProblem, LockedStage};
-pub use objects::{remove_path, RestoreError, RESTORE_PREFIX};
+pub use objects::{remove_inside, remove_path, RestoreError, RESTORE_PREFIX};
 pub use records::{now_unix, RecordedOutput, RunRecord};
 pub use run_lock::RunLock;
 pub use swap::{Replacement, Swap};
@@ -48,6 +48,8 @@ use crate::fingerprint::ContentHash;
 /// A cache folder.
 pub struct Store {
     root: PathBuf,
+    /// `root` with every symlink resolved: nothing outside it is ever removed.
+    real_root: PathBuf,
 }
 
 impl Store {
@@ -58,11 +60,17 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
+            real_root: root.canonicalize()?,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The cache folder with every symlink resolved.
+    pub fn real_root(&self) -> &Path {
+        &self.real_root
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -126,8 +134,14 @@ impl Store {
     /// Empties `tmp/` (left over by killed runs); call only while holding the run lock.
     pub fn clear_tmp(&self) -> io::Result<()> {
         for leftover in objects::read_dir_or_empty(&self.tmp_dir())? {
-            remove_path(&leftover)?;
+            self.remove(&leftover)?;
         }
         Ok(())
+    }
+
+    /// Removes one of the cache's own files or folders; refuses (an error) when a symlink in
+    /// the cache would make that remove something outside it.
+    pub fn remove(&self, path: &Path) -> io::Result<()> {
+        remove_inside(path, &self.real_root)
     }
 }

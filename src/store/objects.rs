@@ -225,6 +225,33 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes `path` like [`remove_path`] — a symlink itself, never what it points to — but only
+/// when the folder holding it really lies inside `root` (a real path): a symlinked folder on the
+/// way that leads elsewhere makes it an error, and nothing is removed there.
+pub fn remove_inside(path: &Path, root: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other(format!(
+            "refusing to remove {}: not a file or folder inside {}",
+            path.display(),
+            root.display()
+        )));
+    };
+    let real_parent = match parent.canonicalize() {
+        Ok(real) => real,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if !real_parent.starts_with(root) {
+        return Err(io::Error::other(format!(
+            "refusing to remove {}: through a symlink it lies in {}, outside {}",
+            path.display(),
+            real_parent.display(),
+            root.display()
+        )));
+    }
+    remove_path(&real_parent.join(name))
+}
+
 /// Copies `from` into `to`, returning the blake3 hash of the bytes copied.
 fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
