@@ -9,7 +9,8 @@
 //! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
 //! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
 //! project, a dependency that no stage produces and no file provides. Cycles are found when
-//! the graph is built (`dag`).
+//! the graph is built (`dag`), placed at the dependency entry that closes them (every [`Port`]
+//! keeps its place in the file).
 
 mod error;
 mod loader;
@@ -68,6 +69,8 @@ impl Action {
 pub struct Port {
     pub role: Option<String>,
     pub path: String,
+    /// Where the pipeline file declares it (a defaulted output: its stage's name), for errors.
+    pub at: Location,
 }
 
 impl Pipeline {
@@ -191,13 +194,12 @@ mod tests {
     fn outputs_default_under_model_path() {
         let pipeline = load_text(GENERATE, &[]).unwrap();
         assert_eq!(pipeline.model_path, "models/g");
-        assert_eq!(
-            pipeline.stages[0].outs,
-            [Port {
-                role: Some("ratings".into()),
-                path: "models/g/ratings.csv".into()
-            }]
-        );
+        let outs: Vec<(Option<&str>, &str)> = pipeline.stages[0]
+            .outs
+            .iter()
+            .map(|out| (out.role.as_deref(), out.path.as_str()))
+            .collect();
+        assert_eq!(outs, [(Some("ratings"), "models/g/ratings.csv")]);
     }
 
     #[test]
