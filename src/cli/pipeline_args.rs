@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::cache_arg::CacheArg;
 use crate::dag::Dag;
 use crate::exec::{self, StageStatus};
 use crate::fingerprint::StatCache;
@@ -21,9 +22,8 @@ pub struct PipelineArgs {
     /// The pipeline file.
     #[arg(default_value = "pipelines/recommender.yaml")]
     pub pipeline: PathBuf,
-    /// Cache folder [default: <project>/cache].
-    #[arg(long, env = "WAREZ_CACHE", value_name = "DIR")]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArg,
     /// Override a param for this invocation (repeatable).
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub set: Vec<String>,
@@ -82,8 +82,8 @@ impl PipelineArgs {
         let overrides = self.overrides()?;
         let pipeline = spec::load(&self.pipeline, &overrides)?;
         let dag = Dag::build(&pipeline)?;
-        let cache_dir = match &self.cache {
-            Some(dir) => dir.clone(),
+        let cache_dir = match self.cache.dir() {
+            Some(dir) => dir.to_path_buf(),
             None => pipeline.project_dir.join("cache"),
         };
         Ok(Loaded {

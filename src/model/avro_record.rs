@@ -32,6 +32,8 @@ use apache_avro::{Codec, Schema};
 use serde::ser::Serializer;
 use serde::Serialize;
 
+use crate::data::shown::escape_controls;
+
 /// The record's full name in the schema.
 pub const RECORD_NAME: &str = "warez.RecommenderModel";
 const MODEL_ID: &str = "modelId";
@@ -334,13 +336,14 @@ fn ids_by_index(field: &str, map: std::collections::HashMap<String, Value>) -> R
     let len = map.len();
     let mut ids = vec![None; len];
     for (id, index) in map {
+        let shown = escape_controls(&id);
         let Value::Int(index) = index else {
-            bail!("`{field}`[{id}] is not an int");
+            bail!("`{field}`[{shown}] is not an int");
         };
         let slot = usize::try_from(index)
             .ok()
             .and_then(|index| ids.get_mut(index))
-            .ok_or_else(|| anyhow!("`{field}`[{id}] = {index} is outside 0..{len}"))?;
+            .ok_or_else(|| anyhow!("`{field}`[{shown}] = {index} is outside 0..{len}"))?;
         ensure!(slot.is_none(), "`{field}` maps two ids to {index}");
         *slot = Some(id);
     }
