@@ -42,6 +42,9 @@ pub use run_lock::RunLock;
 
 use crate::fingerprint::ContentHash;
 
+/// The cache's folder for tools kinds provision for themselves.
+const TOOLS_DIR: &str = "tools";
+
 /// A cache folder.
 pub struct Store {
     root: PathBuf,
@@ -57,7 +60,7 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
-            tools: root.join("tools"),
+            tools: root.join(TOOLS_DIR),
         })
     }
 
@@ -66,7 +69,7 @@ impl Store {
     /// ONNX Runtime, instead of installing it again.
     pub fn sharing_tools_of(self, other: &Path) -> Store {
         Store {
-            tools: other.join("tools"),
+            tools: other.join(TOOLS_DIR),
             ..self
         }
     }
