@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::cache_arg::CacheArg;
 use super::model_dir::{self, ModelLocation};
 use crate::model::metrics::{RegressionScores, TrainingMetrics};
 use crate::store::{RecordedOutput, Store};
@@ -34,9 +35,8 @@ pub struct MetricsArgs {
     /// Folder holding metrics.json [default: the pipeline's model_path]
     #[arg(long)]
     model_dir: Option<PathBuf>,
-    /// Cache folder with the run history [default: <project>/cache]
-    #[arg(long, env = "WAREZ_CACHE")]
-    cache: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArg,
     /// Print JSON: {"file", "current", "previous", "change"}
     #[arg(long)]
     json: bool,
@@ -46,7 +46,7 @@ pub fn run(args: MetricsArgs) -> Result<ExitCode> {
     let location = model_dir::locate(
         args.pipeline.as_deref(),
         args.model_dir.as_deref(),
-        args.cache.as_deref(),
+        args.cache.dir(),
     )?;
     let file = location.model_dir.join(METRICS_FILE);
     if !file.is_file() {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::cache_arg::CacheArg;
 use crate::dag::Dag;
 use crate::exec::{self, StageStatus};
 use crate::fingerprint::StatCache;
@@ -21,9 +22,8 @@ pub struct PipelineArgs {
     /// The pipeline file.
     #[arg(default_value = "pipelines/recommender.yaml")]
     pub pipeline: PathBuf,
-    /// Cache folder [default: <project>/cache].
-    #[arg(long, env = "WAREZ_CACHE", value_name = "DIR")]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArg,
     /// Override a param for this invocation (repeatable).
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub set: Vec<String>,
@@ -87,7 +87,7 @@ impl PipelineArgs {
 
     fn try_load(&self) -> Result<Loaded, SpecError> {
         let overrides = self.overrides()?;
-        let pipeline = spec::load(&self.pipeline, &overrides, self.cache.as_deref())?;
+        let pipeline = spec::load(&self.pipeline, &overrides, self.cache.dir())?;
         let dag = Dag::build(&pipeline)?;
         let cache_dir = pipeline.cache_dir.clone();
         Ok(Loaded {

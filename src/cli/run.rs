@@ -38,8 +38,8 @@ pub struct RunArgs {
     /// Stop instead of waiting when another run holds the cache.
     #[arg(long)]
     pub no_wait: bool,
-    /// Rebuild everything from scratch in a temporary copy and compare each output's hash
-    /// with the lock file (reproducibility check).
+    /// Rebuild everything (or the --stage ones and what they need) from scratch in a temporary
+    /// copy and compare each output's hash with the lock file (reproducibility check).
     #[arg(long, conflicts_with_all = ["force", "dry_run"])]
     pub check: bool,
 }
@@ -53,7 +53,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if args.check {
         let overrides = args.pipeline.overrides()?;
-        let report = exec::check(&loaded.pipeline, &overrides, jobs, &ui)?;
+        let report = exec::check(
+            &loaded.pipeline,
+            &overrides,
+            &selected,
+            &loaded.cache_dir,
+            jobs,
+            &ui,
+        )?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

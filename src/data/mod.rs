@@ -1,10 +1,12 @@
 //! Ratings data: the CSV reader behind `ingest`, the id maps, the compact binary ratings
-//! artifact the trainer reads, and the seeded synthetic data generator.
+//! artifact the trainer reads, the seeded synthetic data generator, and how data is shown in
+//! messages.
 
 pub mod dataset;
 pub mod generator;
 pub mod idmap;
 pub mod reader;
+pub mod shown;
 
 /// An empty vector with room for `len` values, or an error when memory runs out, where
 /// `Vec::with_capacity` would abort the process: for every buffer whose size comes from a data

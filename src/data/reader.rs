@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::dataset::Ratings;
 use super::idmap::IdMap;
+use super::shown::shown_field;
 use super::try_vec;
 use crate::model::params::MAX_IDS;
 use crate::stages::Progress;
@@ -259,7 +260,7 @@ impl Columns {
                     "the header lacks column `{name}` (it has: {})",
                     header
                         .iter()
-                        .map(|field| format!("`{}`", String::from_utf8_lossy(field)))
+                        .map(|field| format!("`{}`", shown_field(field)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -337,7 +338,7 @@ impl IdInterner {
     /// The index of `field` by its text in `map`; an id not there yet is validated and added.
     fn by_text(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
         let not_a_uuid = |reason: &dyn fmt::Display| {
-            format!("{column} `{}` is not a UUID: {reason}", shown(field))
+            format!("{column} `{}` is not a UUID: {reason}", shown_field(field))
         };
         let id = std::str::from_utf8(field).map_err(|error| not_a_uuid(&error))?;
         if let Some(index) = map.get(id) {
@@ -350,7 +351,7 @@ impl IdInterner {
 
 fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
     let text = std::str::from_utf8(field.trim_ascii())
-        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown(field)))?;
+        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown_field(field)))?;
     if text.is_empty() {
         return Err(format!("{RATING_COLUMN} is empty"));
     }
@@ -358,7 +359,7 @@ fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
     // match theirs bit for bit.
     let value: f64 = text
         .parse()
-        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown(field)))?;
+        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown_field(field)))?;
     if !value.is_finite() {
         return Err(format!("{RATING_COLUMN} `{text}` is not a finite number"));
     }
@@ -368,16 +369,6 @@ fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
         ));
     }
     Ok(value as f32)
-}
-
-/// A field for an error message: lossy UTF-8, cut short if long.
-fn shown(field: &[u8]) -> String {
-    const LIMIT: usize = 60;
-    let text = String::from_utf8_lossy(field);
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
 }
 
 #[cfg(test)]

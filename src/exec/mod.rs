@@ -512,7 +512,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::spec::{Port, Stage};
+    use crate::spec::{Location, Port, Stage};
     use crate::stages::{OutputRole, ParamSpec, Params, StageContext, StageKind};
 
     /// Spans (stage, start, end) of every [`Sleeper`] run.
@@ -570,6 +570,11 @@ mod tests {
             outs: vec![Port {
                 role: Some("out".into()),
                 path: format!("out/{name}"),
+                at: Location {
+                    file: "p.yaml".into(),
+                    line: 1,
+                    column: 1,
+                },
             }],
             params: Params::default(),
         };

@@ -108,8 +108,19 @@ pub enum SpecError {
         path: String,
         symlink: Box<Symlink>,
     },
-    #[error("{}: dependency cycle: {}", file.display(), cycle.join(" -> "))]
-    Cycle { file: PathBuf, cycle: Vec<String> },
+    /// `at`: the dependency entry that closes the cycle (its stage reads `path`, which the
+    /// stage before it in the chain writes).
+    #[error(
+        "{at}: dependency cycle: {} (stage `{}` reads `{path}`, an output of `{}`)",
+        cycle.join(" -> "),
+        cycle[0],
+        cycle[cycle.len() - 2]
+    )]
+    Cycle {
+        at: Location,
+        cycle: Vec<String>,
+        path: String,
+    },
     /// Any other problem with one stage (roles, params, variables, kind vs cmd).
     #[error("{at}: stage `{stage}`: {message}")]
     Stage {

@@ -88,9 +88,14 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Where `node` (e.g. `deps/ratings`) of `stage` sits in the file.
+    fn node_location(&self, stage: &str, node: &str) -> Location {
+        self.at(self.positions.value(&format!("stages/{stage}/{node}")))
+    }
+
     fn stage_error(&self, stage: &str, node: &str, message: impl Into<String>) -> SpecError {
         SpecError::Stage {
-            at: self.at(self.positions.value(&format!("stages/{stage}/{node}"))),
+            at: self.node_location(stage, node),
             stage: stage.to_string(),
             message: message.into(),
         }
@@ -212,8 +217,10 @@ impl<'a> Loader<'a> {
                 let deps = deps
                     .into_iter()
                     .map(|(role, text)| {
+                        let node = format!("deps/{role}");
                         Ok(Port {
-                            path: expand_path(&format!("deps/{role}"), &text)?,
+                            path: expand_path(&node, &text)?,
+                            at: self.node_location(name, &node),
                             role: Some(role),
                         })
                     })
@@ -222,13 +229,21 @@ impl<'a> Loader<'a> {
                 let given = self.roles(name, "outs", raw.outs.as_ref(), &out_roles, false)?;
                 let mut outs = Vec::new();
                 for output in kind.outputs() {
-                    let path = match given.iter().find(|(role, _)| role == output.role) {
-                        Some((role, text)) => expand_path(&format!("outs/{role}"), text)?,
-                        None => path::normalize(&format!("{model_path}/{}", output.default_name)),
+                    let (path, at) = match given.iter().find(|(role, _)| role == output.role) {
+                        Some((role, text)) => {
+                            let node = format!("outs/{role}");
+                            (expand_path(&node, text)?, self.node_location(name, &node))
+                        }
+                        // A defaulted output has no node of its own: point at the stage.
+                        None => (
+                            path::normalize(&format!("{model_path}/{}", output.default_name)),
+                            self.at(self.positions.key(&format!("stages/{name}"))),
+                        ),
                     };
                     outs.push(Port {
                         role: Some(output.role.to_string()),
                         path,
+                        at,
                     });
                 }
                 let params = self.kind_params(name, raw, kind, overrides)?;
@@ -247,9 +262,11 @@ impl<'a> Loader<'a> {
                         .iter()
                         .enumerate()
                         .map(|(i, text)| {
+                            let node = format!("{node}/{i}");
                             Ok(Port {
                                 role: None,
-                                path: expand_path(&format!("{node}/{i}"), text)?,
+                                path: expand_path(&node, text)?,
+                                at: self.node_location(name, &node),
                             })
                         })
                         .collect::<Result<Vec<_>, SpecError>>(),
@@ -418,13 +435,33 @@ impl<'a> Loader<'a> {
         }
         let params = Params::new(values);
         kind.check_params(&params).map_err(|error| {
-            let node = specs
+            // Blame where the bad value came from, by precedence: the last `--set` of the
+            // param, the stage's `params:`, the global `params:`, else the stage's kind.
+            let message = format!("{error:#}");
+            let param = specs
                 .iter()
-                .find(|spec| error.to_string().contains(&format!("`{}`", spec.name)))
-                .filter(|spec| raw.params.contains_key(spec.name))
-                .map(|spec| format!("params/{}", spec.name))
-                .unwrap_or_else(|| "kind".to_string());
-            self.stage_error(stage, &node, format!("{error:#}"))
+                .map(|spec| spec.name)
+                .find(|name| message.contains(&format!("`{name}`")));
+            let Some(param) = param else {
+                return self.stage_error(stage, "kind", message);
+            };
+            if let Some(assignment) = overrides.iter().rev().find(|o| o.param == param) {
+                return SpecError::Override {
+                    assignment: assignment.assignment.clone(),
+                    message: format!("stage `{stage}`: {message}"),
+                };
+            }
+            if raw.params.contains_key(param) {
+                self.stage_error(stage, &format!("params/{param}"), message)
+            } else if self.raw.params.contains_key(param) {
+                SpecError::Stage {
+                    at: self.at(self.positions.value(&format!("params/{param}"))),
+                    stage: stage.to_string(),
+                    message: format!("{message} (from the global `params:`)"),
+                }
+            } else {
+                self.stage_error(stage, "kind", message)
+            }
         })?;
         Ok(params)
     }
@@ -436,24 +473,13 @@ impl<'a> Loader<'a> {
         node: &str,
         port: usize,
     ) -> Location {
-        let s = &pipeline.stages[stage];
-        let list = if node == "outs" { &s.outs } else { &s.deps };
-        let child = match &list[port].role {
-            Some(role) => role.clone(),
-            None => port.to_string(),
+        let stage = &pipeline.stages[stage];
+        let list = if node == "outs" {
+            &stage.outs
+        } else {
+            &stage.deps
         };
-        let full = format!("stages/{}/{node}/{child}", s.name);
-        // A defaulted output has no node of its own: point at the stage.
-        if list[port].role.is_some() && node == "outs" {
-            let written = matches!(
-                self.raw.stages[&s.name].outs,
-                Some(RawPorts::Roles(ref roles)) if roles.contains_key(&child)
-            );
-            if !written {
-                return self.at(self.positions.key(&format!("stages/{}", s.name)));
-            }
-        }
-        self.at(self.positions.value(&full))
+        list[port].at.clone()
     }
 
     fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {

@@ -11,7 +11,8 @@
 //! project, an output touching what [`protect`] guards (the project's root, `.git`, the cache,
 //! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,
 //! a dependency that no stage produces and no file provides. Cycles are found when
-//! the graph is built (`dag`).
+//! the graph is built (`dag`), placed at the dependency entry that closes them (every [`Port`]
+//! keeps its place in the file).
 
 mod error;
 mod loader;
@@ -73,6 +74,8 @@ impl Action {
 pub struct Port {
     pub role: Option<String>,
     pub path: String,
+    /// Where the pipeline file declares it (a defaulted output: its stage's name), for errors.
+    pub at: Location,
 }
 
 impl Pipeline {
@@ -201,13 +204,12 @@ mod tests {
     fn outputs_default_under_model_path() {
         let pipeline = load_text(GENERATE, &[]).unwrap();
         assert_eq!(pipeline.model_path, "models/g");
-        assert_eq!(
-            pipeline.stages[0].outs,
-            [Port {
-                role: Some("ratings".into()),
-                path: "models/g/ratings.csv".into()
-            }]
-        );
+        let outs: Vec<(Option<&str>, &str)> = pipeline.stages[0]
+            .outs
+            .iter()
+            .map(|out| (out.role.as_deref(), out.path.as_str()))
+            .collect();
+        assert_eq!(outs, [(Some("ratings"), "models/g/ratings.csv")]);
     }
 
     #[test]

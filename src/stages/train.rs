@@ -139,8 +139,7 @@ impl StageKind for Train {
             eval_model: ctx.output("eval_model")?,
             checkpoint: ctx.output("checkpoint")?,
         };
-        let trained = trainer::fit(&ratings, &config, &paths, ctx.progress)
-            .with_context(|| format!("stage `{}`: training", ctx.stage))?;
+        let trained = trainer::fit(&ratings, &config, &paths, ctx.progress).context("training")?;
         trained.metrics.write_json(ctx.output("metrics")?)
     }
 }

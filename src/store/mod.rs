@@ -33,7 +33,9 @@ mod records;
 mod run_lock;
 mod swap;
 
+use std::fs::Permissions;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use gc::{collect_garbage, GcPolicy, GcReport};
@@ -45,11 +47,16 @@ pub use swap::{Replacement, Swap};
 
 use crate::fingerprint::ContentHash;
 
+/// The cache's folder for tools kinds provision for themselves.
+const TOOLS_DIR: &str = "tools";
+
 /// A cache folder.
 pub struct Store {
     root: PathBuf,
     /// `root` with every symlink resolved: nothing outside it is ever removed.
     real_root: PathBuf,
+    /// `<root>/tools`, unless shared with another cache ([`Store::sharing_tools_of`]).
+    tools: PathBuf,
 }
 
 impl Store {
@@ -61,7 +68,18 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             real_root: root.canonicalize()?,
+            tools: root.join(TOOLS_DIR),
         })
+    }
+
+    /// This cache, using the tools folder of the cache at `other` (which need not exist yet):
+    /// a scratch cache (`run --check`) reuses what the project's cache has provisioned, e.g.
+    /// ONNX Runtime, instead of installing it again.
+    pub fn sharing_tools_of(self, other: &Path) -> Store {
+        Store {
+            tools: other.join(TOOLS_DIR),
+            ..self
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -78,7 +96,7 @@ impl Store {
     }
 
     pub fn tools_dir(&self) -> PathBuf {
-        self.root.join("tools")
+        self.tools.clone()
     }
 
     pub fn log_file(&self, stage: &str) -> PathBuf {
@@ -109,16 +127,32 @@ impl Store {
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename: readers see
 /// the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = temp_file_for(path)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_data()?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}
+
+/// A temp file in `path`'s folder (created if needed) that will replace `path` by a rename,
+/// with the mode `path` has, or for a new file the mode any program creating it would give it
+/// (0666 less the umask). `tempfile` alone creates 0600, which a rename would carry over.
+pub fn temp_file_for(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_data()?;
-    file.persist(path).map_err(|error| error.error)?;
-    Ok(())
+    let existing = std::fs::metadata(path).ok().filter(|meta| meta.is_file());
+    // The creation mode goes through the umask; an existing file's mode is copied exactly.
+    let file = tempfile::Builder::new()
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    if let Some(meta) = existing {
+        file.as_file()
+            .set_permissions(Permissions::from_mode(meta.permissions().mode() & 0o7777))?;
+    }
+    Ok(file)
 }
 
 impl Store {

@@ -119,7 +119,18 @@ impl Store {
         Ok((staging, staged))
     }
 
+    /// A folder output's manifest; a corrupt one is removed (so the stage's rerun can store
+    /// it again).
     fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
+        let result = self.peek_tree(hash);
+        if let Err(RestoreError::Corrupt(_)) = result {
+            let _ = fs::remove_file(self.tree_path(hash));
+        }
+        result
+    }
+
+    /// A folder output's manifest, checked against its hash; changes nothing.
+    fn peek_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
         let path = self.tree_path(hash);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
@@ -130,10 +141,7 @@ impl Store {
         };
         match Content::parse_manifest(&text) {
             Some(entries) if &ContentHash::of_bytes(text.as_bytes()) == hash => Ok(entries),
-            _ => {
-                let _ = fs::remove_file(&path);
-                Err(RestoreError::Corrupt(hash.to_string()))
-            }
+            _ => Err(RestoreError::Corrupt(hash.to_string())),
         }
     }
 
@@ -195,15 +203,20 @@ impl Store {
         Ok(found)
     }
 
-    /// The objects a kept output needs (the tree itself and its files).
+    /// The objects a kept output needs (the tree itself and its files). Reads without changing
+    /// anything (`gc --dry-run`); a corrupt tree is not needed: it can never be restored, so
+    /// `gc` removes it like any unreferenced object (and a dry run lists it).
     pub(super) fn objects_of(&self, hash: &ContentHash, tree: bool) -> Vec<ContentHash> {
-        let mut needed = vec![hash.clone()];
-        if tree {
-            if let Ok(entries) = self.read_tree(hash) {
-                needed.extend(entries.into_iter().map(|entry| entry.hash));
-            }
+        if !tree {
+            return vec![hash.clone()];
         }
-        needed
+        match self.peek_tree(hash) {
+            Ok(entries) => std::iter::once(hash.clone())
+                .chain(entries.into_iter().map(|entry| entry.hash))
+                .collect(),
+            Err(RestoreError::Corrupt(_)) => Vec::new(),
+            Err(_) => vec![hash.clone()],
+        }
     }
 }
 
