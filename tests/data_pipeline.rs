@@ -137,3 +137,37 @@ fn an_unknown_bad_rows_policy_is_rejected_before_running() {
     run.assert_stderr_contains("expected `error` or `skip`, found `ignore`");
     assert!(!project.exists("models/data/ratings.bin"));
 }
+
+/// Ids with control characters (an escape sequence, a bell, a carriage return) reach the
+/// messages escaped, whether the row stops the run or is skipped; the stage is named once.
+#[test]
+fn control_characters_from_the_csv_are_escaped_in_messages() {
+    let project = original_data_project();
+    let text = project.read("data/ratings.csv");
+    let first_row_start = text.find('\n').unwrap() + 1;
+    let evil = "\"\u{1b}[2J\u{7}evil\r\"";
+    let customer_end = first_row_start + text[first_row_start..].find(',').unwrap();
+    let broken = format!(
+        "{}{evil}{}",
+        &text[..first_row_start],
+        &text[customer_end..]
+    );
+    project.file("data/ratings.csv", &broken);
+    let shown = "customerId `\\u{1b}[2J\\u{7}evil\\r` is not a UUID";
+
+    let failed = project.warez(&["run", PIPELINE]);
+    failed.assert_code(1).assert_stderr_contains(shown);
+    assert_eq!(
+        failed.stderr.matches("stage `ingest`").count(),
+        1,
+        "{}",
+        failed.stderr
+    );
+    let skipped = project.warez(&["run", PIPELINE, "--set", "ingest.on_bad_rows=skip"]);
+    skipped.assert_code(0);
+    let all_output = format!("{}{}{}", failed.stderr, skipped.stdout, skipped.stderr);
+    assert!(all_output.contains(shown), "{all_output}");
+    for raw in ['\u{1b}', '\u{7}', '\r'] {
+        assert!(!all_output.contains(raw), "raw {raw:?} in:\n{all_output:?}");
+    }
+}

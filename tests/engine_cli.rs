@@ -222,3 +222,174 @@ fn a_cache_elsewhere_via_flag_or_environment() {
     );
     assert_eq!(run.outcomes()["first"], "restored");
 }
+
+#[test]
+fn an_empty_warez_cache_counts_as_unset() {
+    let project = pair();
+    let with_empty_cache = |args: &[&str]| {
+        engine_support::Run::from_output(
+            project
+                .command(args)
+                .env("WAREZ_CACHE", "")
+                .output()
+                .unwrap(),
+        )
+    };
+    with_empty_cache(&["run", PIPELINE]).assert_code(0);
+    assert!(project.exists("cache/runs"), "the default cache is used");
+    with_empty_cache(&["status", PIPELINE]).assert_code(0);
+    with_empty_cache(&["gc", PIPELINE, "--dry-run"]).assert_code(0);
+    with_empty_cache(&["clean", PIPELINE, "--dry-run"]).assert_code(0);
+    // metrics has no model here: it fails for that reason, not for the empty variable.
+    let metrics = with_empty_cache(&["metrics", PIPELINE]);
+    metrics.assert_stderr_contains("metrics.json does not exist");
+    assert!(!metrics.stderr.contains("--cache"), "{}", metrics.stderr);
+}
+
+/// The run names the failed stage once (the engine adds it; the stage's own errors do not).
+#[test]
+fn a_stage_error_names_the_stage_once() {
+    let project = Project::new();
+    project.pipeline(
+        "name: t\nstages:\n  make:\n    cmd: mkdir -p out/dir\n    outs: [out/dir]\n  read:\n    cmd: cat out/dir/x > out/read.txt\n    deps: [out/dir/x]\n    outs: [out/read.txt]\n",
+    );
+    let run = project.warez(&["run", PIPELINE]);
+    run.assert_code(1)
+        .assert_stderr_contains("error: stage `read`: input `out/dir/x`:");
+    assert_eq!(
+        run.stderr.matches("stage `read`").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let status = project.warez(&["status", PIPELINE]);
+    status
+        .assert_code(1)
+        .assert_stdout_contains("input `out/dir/x`:");
+    assert!(!status.stdout.contains("stage `read`"), "{}", status.stdout);
+}
+
+/// Runs `warez-pipe ARGS…` in the project under `umask 027`.
+fn run_with_umask_027(project: &Project, args: &[&str]) -> engine_support::Run {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 027 && exec \"$@\"")
+        .arg("sh")
+        .arg(assert_cmd::cargo::cargo_bin!("warez-pipe"))
+        .args(args)
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .env_remove("WAREZ_CACHE")
+        .output()
+        .unwrap();
+    engine_support::Run::from_output(output)
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Files warez-pipe writes atomically are created as any program would create them (0666 less
+/// the umask: 0640 under umask 027, not tempfile's 0600), and a lock file keeps the mode it had.
+#[test]
+fn written_files_follow_the_umask_and_the_lock_file_keeps_its_mode() {
+    let project = pair();
+    run_with_umask_027(&project, &["run", PIPELINE]).assert_code(0);
+    let lock = project.abs("pipelines/p.lock");
+    assert_eq!(mode(&lock), 0o640, "{:o}", mode(&lock));
+    assert_eq!(mode(&project.abs("cache/stat-cache.json")), 0o640);
+    let records: Vec<String> = project.tree("cache/runs").into_keys().collect();
+    assert!(!records.is_empty());
+    for record in &records {
+        let path = project.abs(&format!("cache/runs/{record}"));
+        assert_eq!(mode(&path), 0o640, "{record}: {:o}", mode(&path));
+    }
+    // The user opens the lock file to the group; a run that rewrites it keeps that.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let before = project.read("pipelines/p.lock");
+    run_with_umask_027(&project, &["run", PIPELINE, "--set", "second.k=5"]).assert_code(0);
+    assert_ne!(project.read("pipelines/p.lock"), before, "rewritten");
+    assert_eq!(mode(&lock), 0o664, "{:o}", mode(&lock));
+}
+
+#[test]
+fn check_with_stage_rebuilds_and_compares_only_those_stages() {
+    let project = Project::new();
+    project.file("data/in.txt", "abc\n").pipeline(&format!(
+        "{PAIR}  stamp:\n    cmd: date +%s%N > out/stamp.txt\n    outs: [out/stamp.txt]\n"
+    ));
+    project.run(&[]).assert_code(0);
+    // The whole pipeline is not reproducible (stamp) …
+    project
+        .warez(&["run", "--check", PIPELINE])
+        .assert_code(1)
+        .assert_stderr_contains("`out/stamp.txt` (made by stage `stamp`");
+    // … but `second` and what it needs are; stamp is neither rebuilt nor compared.
+    let check = project.warez(&["run", "--check", "--json", "--stage", "second", PIPELINE]);
+    check.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    let rebuilt: Vec<&str> = report["rebuild"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stage| stage["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(rebuilt, ["first", "second"]);
+    assert_eq!(report["mismatches"], serde_json::json!([]));
+    project
+        .warez(&["run", "--check", "--stage", "stamp", PIPELINE])
+        .assert_code(1)
+        .assert_stderr_contains("(stages stamp)");
+    project
+        .warez(&["run", "--check", "--stage", "secnod", PIPELINE])
+        .assert_code(2)
+        .assert_stderr_contains("no stage `secnod` in the pipeline (did you mean `second`?)");
+}
+
+/// A dry run changes no byte of the cache, even with a corrupt tree object in it, and lists
+/// exactly what the real gc then removes (the corrupt tree among it).
+#[test]
+fn gc_dry_run_changes_nothing_and_lists_what_gc_removes() {
+    let project = Project::new();
+    project.file("data/in.txt", "abc\n").pipeline(
+        "name: t\nstages:\n  folder:\n    cmd: mkdir -p out/d && cp data/in.txt out/d/a && echo b > out/d/b\n    deps: [data/in.txt]\n    outs: [out/d]\n",
+    );
+    project.run(&[]).assert_code(0);
+    let trees: Vec<String> = project.tree("cache/trees").into_keys().collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    let tree = project.abs(&format!("cache/trees/{}", trees[0]));
+    std::fs::write(&tree, "not a manifest\n").unwrap();
+    let before = project.tree("cache");
+
+    let dry = project.warez(&["gc", PIPELINE, "--dry-run"]);
+    dry.assert_code(0);
+    assert_eq!(
+        project.tree("cache"),
+        before,
+        "the dry run changed the cache"
+    );
+    let would: Vec<&str> = dry
+        .stdout
+        .lines()
+        .map(|line| line.strip_prefix("would remove ").unwrap())
+        .collect();
+    assert!(
+        would.iter().any(|path| path.ends_with(&trees[0])),
+        "the corrupt tree is listed: {would:?}"
+    );
+
+    let real = project.warez(&["gc", PIPELINE]);
+    real.assert_code(0);
+    let removed: Vec<&str> = real
+        .stdout
+        .lines()
+        .map(|line| line.strip_prefix("removed ").unwrap())
+        .collect();
+    assert_eq!(removed, would);
+    assert!(!tree.exists());
+    // The output is rebuilt rather than restored from the broken tree.
+    std::fs::remove_dir_all(project.abs("out/d")).unwrap();
+    assert_eq!(project.run(&[]).outcomes()["folder"], "ran_same_outputs");
+}

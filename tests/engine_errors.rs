@@ -127,15 +127,64 @@ fn outputs_must_stay_inside_the_project() {
 }
 
 #[test]
-fn cycles_print_their_chain() {
+fn cycles_print_their_chain_at_the_dependency_that_closes_it() {
     rejected(
         "name: t\nstages:\n  a:\n    cmd: echo\n    deps: [out/b]\n    outs: [out/a]\n  b:\n    cmd: echo\n    deps: [out/a]\n    outs: [out/b]\n",
-        "pipelines/p.yaml: dependency cycle: a -> b -> a",
+        "pipelines/p.yaml:6:12: dependency cycle: a -> b -> a (stage `a` reads `out/b`, an output of `b`)",
     );
+    // Three stages, the closing dependency in block style, after an unrelated one.
+    rejected(
+        "name: t\nstages:\n  a:\n    cmd: echo\n    deps:\n      - data/in.txt\n      - out/c/x\n    outs: [out/a]\n  b:\n    cmd: echo\n    deps: [out/a]\n    outs: [out/b]\n  c:\n    cmd: echo\n    deps: [out/b]\n    outs: [out/c]\n",
+        "pipelines/p.yaml:8:9: dependency cycle: a -> b -> c -> a (stage `a` reads `out/c/x`, an output of `c`)",
+    );
+    // A stage reading its own output is caught earlier, at the output's place.
     rejected(
         "name: t\nstages:\n  self:\n    cmd: echo\n    deps: [out/s/in]\n    outs: [out/s]\n",
-        "dependency cycle: self -> self",
+        "pipelines/p.yaml:7:12: stage `self`: output `out/s` contains its own dependency `out/s/in`",
     );
+}
+
+#[test]
+fn a_bad_set_value_names_the_set_flag_not_a_line_of_the_file() {
+    let project = Project::new();
+    project.pipeline(
+        "name: t\nparams: { rows: 10 }\nstages:\n  gen:\n    kind: generate\n    params: { customers: 5 }\n",
+    );
+    // The value comes from --set: the flag is named, not the `kind:` line or the params.
+    for (assignment, param) in [("gen.rows=-3", "rows"), ("gen.customers=oops", "customers")] {
+        let run = project.warez(&["run", PIPELINE, "--set", assignment]);
+        run.assert_code(2).assert_stderr_contains(&format!(
+            "error: --set {assignment}: stage `gen`: param `{param}`"
+        ));
+        assert!(!run.stderr.contains("p.yaml"), "{}", run.stderr);
+    }
+    // The last --set of a param is the one in force, and the one blamed.
+    project
+        .warez(&[
+            "run",
+            PIPELINE,
+            "--set",
+            "gen.rows=-1",
+            "--set",
+            "gen.rows=-2",
+        ])
+        .assert_code(2)
+        .assert_stderr_contains("--set gen.rows=-2: stage `gen`: param `rows`");
+    // Without --set, the file's own value is blamed where it is: the stage's params …
+    project.pipeline(
+        "name: t\nparams: { rows: 10 }\nstages:\n  gen:\n    kind: generate\n    params: { customers: -5 }\n",
+    );
+    project
+        .warez(&["run", PIPELINE])
+        .assert_code(2)
+        .assert_stderr_contains("pipelines/p.yaml:7:26: stage `gen`: param `customers`");
+    // … or the global params.
+    project.pipeline("name: t\nparams: { rows: -10 }\nstages:\n  gen:\n    kind: generate\n");
+    project
+        .warez(&["run", PIPELINE])
+        .assert_code(2)
+        .assert_stderr_contains("pipelines/p.yaml:3:17: stage `gen`: param `rows`")
+        .assert_stderr_contains("(from the global `params:`)");
 }
 
 #[test]

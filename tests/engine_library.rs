@@ -7,11 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use warez_pipe::engine::dag::Dag;
-use warez_pipe::engine::exec::{self, Outcome, RunOptions, Ui};
+use warez_pipe::engine::exec::{self, Interrupts, Outcome, RunOptions, Ui};
 use warez_pipe::engine::fingerprint::StatCache;
-use warez_pipe::engine::kind::{
-    OutputRole, ParamSpec, Params, Registry, StageContext, StageKind,
-};
+use warez_pipe::engine::kind::{OutputRole, ParamSpec, Params, Registry, StageContext, StageKind};
 use warez_pipe::engine::spec::{self, SpecError};
 use warez_pipe::engine::store::Store;
 
@@ -60,7 +58,7 @@ const PIPELINE: &str = "name: lib\nstages:\n  shout:\n    kind: shout\n    deps:
 
 /// Loads and runs every stage; the outcome of each, in file order.
 fn run_all(project: &Path) -> Vec<Outcome> {
-    let pipeline = spec::load(&project.join("p.yaml"), &[], &registry()).expect("loads");
+    let pipeline = spec::load(&project.join("p.yaml"), &[], None, &registry()).expect("loads");
     let dag = Dag::build(&pipeline).expect("no cycle");
     let store = Store::open(&project.join("cache")).expect("a cache");
     let stats = StatCache::in_memory();
@@ -70,8 +68,17 @@ fn run_all(project: &Path) -> Vec<Outcome> {
         jobs: 2,
         dry_run: false,
     };
-    let report =
-        exec::run(&pipeline, &dag, &all, &store, &stats, &options, &Ui::plain()).expect("runs");
+    let report = exec::run(
+        &pipeline,
+        &dag,
+        &all,
+        &store,
+        &stats,
+        &options,
+        &Ui::plain(),
+        &Interrupts::default(),
+    )
+    .expect("runs");
     assert!(report.ok, "{}", report.table());
     report.stages.iter().map(|stage| stage.outcome).collect()
 }
@@ -117,7 +124,9 @@ fn only_the_registered_kinds_can_be_named() {
         "name: lib\nstages:\n  t:\n    kind: train\n    deps: { ratings: r.bin }\n",
     )
     .unwrap();
-    let error = spec::load(&file, &[], &registry()).err().expect("rejected");
+    let error = spec::load(&file, &[], None, &registry())
+        .err()
+        .expect("rejected");
     assert!(matches!(error, SpecError::UnknownKind { .. }), "{error}");
     assert!(error.to_string().contains("p.yaml:4:11"), "{error}");
 }

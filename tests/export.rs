@@ -181,11 +181,11 @@ fn export_tf_writes_the_graph_and_a_saved_model_with_the_serving_signature() {
         signature.inputs.keys().collect::<Vec<_>>(),
         ["product", "user"]
     );
-    assert_eq!(signature.inputs["user"].name, "user:0");
+    assert_eq!(signature.inputs["user"].name(), Some("user:0"));
     let outputs: Vec<&str> = signature
         .outputs
         .values()
-        .map(|info| info.name.as_str())
+        .map(|info| info.name().unwrap())
         .collect();
     assert_eq!(outputs, ["dense_2/BiasAdd:0"]);
 }

@@ -98,3 +98,40 @@ fn inspect_compares_two_files() {
             r#"different records: modelId "m-1" vs "m-2""#,
         ));
 }
+
+/// A record from elsewhere may hold anything: control characters in its model id and ids are
+/// printed escaped, never raw to the terminal.
+#[test]
+fn control_characters_in_the_record_are_printed_escaped() {
+    let dir = packaged(["m", "m"]);
+    let graph = std::fs::read(dir.path().join("optimized_ProductRecommender.pb")).unwrap();
+    let record = warez_pipe::ml::model::avro_record::RecommenderModel {
+        model_id: "evil\u{1b}]0;title\u{7}".into(),
+        tensor_flow_model: graph,
+        product_ids: vec!["p\r1".into()],
+        customer_ids: vec!["c\u{1b}[2J".into(), "c2".into()],
+    };
+    let schema = warez_pipe::ml::model::avro_record::read_schema(&schema_path()).unwrap();
+    let file = dir.path().join("evil.avro");
+    std::fs::write(
+        &file,
+        record
+            .to_container(&schema, apache_avro::Codec::Null)
+            .unwrap(),
+    )
+    .unwrap();
+    let output = inspect().arg("inspect").arg(&file).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for shown in [
+        "model id     evil\\u{1b}]0;title\\u{7}",
+        "productMap   1 entries: p\\r1 → 0",
+        "customerMap  2 entries: c\\u{1b}[2J → 0, c2 → 1",
+    ] {
+        assert!(stdout.contains(shown), "{shown:?} not in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+}

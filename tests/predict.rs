@@ -3,6 +3,7 @@
 
 mod runtime_support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -220,4 +221,103 @@ fn the_model_dir_defaults_to_the_pipelines_model_path() {
             .args(["--customer", &customer(4), "--product", &product(0)]),
     );
     assert_close(score, params.predict(4, 0), "score of (4, 0)");
+}
+
+/// `--output` naming the input file — as written, spelled another way, through a symlink or a
+/// hard link — is refused (exit 2, both flags named) before anything is written; the input
+/// keeps its bytes.
+#[test]
+fn an_output_that_is_the_input_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let input = dir.path().join("pairs.csv");
+    let pairs = format!("customerId,productId\n{},{}\n", customer(1), product(2));
+    std::fs::write(&input, &pairs).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let symlink = dir.path().join("link.csv");
+    std::os::unix::fs::symlink(&input, &symlink).unwrap();
+    let hard_link = dir.path().join("hard.csv");
+    std::fs::hard_link(&input, &hard_link).unwrap();
+    for output in [
+        input.clone(),
+        dir.path().join("sub/../pairs.csv"),
+        dir.path().join("./pairs.csv"),
+        symlink,
+        hard_link,
+    ] {
+        let result = score_csv(dir.path(), &input, &output);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            output.display()
+        );
+        assert!(
+            stderr.contains(&format!("--output {}", output.display()))
+                && stderr.contains(&format!("--input {}", input.display())),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), pairs);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Another file is fine, and an existing output keeps its mode when replaced.
+    let scores = dir.path().join("scores.csv");
+    std::fs::write(&scores, "old\n").unwrap();
+    std::fs::set_permissions(&scores, PermissionsExt::from_mode(0o664)).unwrap();
+    let result = score_csv(dir.path(), &input, &scores);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(std::fs::read_to_string(&scores).unwrap().contains("score"));
+    let mode = std::fs::metadata(&scores).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o664, "{mode:o}");
+}
+
+/// Control characters in ids (from the CSV or the command line) are escaped in messages.
+#[test]
+fn control_characters_in_unknown_ids_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let output = predict(dir.path())
+        .args(["--customer", "evil\u{1b}[2J\r", "--product", "p\u{7}"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown customer `evil\\u{1b}[2J\\r`")
+            && stderr.contains("unknown product `p\\u{7}`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+
+    let input = dir.path().join("pairs.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "customerId,productId\n\"x\u{1b}]0;pwned\u{7}\",{}\n",
+            product(0)
+        ),
+    )
+    .unwrap();
+    let result = score_csv(dir.path(), &input, &dir.path().join("scores.csv"));
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8(result.stderr).unwrap();
+    assert!(
+        stderr.contains("pairs.csv:2: unknown customer `x\\u{1b}]0;pwned\\u{7}`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }

@@ -1,7 +1,8 @@
 //! How warez-pipe finds ONNX Runtime, through the binary (loading it is once per process):
 //! a wrong `ORT_DYLIB_PATH` or no runtime at all stops with the exact fix; with neither
 //! `ORT_DYLIB_PATH` nor the Python package, a private copy is installed with pip into the cache's
-//! tools folder once, atomically, and used.
+//! tools folder once, atomically, and used — also by `run --check`, whose scratch cache reuses
+//! the project cache's copy.
 
 mod runtime_support;
 
@@ -141,4 +142,51 @@ fn a_private_copy_is_provisioned_once_into_the_tools_folder() {
         first.stdout, second.stdout,
         "same score from the same library"
     );
+}
+
+/// `run --check` rebuilds in a scratch cache, but loads ONNX Runtime from the project cache's
+/// tools folder: with no `ORT_DYLIB_PATH` and a Python that cannot install anything, a check
+/// passes only if it reuses the project's copy rather than installing one for the scratch cache.
+#[test]
+fn run_check_reuses_the_onnx_runtime_the_project_cache_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv"),
+        project.join("data/ratings.csv"),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("p.yaml"),
+        "name: p\nstages:\n  ingest:\n    kind: ingest\n    deps: { ratings: data/ratings.csv }\n  \
+         train:\n    kind: train\n    deps: { ratings: models/p/ratings.bin }\n    params: { n_factors: 4 }\n",
+    )
+    .unwrap();
+    // The project's provisioned copy, laid out as pip installs it.
+    let package = project.join("cache/tools/onnxruntime-1.31.1/onnxruntime");
+    std::fs::create_dir_all(&package).unwrap();
+    let capi = runtime_support::ort_dylib().parent().unwrap().to_path_buf();
+    std::os::unix::fs::symlink(capi, package.join("capi")).unwrap();
+
+    let warez = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_warez-pipe"))
+            .args(args)
+            .current_dir(project)
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("WAREZ_CACHE")
+            .env("WAREZ_PYTHON", "/nonexistent/python3")
+            .output()
+            .unwrap()
+    };
+    let run = warez(&["run", "p.yaml"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let check = warez(&["run", "--check", "p.yaml"]);
+    let message = stderr(&check);
+    assert!(check.status.success(), "{message}");
+    assert!(
+        message.contains("every output rebuilt from scratch matches the lock file"),
+        "{message}"
+    );
+    assert!(!message.contains("installing onnxruntime"), "{message}");
 }

@@ -22,7 +22,7 @@ fn metrics(val_msle: f64) -> TrainingMetrics {
     let scores = |mse: f64| RegressionScores {
         mse,
         mae: mse / 2.0,
-        r2: 0.5 - mse,
+        r2: Some(0.5 - mse),
     };
     TrainingMetrics {
         epochs: vec![EpochLoss {

@@ -51,7 +51,8 @@ fn training_lowers_the_loss_on_the_small_data() {
         ratings.n_products as usize,
         50,
         config.seed,
-    );
+    )
+    .unwrap();
     let before = validation_msle(&untrained, &ratings);
     let after = validation_msle(&trained.params, &ratings);
     assert!(

@@ -402,7 +402,7 @@ fn the_catch_up_equals_explicit_zero_gradient_steps() {
 #[test]
 fn the_eval_graph_matches_the_rust_forward_pass_and_the_training_graph() {
     train_support::init_onnxruntime();
-    let params = initial_params(7, 5, K, 3);
+    let params = initial_params(7, 5, K, 3).unwrap();
     // Larger weights than Keras' initial ones, so the ReLUs are a mix of on and off.
     let params = ModelParams {
         customer_embedding: params.customer_embedding.iter().map(|w| w * 20.0).collect(),

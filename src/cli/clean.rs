@@ -1,5 +1,7 @@
 //! `warez-pipe clean`: remove the pipeline's declared outputs — and with `--cache` the cache's
-//! objects, trees, run records and stat cache. Never anything else.
+//! objects, trees, run records and stat cache. Never anything else: each path is checked right
+//! before it goes, and one whose real folder lies outside the project (or the cache) is refused;
+//! a symlink is removed itself, never followed.
 
 use std::process::ExitCode;
 
@@ -8,7 +10,7 @@ use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
 use crate::engine::exec::Ui;
-use crate::engine::store::{remove_path, RunLock, Store};
+use crate::engine::store::{remove_inside, RunLock, Store};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -33,21 +35,26 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
     } else {
         "removed"
     };
-    let mut targets: Vec<std::path::PathBuf> = pipeline
+    let mut targets: Vec<(std::path::PathBuf, &std::path::Path)> = pipeline
         .stages
         .iter()
         .flat_map(|stage| &stage.outs)
-        .map(|out| pipeline.abs(&out.path))
+        .map(|out| (pipeline.abs(&out.path), pipeline.project_dir.as_path()))
         .collect();
     if args.cache_too {
-        targets.extend(store.owned_entries());
+        targets.extend(
+            store
+                .owned_entries()
+                .into_iter()
+                .map(|entry| (entry, store.real_root())),
+        );
     }
-    for path in targets
+    for (path, root) in targets
         .iter()
-        .filter(|path| std::fs::symlink_metadata(path).is_ok())
+        .filter(|(path, _)| std::fs::symlink_metadata(path).is_ok())
     {
         if !args.dry_run {
-            remove_path(path)?;
+            remove_inside(path, root)?;
         }
         println!("{verb} {}", path.display());
     }

@@ -1,4 +1,5 @@
 //! `warez-pipe gc`: remove cache objects that no kept run record and no lock file references.
+//! `--dry-run` lists what a real `gc` would remove and changes nothing in the cache.
 
 use std::process::ExitCode;
 
@@ -25,9 +26,21 @@ pub struct GcArgs {
 
 pub fn run(args: GcArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
+    if args.dry_run && !loaded.cache_dir.is_dir() {
+        eprintln!(
+            "would remove nothing: there is no cache at {}",
+            loaded.cache_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = Store::open(&loaded.cache_dir)?;
     let ui = Ui::detect();
-    let _lock = RunLock::acquire(store.root(), true, &|line| ui.say(line))?;
+    // A dry run changes nothing, not even the run lock's pid: it only reads, like `run --dry-run`.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(store.root(), true, &|line| ui.say(line))?)
+    };
     // Every lock file beside the pipeline: pipelines sharing a folder usually share a cache.
     let folder = loaded
         .pipeline

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::ml::data::shown::escape_controls;
 use crate::ml::model::avro_record::{self, RecommenderModel};
 use crate::ml::model::tf_export::{self, GraphSummary};
 
@@ -80,14 +81,20 @@ fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
         .with_context(|| format!("{}: field tensorFlowModel", path.display()))?;
     let graph = GraphSummary::of(&graph);
     println!("{}", path.display());
-    println!("  model id     {}", record.model_id);
+    println!("  model id     {}", escape_controls(&record.model_id));
     println!(
         "  graph        {} bytes, {} nodes",
         record.tensor_flow_model.len(),
         graph.nodes
     );
-    println!("  inputs       {}", graph.inputs.join(", "));
-    println!("  outputs      {}", graph.outputs.join(", "));
+    println!(
+        "  inputs       {}",
+        escape_controls(&graph.inputs.join(", "))
+    );
+    println!(
+        "  outputs      {}",
+        escape_controls(&graph.outputs.join(", "))
+    );
     for (name, ids) in [
         ("productMap ", &record.product_ids),
         ("customerMap", &record.customer_ids),
@@ -96,7 +103,7 @@ fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
             .iter()
             .take(SHOWN_ENTRIES)
             .enumerate()
-            .map(|(index, id)| format!("{id} → {index}"))
+            .map(|(index, id)| format!("{} → {index}", escape_controls(id)))
             .collect();
         let more = if ids.len() > SHOWN_ENTRIES {
             ", …"
@@ -137,7 +144,8 @@ fn differences(first: &RecommenderModel, second: &RecommenderModel) -> Vec<Strin
             differences.push(match at {
                 Some(index) => format!(
                     "{name} differs at id {index} ({} vs {})",
-                    a[index], b[index]
+                    escape_controls(&a[index]),
+                    escape_controls(&b[index])
                 ),
                 None => format!("{name} has {} vs {} entries", a.len(), b.len()),
             });

@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::cache_arg::CacheArg;
 use super::model_dir::{self, ModelLocation};
 use crate::engine::store::{RecordedOutput, Store};
 use crate::ml::model::metrics::{RegressionScores, TrainingMetrics};
@@ -34,9 +35,8 @@ pub struct MetricsArgs {
     /// Folder holding metrics.json [default: the pipeline's model_path]
     #[arg(long)]
     model_dir: Option<PathBuf>,
-    /// Cache folder with the run history [default: <project>/cache]
-    #[arg(long, env = "WAREZ_CACHE")]
-    cache: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArg,
     /// Print JSON: {"file", "current", "previous", "change"}
     #[arg(long)]
     json: bool,
@@ -46,7 +46,7 @@ pub fn run(args: MetricsArgs) -> Result<ExitCode> {
     let location = model_dir::locate(
         args.pipeline.as_deref(),
         args.model_dir.as_deref(),
-        args.cache.as_deref(),
+        args.cache.dir(),
     )?;
     let file = location.model_dir.join(METRICS_FILE);
     if !file.is_file() {
@@ -111,7 +111,7 @@ impl Change {
         let minus = |now: &RegressionScores, before: &RegressionScores| RegressionScores {
             mse: now.mse - before.mse,
             mae: now.mae - before.mae,
-            r2: now.r2 - before.r2,
+            r2: now.r2.zip(before.r2).map(|(now, before)| now - before),
         };
         Change {
             train_msle: train_now - train_before,
@@ -143,11 +143,15 @@ impl Report {
         text += "\nvalidation        model  baseline (training mean)\n";
         let (model, baseline) = (&current.validation, &current.baseline);
         for (name, model, baseline) in [
-            ("MSE", model.mse, baseline.mse),
-            ("MAE", model.mae, baseline.mae),
+            ("MSE", Some(model.mse), Some(baseline.mse)),
+            ("MAE", Some(model.mae), Some(baseline.mae)),
             ("R²", model.r2, baseline.r2),
         ] {
-            text += &format!("{name:<10} {model:>12.6}  {baseline:>12.6}\n");
+            text += &format!(
+                "{name:<10} {:>12}  {:>12}\n",
+                decimal(model),
+                decimal(baseline)
+            );
         }
         match (&self.previous, &self.change) {
             (Some(previous), Some(change)) => {
@@ -165,21 +169,21 @@ impl Report {
                 for (name, before, now, delta) in [
                     (
                         "val MSLE",
-                        last_val(before),
-                        last_val(current),
-                        change.val_msle,
+                        Some(last_val(before)),
+                        Some(last_val(current)),
+                        Some(change.val_msle),
                     ),
                     (
                         "val MSE",
-                        before.validation.mse,
-                        current.validation.mse,
-                        change.validation.mse,
+                        Some(before.validation.mse),
+                        Some(current.validation.mse),
+                        Some(change.validation.mse),
                     ),
                     (
                         "val MAE",
-                        before.validation.mae,
-                        current.validation.mae,
-                        change.validation.mae,
+                        Some(before.validation.mae),
+                        Some(current.validation.mae),
+                        Some(change.validation.mae),
                     ),
                     (
                         "val R²",
@@ -188,13 +192,23 @@ impl Report {
                         change.validation.r2,
                     ),
                 ] {
-                    text += &format!("{name:<10} {before:>12.6} → {now:>10.6}  ({delta:+.6})\n");
+                    let delta = delta.map_or_else(|| "n/a".to_string(), |d| format!("{d:+.6}"));
+                    text += &format!(
+                        "{name:<10} {:>12} → {:>10}  ({delta})\n",
+                        decimal(before),
+                        decimal(now)
+                    );
                 }
             }
             _ => text += "\nno previous run in the cache to compare with\n",
         }
         text
     }
+}
+
+/// A metric with six decimals, or `n/a` when it is undefined (R² of equal ratings).
+fn decimal(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_string(), |value| format!("{value:.6}"))
 }
 
 /// The previous run's metrics from the cache (see the module doc), if any.
@@ -283,7 +297,7 @@ mod tests {
         let scores = |mse: f64| RegressionScores {
             mse,
             mae: mse / 2.0,
-            r2: 1.0 - mse,
+            r2: Some(1.0 - mse),
         };
         TrainingMetrics {
             epochs: vec![EpochLoss {
@@ -369,7 +383,7 @@ mod tests {
         let change = Change::between(&previous.metrics, &current);
         assert!((change.val_msle - (0.01 - 0.02)).abs() < 1e-12);
         assert!((change.validation.mse - (0.2 - 0.3)).abs() < 1e-12);
-        assert!((change.validation.r2 - (0.8 - 0.7)).abs() < 1e-12);
+        assert!((change.validation.r2.unwrap() - (0.8 - 0.7)).abs() < 1e-12);
         assert_eq!(change.baseline.mse, 0.0);
     }
 

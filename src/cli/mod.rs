@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one file per command. Commands only wire the engines
 //! together; the work happens in `spec`, `dag`, `exec`, `stages`, `data` and `model`.
 
+mod cache_arg;
 mod clean;
 mod dag;
 mod explain;

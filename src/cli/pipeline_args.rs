@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::cache_arg::CacheArg;
 use crate::engine::dag::Dag;
 use crate::engine::exec::{self, StageStatus};
 use crate::engine::fingerprint::StatCache;
@@ -22,9 +23,8 @@ pub struct PipelineArgs {
     /// The pipeline file.
     #[arg(default_value = "pipelines/recommender.yaml")]
     pub pipeline: PathBuf,
-    /// Cache folder [default: <project>/cache].
-    #[arg(long, env = "WAREZ_CACHE", value_name = "DIR")]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArg,
     /// Override a param for this invocation (repeatable).
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub set: Vec<String>,
@@ -48,14 +48,21 @@ impl Loaded {
         })
     }
 
-    /// How the `selected` stages stand against the lock file (for `status` and `explain`).
+    /// How the `selected` stages stand against the lock file (for `status` and `explain`). A
+    /// broken lock file counts as absent, with a warning; it is left as it is.
     pub fn assess(
         &self,
         selected: &BTreeSet<usize>,
     ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
         let store = Store::open(&self.cache_dir)?;
         let stats = StatCache::load(store.stat_cache_file());
-        let lock = LockFile::read(&self.pipeline.lock_file())?;
+        let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
+            eprintln!(
+                "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
+                 cache holds and rewrites it)"
+            );
+            LockFile::default()
+        });
         let states = exec::assess(&self.pipeline, &self.dag, selected, &lock, &store, &stats);
         // The stat cache only saves re-hashing next time: failing to write it changes nothing.
         let _ = stats.save();
@@ -83,12 +90,9 @@ impl PipelineArgs {
     fn try_load(&self) -> Result<Loaded, SpecError> {
         let overrides = self.overrides()?;
         let registry = crate::ml::registry();
-        let pipeline = spec::load(&self.pipeline, &overrides, &registry)?;
+        let pipeline = spec::load(&self.pipeline, &overrides, self.cache.dir(), &registry)?;
         let dag = Dag::build(&pipeline)?;
-        let cache_dir = match &self.cache {
-            Some(dir) => dir.clone(),
-            None => pipeline.project_dir.join("cache"),
-        };
+        let cache_dir = pipeline.cache_dir.clone();
         Ok(Loaded {
             pipeline,
             registry,

@@ -10,10 +10,13 @@
 //! bad row (unknown customer and/or product id, malformed row) is reported on stderr as
 //! `FILE:LINE: …`, and the command exits non-zero if any row failed. The output therefore holds
 //! only scored rows — its columns never depend on whether something failed — and the report
-//! names each failure exactly. The output file appears atomically (temp file + rename).
+//! names each failure exactly. The output file appears atomically (temp file + rename, keeping
+//! an existing output's mode); an output that is the input file itself (any spelling, a
+//! symlink or a hard link to it) is refused before anything is read. Ids from the CSV or the
+//! command line are shown with control characters escaped.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,8 +24,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use tempfile::NamedTempFile;
 
+use super::cache_arg::CacheArg;
 use super::model_dir::{self, ModelLocation};
+use crate::engine::files;
 use crate::ml::data::idmap::IdMap;
+use crate::ml::data::shown::escape_controls;
 use crate::ml::model::runtime::{self, EvalSession};
 
 const CUSTOMER_COLUMN: &str = "customerId";
@@ -40,9 +46,8 @@ pub struct PredictArgs {
     /// model_path]
     #[arg(long)]
     model_dir: Option<PathBuf>,
-    /// Cache folder (ONNX Runtime may be provisioned into its tools/) [default: <project>/cache]
-    #[arg(long, env = "WAREZ_CACHE")]
-    cache: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArg,
     /// Customer id (as in the ratings file)
     #[arg(long, requires = "product", conflicts_with = "input")]
     customer: Option<String>,
@@ -58,10 +63,22 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
+    if let (Some(input), Some(output)) = (&args.input, &args.output) {
+        if same_file(input, output) {
+            eprintln!(
+                "error: --output {} is the file --input {} names: writing the scores would \
+                 replace the pairs being read; give another output file",
+                output.display(),
+                input.display()
+            );
+            // A usage error, as clap's own.
+            return Ok(ExitCode::from(2));
+        }
+    }
     let location = model_dir::locate(
         args.pipeline.as_deref(),
         args.model_dir.as_deref(),
-        args.cache.as_deref(),
+        args.cache.dir(),
     )?;
     let mut model = Model::open(&location)?;
     match (&args.customer, &args.product, &args.input, &args.output) {
@@ -75,6 +92,15 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         }
         (None, None, Some(input), Some(output)) => score_csv(&mut model, input, output),
         _ => bail!("give --customer and --product, or --input and --output"),
+    }
+}
+
+/// Whether both paths name one existing file, however spelled or linked (symlink, hard link):
+/// the same device and inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -116,13 +142,15 @@ impl Model {
                 let mut unknown = Vec::new();
                 if customer_index.is_none() {
                     unknown.push(format!(
-                        "unknown customer `{customer}` (not in {})",
+                        "unknown customer `{}` (not in {})",
+                        escape_controls(customer),
                         self.customer_map.display()
                     ));
                 }
                 if product_index.is_none() {
                     unknown.push(format!(
-                        "unknown product `{product}` (not in {})",
+                        "unknown product `{}` (not in {})",
+                        escape_controls(product),
                         self.product_map.display()
                     ));
                 }
@@ -174,14 +202,8 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
     };
     let (customer_column, product_column) = (column(CUSTOMER_COLUMN)?, column(PRODUCT_COLUMN)?);
 
-    let folder = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let staging = NamedTempFile::new_in(folder)
-        .with_context(|| format!("creating a temporary file in {}", folder.display()))?;
-    // A temporary file is private (0600); the scores are an ordinary output file.
-    std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o644))?;
+    let staging = files::temp_file_for(output)
+        .with_context(|| format!("creating a temporary file beside {}", output.display()))?;
     let mut writer = csv::Writer::from_writer(staging);
     header.push_field("score");
     writer.write_record(&header)?;

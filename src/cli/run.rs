@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
-use crate::engine::exec::{self, RunOptions, Ui};
+use crate::engine::exec::{self, Interrupts, RunOptions, Ui};
 use crate::engine::fingerprint::StatCache;
 use crate::engine::store::{RunLock, Store};
 
@@ -14,7 +14,8 @@ use crate::engine::store::{RunLock, Store};
 #[command(
     after_help = "Exit status: 0 when every stage asked for is up to date at the end; \
 1 when a stage failed (or, with --dry-run, something would run; with --check, an output \
-differs); 2 when the pipeline is rejected before anything runs."
+differs); 2 when the pipeline is rejected before anything runs; 130 / 143 when stopped by \
+SIGINT / SIGTERM (running commands stopped, previous outputs kept, nothing recorded)."
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -37,8 +38,8 @@ pub struct RunArgs {
     /// Stop instead of waiting when another run holds the cache.
     #[arg(long)]
     pub no_wait: bool,
-    /// Rebuild everything from scratch in a temporary copy and compare each output's hash
-    /// with the lock file (reproducibility check).
+    /// Rebuild everything (or the --stage ones and what they need) from scratch in a temporary
+    /// copy and compare each output's hash with the lock file (reproducibility check).
     #[arg(long, conflicts_with_all = ["force", "dry_run"])]
     pub check: bool,
 }
@@ -52,7 +53,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if args.check {
         let overrides = args.pipeline.overrides()?;
-        let report = exec::check(&loaded.pipeline, &loaded.registry, &overrides, jobs, &ui)?;
+        let report = exec::check(
+            &loaded.pipeline,
+            &loaded.registry,
+            &overrides,
+            &selected,
+            &loaded.cache_dir,
+            jobs,
+            &ui,
+        )?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -66,34 +75,34 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let store = Store::open(&loaded.cache_dir)
         .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(RunLock::acquire(store.root(), !args.no_wait, &|line| {
-            ui.say(line)
-        })?)
-    };
-    if !args.dry_run {
-        store
-            .clear_tmp()
-            .context("emptying the cache's tmp folder")?;
-    }
-    let stats = StatCache::load(store.stat_cache_file());
-    let options = RunOptions {
-        force: args.force,
-        jobs,
-        dry_run: args.dry_run,
-    };
-    let report = exec::run(
-        &loaded.pipeline,
-        &loaded.dag,
-        &selected,
-        &store,
-        &stats,
-        &options,
-        &ui,
-    )?;
-    stats.save().context("saving the stat cache")?;
+    let interrupts = Interrupts::default();
+    let report = interrupts.watch(&loaded.pipeline, &store, || {
+        if !args.dry_run {
+            let lock = RunLock::acquire(store.root(), !args.no_wait, &|line| ui.say(line))?;
+            interrupts.hold_run_lock(lock);
+            store
+                .clear_tmp()
+                .context("emptying the cache's tmp folder")?;
+        }
+        let stats = StatCache::load(store.stat_cache_file());
+        let options = RunOptions {
+            force: args.force,
+            jobs,
+            dry_run: args.dry_run,
+        };
+        let report = exec::run(
+            &loaded.pipeline,
+            &loaded.dag,
+            &selected,
+            &store,
+            &stats,
+            &options,
+            &ui,
+            &interrupts,
+        )?;
+        stats.save().context("saving the stat cache")?;
+        Ok(report)
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,20 +1,38 @@
 //! Writing files so that a crash never leaves half of one: shared by the store (objects, run
-//! records, the lock file) and the fingerprint's stat cache.
+//! records, the lock file), the fingerprint's stat cache and commands that write results.
 
+use std::fs::Permissions;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename: readers see
 /// the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = temp_file_for(path)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_data()?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}
+
+/// A temp file in `path`'s folder (created if needed) that will replace `path` by a rename,
+/// with the mode `path` has, or for a new file the mode any program creating it would give it
+/// (0666 less the umask). `tempfile` alone creates 0600, which a rename would carry over.
+pub fn temp_file_for(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_data()?;
-    file.persist(path).map_err(|error| error.error)?;
-    Ok(())
+    let existing = std::fs::metadata(path).ok().filter(|meta| meta.is_file());
+    // The creation mode goes through the umask; an existing file's mode is copied exactly.
+    let file = tempfile::Builder::new()
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    if let Some(meta) = existing {
+        file.as_file()
+            .set_permissions(Permissions::from_mode(meta.permissions().mode() & 0o7777))?;
+    }
+    Ok(file)
 }

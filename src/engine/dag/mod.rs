@@ -47,13 +47,28 @@ impl Dag {
                     .into_iter()
                     .min()
                     .expect("a cycle has nodes");
-                let names = cycle_through(&graph, first)
-                    .into_iter()
-                    .map(|node| pipeline.stages[node.index()].name.clone())
-                    .collect();
+                let chain = cycle_through(&graph, first);
+                // The edge back to the first stage closes the cycle: point at the dependency of
+                // the first stage that reads the last one's output.
+                let consumer = &pipeline.stages[first.index()];
+                let producer = &pipeline.stages[chain[chain.len() - 2].index()];
+                let closing = consumer
+                    .deps
+                    .iter()
+                    .find(|dep| {
+                        producer
+                            .outs
+                            .iter()
+                            .any(|out| path::overlaps(&dep.path, &out.path))
+                    })
+                    .expect("an edge comes from a dependency on an output");
                 return Err(SpecError::Cycle {
-                    file: pipeline.file.clone(),
-                    cycle: names,
+                    at: closing.at.clone(),
+                    cycle: chain
+                        .into_iter()
+                        .map(|node| pipeline.stages[node.index()].name.clone())
+                        .collect(),
+                    path: closing.path.clone(),
                 });
             }
         };

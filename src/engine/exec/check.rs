@@ -9,7 +9,12 @@
 //! floating-point results that may vary with the CPU) and *data-only* otherwise (`cmd` stages
 //! included), where any difference is a determinism bug. The report also says whether the stage got the
 //! very inputs the lock file records: if so, the stage itself is not deterministic.
+//!
+//! With `--stage`, only the named stages and what they need are rebuilt and compared. The
+//! scratch cache shares the project cache's `tools/` folder: ONNX Runtime provisioned for the
+//! project is loaded from there, not installed again for every check.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -119,10 +124,15 @@ impl CheckReport {
     }
 }
 
+/// Rebuilds the `selected` stages (with what they need, as `run --stage` selects) and compares
+/// their outputs with the lock file. `cache_dir` is the project's cache: the scratch cache uses
+/// its tools folder, so ONNX Runtime provisioned there is not installed again.
 pub fn check(
     pipeline: &Pipeline,
     registry: &Registry,
     overrides: &[Override],
+    selected: &BTreeSet<usize>,
+    cache_dir: &Path,
     jobs: usize,
     ui: &Ui,
 ) -> Result<CheckReport> {
@@ -174,12 +184,32 @@ pub fn check(
     let copy_file = project.join(&pipeline_file);
     std::fs::create_dir_all(copy_file.parent().expect("a file path"))?;
     std::fs::copy(&pipeline.file, &copy_file)?;
-    let copy = spec::load(&copy_file, overrides, registry)?;
+    let copy = spec::load(
+        &copy_file,
+        overrides,
+        Some(&scratch.path().join("cache")),
+        registry,
+    )?;
     let dag = Dag::build(&copy)?;
-    let store = Store::open(&scratch.path().join("cache"))?;
+    let names: Vec<String> = selected
+        .iter()
+        .map(|&index| pipeline.stages[index].name.clone())
+        .collect();
+    let selected = dag.select(&copy, &names)?;
+    let store = Store::open(&copy.cache_dir)?.sharing_tools_of(cache_dir);
     let stats = StatCache::in_memory();
+    let which = if selected.len() == copy.stages.len() {
+        String::new()
+    } else {
+        let names: Vec<&str> = dag
+            .order_of(&selected)
+            .into_iter()
+            .map(|index| copy.stages[index].name.as_str())
+            .collect();
+        format!(" (stages {})", names.join(", "))
+    };
     ui.say(&format!(
-        "check: rebuilding `{}` from scratch in {}",
+        "check: rebuilding `{}`{which} from scratch in {}",
         pipeline.name,
         project.display()
     ));
@@ -188,8 +218,16 @@ pub fn check(
         jobs,
         dry_run: false,
     };
-    let all = (0..copy.stages.len()).collect();
-    let rebuild = super::run(&copy, &dag, &all, &store, &stats, &options, ui)?;
+    let rebuild = super::run(
+        &copy,
+        &dag,
+        &selected,
+        &store,
+        &stats,
+        &options,
+        ui,
+        &super::Interrupts::default(),
+    )?;
     let rebuilt = LockFile::read(&copy.lock_file())?;
     let mut mismatches = Vec::new();
     let mut unchecked = Vec::new();
@@ -199,6 +237,9 @@ pub fn check(
             unchecked.push(name.clone());
             continue;
         };
+        if !selected.contains(&index) {
+            continue;
+        }
         if let Some(now) = rebuilt.stages.get(name) {
             // Upstream outputs that differ are reported as mismatches of their own stage.
             let reasons: Vec<String> = DirtyReason::diff(&stage.key_inputs, &now.key_inputs)

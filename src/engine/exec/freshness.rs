@@ -1,5 +1,6 @@
 //! Is a stage up to date? Its key against the lock file, and its outputs against the hashes
-//! recorded there. Shared by `run`, `status` and `explain`.
+//! recorded there. Shared by `run`, `status` and `explain`. Errors name the input or output;
+//! the stage's name is added once, where they are shown.
 
 use anyhow::{Context, Result};
 
@@ -25,7 +26,7 @@ pub fn key_inputs(pipeline: &Pipeline, stage: &Stage, stats: &StatCache) -> Resu
     let mut inputs = std::collections::BTreeMap::new();
     for dep in &stage.deps {
         let content = hash_path(&pipeline.abs(&dep.path), stats)
-            .with_context(|| format!("stage `{}`: input `{}`", stage.name, dep.path))?;
+            .with_context(|| format!("input `{}`", dep.path))?;
         inputs.insert(dep.path.clone(), content.hash().clone());
     }
     Ok(KeyInputs {
@@ -64,8 +65,8 @@ pub fn output_contents(
             if std::fs::symlink_metadata(&path).is_err() {
                 return Ok((out.path.clone(), None));
             }
-            let content = hash_path(&path, stats)
-                .with_context(|| format!("stage `{}`: output `{}`", stage.name, out.path))?;
+            let content =
+                hash_path(&path, stats).with_context(|| format!("output `{}`", out.path))?;
             Ok((out.path.clone(), Some(content)))
         })
         .collect()

@@ -7,16 +7,26 @@
 //!    recorded hash — shown as **cutoff** when a stage above it ran in this run, since its
 //!    unchanged key means that stage reproduced identical bytes (early cutoff);
 //! 3. else **restored** when the cache holds a run record for the key (objects verified while
-//!    copied; a corrupted object is dropped and the stage runs instead);
-//! 4. else **ran**: old outputs removed, the stage executed, its declared outputs checked and
+//!    copied into staging folders beside the outputs, then swapped in; a corrupted object is
+//!    dropped and the stage runs instead);
+//! 4. else **ran**: the stage executed (see `stage_run`), its declared outputs checked and
 //!    hashed, its inputs re-hashed (any change during the run: nothing is recorded), then
 //!    objects, run record and lock file entry written, in that order.
 //!
-//! A failed stage records nothing and leaves no outputs; stages that need it are skipped,
-//! the others go on. Stages of [`Pool::Machine`] run alone.
+//! Outputs are replaced through a swap (`store/swap.rs`): the previous outputs stay aside until
+//! the lock file entry is written. A failed stage records nothing and gets its previous outputs
+//! back, so the lock file's entry and hashes still describe what is on disk and `status` says
+//! why it is stale; stages that need it are skipped, the others go on. Stages of
+//! [`Pool::Machine`] run alone. SIGINT and SIGTERM are handled in `interrupt`.
+//!
+//! A broken lock file (see [`crate::engine::store::BrokenLockFile`]) counts as absent: every stage is
+//! then restored from the run cache (or run), and the lock file is written once at the end,
+//! only when every stage succeeded, so the user's file (merge-conflict markers and all) stays
+//! untouched until a whole new one replaces it.
 
 mod check;
 mod freshness;
+mod interrupt;
 mod stage_run;
 mod summary;
 mod ui;
@@ -29,6 +39,7 @@ use anyhow::{Context, Result};
 
 pub use check::{check, CheckReport, Mismatch};
 pub use freshness::{assess, evaluate, key_inputs, output_contents, Evaluation, StageStatus};
+pub use interrupt::Interrupts;
 pub use summary::{Outcome, RunReport, StageReport};
 pub use ui::{StageProgress, Ui};
 
@@ -36,7 +47,7 @@ use crate::engine::dag::Dag;
 use crate::engine::fingerprint::{DirtyReason, StatCache};
 use crate::engine::kind::Pool;
 use crate::engine::spec::{Action, Pipeline};
-use crate::engine::store::{LockFile, LockedStage, RecordedOutput, RunRecord, Store};
+use crate::engine::store::{LockFile, LockedStage, RecordedOutput, Replacement, RunRecord, Store};
 
 pub struct RunOptions {
     /// Run the selected stages even when up to date.
@@ -53,11 +64,16 @@ struct Engine<'a> {
     store: &'a Store,
     stats: &'a StatCache,
     lock: Mutex<LockFile>,
+    /// The lock file on disk is broken: write it once at the end, not after every stage.
+    lock_file_broken: bool,
     options: &'a RunOptions,
     ui: &'a Ui,
+    interrupts: &'a Interrupts,
 }
 
-/// Runs the `selected` stages of `pipeline` (the caller holds the run lock).
+/// Runs the `selected` stages of `pipeline` (the caller holds the run lock); `interrupts`
+/// learns what a SIGINT or SIGTERM would have to stop and undo.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     pipeline: &Pipeline,
     dag: &Dag,
@@ -66,8 +82,18 @@ pub fn run(
     stats: &StatCache,
     options: &RunOptions,
     ui: &Ui,
+    interrupts: &Interrupts,
 ) -> Result<RunReport> {
-    let lock = LockFile::read(&pipeline.lock_file())?;
+    let (lock, broken) = match LockFile::read_or_broken(&pipeline.lock_file())? {
+        Ok(lock) => (lock, None),
+        Err(broken) => {
+            ui.say(&format!(
+                "warning: {broken}; this run treats it as absent: what the cache holds is \
+                 restored, and the file is rewritten once every stage has succeeded"
+            ));
+            (LockFile::default(), Some(broken))
+        }
+    };
     if !options.dry_run {
         remove_restore_leftovers(pipeline);
     }
@@ -76,8 +102,10 @@ pub fn run(
         store,
         stats,
         lock: Mutex::new(lock),
+        lock_file_broken: broken.is_some(),
         options,
         ui,
+        interrupts,
     };
     let order = dag.order_of(selected);
     let reports = if options.dry_run {
@@ -85,7 +113,20 @@ pub fn run(
     } else {
         engine.schedule(dag, &order)
     };
-    Ok(RunReport::new(pipeline, reports, options.dry_run))
+    let report = RunReport::new(pipeline, reports, options.dry_run);
+    if let Some(broken) = broken.filter(|_| !options.dry_run) {
+        if report.ok {
+            engine.write_lock_file()?;
+            ui.say(&format!("rewrote {} from this run", broken.path.display()));
+        } else {
+            ui.say(&format!(
+                "left {} as it was, since a stage did not succeed; the next run restores what \
+                 this one recorded",
+                broken.path.display()
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// Removes the staging folders of restores interrupted by a killed run (they sit beside the
@@ -281,37 +322,52 @@ impl Engine<'_> {
                 reran.join("`, `")
             );
             return Ok(StageReport::new(stage, Outcome::CutOff).with_note(note));
-        } else if let Some(record) = self.store.record(&evaluation.key) {
-            match self.restore(index, &record) {
-                Ok(()) => {
-                    self.store.touch_record(&evaluation.key, &record)?;
-                    self.commit(index, &evaluation, &record)?;
-                    return Ok(
-                        StageReport::new(stage, Outcome::Restored).with_reasons(evaluation.reasons)
-                    );
+        }
+        let _running = self.interrupts.stage_running(&stage.name);
+        if !self.options.force {
+            if let Some(record) = self.store.record(&evaluation.key) {
+                match self.restore(index, locked.as_ref(), &record) {
+                    Ok(swap) => {
+                        self.store.touch_record(&evaluation.key, &record)?;
+                        swap.commit(|| self.commit(index, &evaluation, &record))?;
+                        return Ok(StageReport::new(stage, Outcome::Restored)
+                            .with_reasons(evaluation.reasons));
+                    }
+                    Err(error) => self.ui.say(&format!(
+                        "[{}] cannot restore from the cache ({error:#}); running it",
+                        stage.name
+                    )),
                 }
-                Err(error) => self.ui.say(&format!(
-                    "[{}] cannot restore from the cache ({error:#}); running it",
-                    stage.name
-                )),
             }
         }
         let progress = self.ui.stage(&stage.name);
-        let result = stage_run::execute(self.pipeline, stage, self.store, &progress);
+        let stage_run = stage_run::StageRun {
+            pipeline: self.pipeline,
+            stage,
+            store: self.store,
+            interrupts: self.interrupts,
+            previous: locked.as_ref(),
+        };
+        let result = stage_run.execute(&progress);
         drop(progress);
-        if let Err(failure) = result {
-            return Ok(StageReport::new(stage, Outcome::Failed)
-                .with_reasons(evaluation.reasons)
-                .with_error(failure.message, failure.tail));
-        }
+        let swap = match result {
+            Ok(swap) => swap,
+            Err(failure) => {
+                return Ok(StageReport::new(stage, Outcome::Failed)
+                    .with_reasons(evaluation.reasons)
+                    .with_error(failure.message, failure.tail))
+            }
+        };
         let after = key_inputs(self.pipeline, stage, self.stats)?;
         if let Some(changed) = DirtyReason::diff(&evaluation.key_inputs, &after)
             .into_iter()
             .next()
         {
-            stage_run::remove_outputs(self.pipeline, stage)?;
+            swap.roll_back().with_context(|| {
+                format!("{changed} while the stage ran; putting the previous outputs back")
+            })?;
             return Ok(StageReport::new(stage, Outcome::InputsChanged).with_reasons(evaluation.reasons).with_error(
-                format!("{changed} while the stage ran: nothing recorded, its outputs removed; run again"),
+                format!("{changed} while the stage ran: nothing recorded, its previous outputs put back; run again"),
                 None,
             ));
         }
@@ -343,9 +399,10 @@ impl Engine<'_> {
             })
             .unwrap_or_default();
         let same_outputs = locked
+            .as_ref()
             .is_some_and(|locked| locked.outputs.len() == record.outputs.len())
             && unchanged_outputs.len() == record.outputs.len();
-        self.commit(index, &evaluation, &record)?;
+        swap.commit(|| self.commit(index, &evaluation, &record))?;
         let outcome = if same_outputs {
             Outcome::RanSameOutputs
         } else {
@@ -356,8 +413,14 @@ impl Engine<'_> {
             .with_unchanged_outputs(unchanged_outputs))
     }
 
-    /// Puts a recorded run's outputs in place (those already right are left alone).
-    fn restore(&self, index: usize, record: &RunRecord) -> Result<()> {
+    /// Stages a recorded run's outputs beside theirs (those already right are left alone) and
+    /// swaps them in; the caller commits the swap.
+    fn restore(
+        &self,
+        index: usize,
+        locked: Option<&LockedStage>,
+        record: &RunRecord,
+    ) -> Result<interrupt::ActiveSwap<'_>> {
         let stage = &self.pipeline.stages[index];
         let current: BTreeMap<String, Option<crate::engine::fingerprint::ContentHash>> =
             output_contents(self.pipeline, stage, self.stats)?
@@ -379,22 +442,31 @@ impl Engine<'_> {
         {
             anyhow::bail!("cache objects of `{}` are missing", missing.path);
         }
+        // Each staging folder is removed (empty by then) when this returns.
+        let mut staging = Vec::new();
+        let mut replacements = Vec::new();
         for output in &record.outputs {
             if current.get(&output.path).cloned().flatten().as_ref() == Some(&output.hash) {
                 continue;
             }
-            if let Err(error) = self
-                .store
-                .restore_output(output, &self.pipeline.abs(&output.path))
-            {
-                let _ = stage_run::remove_outputs(self.pipeline, stage);
-                return Err(error.into());
-            }
+            let dest = self.pipeline.abs(&output.path);
+            let (folder, staged) = self.store.stage_output(output, &dest)?;
+            staging.push(folder);
+            replacements.push(Replacement {
+                dest,
+                staged: Some(staged),
+            });
         }
-        Ok(())
+        self.interrupts.begin_swap(
+            self.store,
+            self.pipeline,
+            &stage.name,
+            locked,
+            &replacements,
+        )
     }
 
-    /// Writes the stage's lock file entry (and the lock file).
+    /// Writes the stage's lock file entry (and the lock file, unless it is written at the end).
     fn commit(&self, index: usize, evaluation: &Evaluation, record: &RunRecord) -> Result<()> {
         let stage = &self.pipeline.stages[index];
         let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -411,6 +483,16 @@ impl Engine<'_> {
                     .collect(),
             },
         );
+        drop(lock);
+        if self.lock_file_broken {
+            return Ok(());
+        }
+        self.write_lock_file()
+    }
+
+    /// Writes the lock file: the stages of the pipeline, in its order.
+    fn write_lock_file(&self) -> Result<()> {
+        let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let names: Vec<&str> = self
             .pipeline
             .stages
@@ -431,7 +513,7 @@ mod tests {
 
     use super::*;
     use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
-    use crate::engine::spec::{Port, Stage};
+    use crate::engine::spec::{Location, Port, Stage};
 
     /// Spans (stage, start, end) of every [`Sleeper`] run.
     static SPANS: Mutex<Vec<(String, Instant, Instant)>> = Mutex::new(Vec::new());
@@ -488,6 +570,11 @@ mod tests {
             outs: vec![Port {
                 role: Some("out".into()),
                 path: format!("out/{name}"),
+                at: Location {
+                    file: "p.yaml".into(),
+                    line: 1,
+                    column: 1,
+                },
             }],
             params: Params::default(),
         };
@@ -496,6 +583,7 @@ mod tests {
             file: dir.path().join("p.yaml"),
             project_dir: dir.path().to_path_buf(),
             model_path: "models/pools".into(),
+            cache_dir: dir.path().join("cache"),
             stages: vec![
                 stage("train_a", &MACHINE),
                 stage("shared_1", &SHARED),
@@ -521,6 +609,7 @@ mod tests {
             &stats,
             &options,
             &Ui::plain(),
+            &Interrupts::default(),
         )
         .unwrap();
         assert!(report.ok, "{}", report.table());

@@ -3,15 +3,18 @@
 //! A file hashes to blake3 of its bytes. A folder hashes to blake3 of its **tree manifest**:
 //! the line [`TREE_HEADER`], then one line per file below it, sorted by relative `/`-separated
 //! path: `f <hash> <path>` (or `x` for an executable file). Directory order and mtimes do not
-//! matter; empty folders are not recorded. The same manifest is what the store keeps to restore
+//! matter; empty folders are not recorded. Symlinks inside a folder are followed (a linked file
+//! is recorded as its target's bytes), a loop is an error. The same manifest is what the store keeps to restore
 //! a folder output.
 
 use std::fmt;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use walkdir::WalkDir;
 
 use super::StatCache;
 
@@ -123,11 +126,30 @@ impl Content {
 }
 
 /// Hashes the file or folder at `path`, reusing the stat cache for unchanged files.
+///
+/// Symlinks are followed, at the top and inside a folder: a linked file hashes (and is cached
+/// and restored) as a copy of its target, a linked folder as its files. A link that points to a
+/// folder above it (a loop) is an error naming both, never a hang; so is a dangling link.
 pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
     let metadata = std::fs::metadata(path)?;
     if metadata.is_dir() {
         let mut entries = Vec::new();
-        walk(path, "", stats, &mut entries)?;
+        for entry in WalkDir::new(path).follow_links(true).min_depth(1) {
+            let entry = entry?;
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let metadata = entry.metadata()?;
+            let relative = entry.path().strip_prefix(path).map_err(io::Error::other)?;
+            let hash = stats
+                .file_hash(entry.path(), &metadata)
+                .map_err(|error| with_path(error, entry.path()))?;
+            entries.push(TreeEntry {
+                path: relative.to_string_lossy().into_owned(),
+                hash,
+                executable: metadata.permissions().mode() & 0o111 != 0,
+            });
+        }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let hash = ContentHash::of_bytes(Content::manifest(&entries).as_bytes());
         Ok(Content::Tree { hash, entries })
@@ -139,34 +161,55 @@ pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
     }
 }
 
-fn walk(dir: &Path, prefix: &str, stats: &StatCache, out: &mut Vec<TreeEntry>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let relative = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let path = entry.path();
-        let metadata = std::fs::metadata(&path)?;
-        if metadata.is_dir() {
-            walk(&path, &relative, stats, out)?;
-        } else {
-            out.push(TreeEntry {
-                path: relative,
-                hash: stats.file_hash(&path, &metadata)?,
-                executable: metadata.permissions().mode() & 0o111 != 0,
-            });
-        }
-    }
-    Ok(())
+fn with_path(error: io::Error, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
-/// Hashes a file's bytes (memory-mapped, multi-threaded for large files, like `b3sum`).
-pub(super) fn hash_file_bytes(path: &Path) -> io::Result<ContentHash> {
+/// Read size of [`hash_file_bytes`]: large enough for blake3's multi-threaded hashing to pay.
+const HASH_BUFFER: usize = 4 << 20;
+/// Below this many bytes multi-threading costs more than it saves (blake3's rule of thumb).
+const PARALLEL_FROM: usize = 128 << 10;
+
+/// Hashes a file's bytes, `expected_len` of them (multi-threaded for large files, like `b3sum`).
+///
+/// The file is read, not memory-mapped: a mapped file truncated by another process kills the
+/// reader with SIGBUS, a read just ends early. Ending early, or reading more than
+/// `expected_len` bytes, means the file changed while it was hashed: an error, not a hash of
+/// half a file.
+pub(super) fn hash_file_bytes(path: &Path, expected_len: u64) -> io::Result<ContentHash> {
+    let mut file = File::open(path)?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path)?;
+    let capacity = usize::try_from(expected_len.saturating_add(1)).unwrap_or(HASH_BUFFER);
+    let mut buffer = vec![0u8; capacity.min(HASH_BUFFER)];
+    let mut total: u64 = 0;
+    loop {
+        let read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if read >= PARALLEL_FROM {
+            hasher.update_rayon(&buffer[..read]);
+        } else {
+            hasher.update(&buffer[..read]);
+        }
+        total += read as u64;
+        if total > expected_len {
+            break;
+        }
+    }
+    if total != expected_len {
+        return Err(io::Error::other(format!(
+            "{} changed while it was being hashed ({expected_len} bytes expected, {}{total} read)",
+            path.display(),
+            if total > expected_len {
+                "at least "
+            } else {
+                ""
+            }
+        )));
+    }
     Ok(ContentHash::from_blake3(hasher.finalize()))
 }
 

@@ -85,7 +85,7 @@ impl StatCache {
                 return Ok(entry.hash.clone());
             }
         }
-        let hash = hash_file_bytes(path)?;
+        let hash = hash_file_bytes(path, stat.size)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()

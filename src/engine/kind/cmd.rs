@@ -5,13 +5,20 @@
 //! log goes into the error.
 //!
 //! Unlike built-in kinds, a command writes its outputs in place (its text names their paths);
-//! the engine removes the old outputs before and the partial ones after a failure.
+//! the engine moves the previous outputs aside before it starts and, after a failure, removes
+//! the partial ones and puts the previous ones back.
+//!
+//! Each command runs in a process group of its own, registered in [`RunningCommands`] while it
+//! runs, so that an interrupted run can stop it and everything it started.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::{param_text, Params, Progress};
 
@@ -34,6 +41,8 @@ pub struct ShellStage<'a> {
     pub outputs: Vec<(String, PathBuf)>,
     /// Where stdout and stderr go.
     pub log: PathBuf,
+    /// Where the running command is registered, so that an interrupt can stop it.
+    pub running: &'a RunningCommands,
 }
 
 /// Why a command failed, with the end of its output when there is one.
@@ -97,9 +106,14 @@ impl ShellStage<'_> {
                 Ok(())
             });
         }
-        let status = command
-            .status()
+        let mut child = self
+            .running
+            .spawn(&mut command)
             .map_err(|error| CommandFailure::new(format!("starting `sh -c`: {error}")))?;
+        let status = child.wait();
+        self.running.finished(&child);
+        let status =
+            status.map_err(|error| CommandFailure::new(format!("waiting for `sh -c`: {error}")))?;
         if !status.success() {
             return Err(CommandFailure {
                 message: format!("command failed ({status})"),
@@ -117,6 +131,69 @@ impl ShellStage<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The process groups of the commands running now (each command's supervising shell leads a
+/// group of its own, so its pid is the group's id).
+#[derive(Default)]
+pub struct RunningCommands {
+    state: Mutex<Groups>,
+    /// Signalled whenever a command has been waited for.
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct Groups {
+    /// Set by [`RunningCommands::stop_all`]: no command starts any more.
+    stopping: bool,
+    leaders: BTreeSet<u32>,
+}
+
+impl RunningCommands {
+    fn state(&self) -> MutexGuard<'_, Groups> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts `command` and registers its process group, unless the commands are being stopped.
+    fn spawn(&self, command: &mut Command) -> io::Result<Child> {
+        let mut state = self.state();
+        if state.stopping {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the run is being interrupted",
+            ));
+        }
+        let child = command.spawn()?;
+        state.leaders.insert(child.id());
+        Ok(child)
+    }
+
+    /// Called once `child` has been waited for.
+    fn finished(&self, child: &Child) {
+        self.state().leaders.remove(&child.id());
+        self.finished.notify_all();
+    }
+
+    /// Stops every running command and what it started: SIGTERM to each process group, then,
+    /// for those not gone within `grace`, SIGKILL (waiting up to `grace` again for them to be
+    /// reaped). No command starts after this.
+    pub fn stop_all(&self, grace: Duration) {
+        let mut state = self.state();
+        state.stopping = true;
+        for signal in [libc::SIGTERM, libc::SIGKILL] {
+            for &leader in &state.leaders {
+                // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
+                unsafe { libc::kill(-(leader as libc::pid_t), signal) };
+            }
+            state = self
+                .finished
+                .wait_timeout_while(state, grace, |state| !state.leaders.is_empty())
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
     }
 }
 

@@ -248,17 +248,14 @@ impl StageContext<'_> {
     pub fn input(&self, role: &str) -> Result<&Path> {
         match self.inputs.get(role) {
             Some(path) => Ok(path),
-            None => bail!(
-                "stage `{}`: no input `{role}` given (deps: {{ {role}: … }})",
-                self.stage
-            ),
+            None => bail!("no input `{role}` given (deps: {{ {role}: … }})"),
         }
     }
 
     pub fn output(&self, role: &str) -> Result<&Path> {
         match self.outputs.get(role) {
             Some(path) => Ok(path),
-            None => bail!("stage `{}`: no output `{role}`", self.stage),
+            None => bail!("no output `{role}`"),
         }
     }
 

@@ -17,6 +17,27 @@ impl fmt::Display for Location {
     }
 }
 
+/// A symlink and where it points (boxed in [`SpecError`], which stays small).
+#[derive(Debug)]
+pub struct Symlink {
+    /// As spelled in the pipeline, relative to the project.
+    pub link: String,
+    /// What the link holds.
+    pub target: String,
+    /// Where that resolves to.
+    pub resolved: String,
+}
+
+impl fmt::Display for Symlink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` is a symlink to `{}`", self.link, self.target)?;
+        if self.resolved != self.target {
+            write!(f, " ({})", self.resolved)?;
+        }
+        Ok(())
+    }
+}
+
 /// A pipeline rejected before anything runs.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -72,8 +93,34 @@ pub enum SpecError {
         stage: String,
         path: String,
     },
-    #[error("{}: dependency cycle: {}", file.display(), cycle.join(" -> "))]
-    Cycle { file: PathBuf, cycle: Vec<String> },
+    #[error("{at}: stage `{stage}`: output `{path}` {problem}; outputs are deleted and rewritten when their stage runs, so none may touch the project's own files")]
+    ProtectedOutput {
+        at: Location,
+        stage: String,
+        path: String,
+        /// "contains the pipeline file `pipelines/x.yaml`".
+        problem: String,
+    },
+    #[error("{at}: stage `{stage}`: output `{path}` leads outside the project: {symlink}; outputs must stay inside the project folder (make `{}` a folder, or point it inside the project)", symlink.link)]
+    OutputThroughSymlink {
+        at: Location,
+        stage: String,
+        path: String,
+        symlink: Box<Symlink>,
+    },
+    /// `at`: the dependency entry that closes the cycle (its stage reads `path`, which the
+    /// stage before it in the chain writes).
+    #[error(
+        "{at}: dependency cycle: {} (stage `{}` reads `{path}`, an output of `{}`)",
+        cycle.join(" -> "),
+        cycle[0],
+        cycle[cycle.len() - 2]
+    )]
+    Cycle {
+        at: Location,
+        cycle: Vec<String>,
+        path: String,
+    },
     /// Any other problem with one stage (roles, params, variables, kind vs cmd).
     #[error("{at}: stage `{stage}`: {message}")]
     Stage {

@@ -4,9 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::error::Symlink;
 use super::positions::Positions;
+use super::protect;
 use super::raw::{RawPipeline, RawPorts, RawStage};
-use super::{closest, path, Action, Location, Override, Pipeline, Port, SpecError, Stage};
+use super::{
+    closest, defaults, path, Action, Location, Override, Pipeline, Port, SpecError, Stage,
+};
 use crate::engine::kind::{param_text, Params, Registry, StageKind};
 
 pub(super) struct Loader<'a> {
@@ -90,15 +94,24 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Where `node` (e.g. `deps/ratings`) of `stage` sits in the file.
+    fn node_location(&self, stage: &str, node: &str) -> Location {
+        self.at(self.positions.value(&format!("stages/{stage}/{node}")))
+    }
+
     fn stage_error(&self, stage: &str, node: &str, message: impl Into<String>) -> SpecError {
         SpecError::Stage {
-            at: self.at(self.positions.value(&format!("stages/{stage}/{node}"))),
+            at: self.node_location(stage, node),
             stage: stage.to_string(),
             message: message.into(),
         }
     }
 
-    pub(super) fn load(self, overrides: &[Override]) -> Result<Pipeline, SpecError> {
+    pub(super) fn load(
+        self,
+        overrides: &[Override],
+        cache: Option<&Path>,
+    ) -> Result<Pipeline, SpecError> {
         let project_dir = defaults::project_dir(self.file, self.raw.project_dir.as_deref())
             .map_err(|(project_dir, error)| SpecError::Syntax {
                 at: self.at(self.positions.value("project_dir")),
@@ -145,14 +158,20 @@ impl<'a> Loader<'a> {
                 .collect();
             stages.push(self.stage(stage_name, raw, &model_path, &stage_overrides)?);
         }
+        let cache_dir = match cache {
+            Some(dir) => dir.to_path_buf(),
+            None => project_dir.join("cache"),
+        };
         let pipeline = Pipeline {
             name,
             file: self.file.to_path_buf(),
             project_dir,
             model_path,
+            cache_dir,
             stages,
         };
         self.check_outputs(&pipeline)?;
+        self.check_protected(&pipeline)?;
         self.check_dependencies(&pipeline)?;
         Ok(pipeline)
     }
@@ -186,8 +205,10 @@ impl<'a> Loader<'a> {
                 let deps = deps
                     .into_iter()
                     .map(|(role, text)| {
+                        let node = format!("deps/{role}");
                         Ok(Port {
-                            path: expand_path(&format!("deps/{role}"), &text)?,
+                            path: expand_path(&node, &text)?,
+                            at: self.node_location(name, &node),
                             role: Some(role),
                         })
                     })
@@ -196,13 +217,21 @@ impl<'a> Loader<'a> {
                 let given = self.roles(name, "outs", raw.outs.as_ref(), &out_roles, false)?;
                 let mut outs = Vec::new();
                 for output in kind.outputs() {
-                    let path = match given.iter().find(|(role, _)| role == output.role) {
-                        Some((role, text)) => expand_path(&format!("outs/{role}"), text)?,
-                        None => path::normalize(&format!("{model_path}/{}", output.default_name)),
+                    let (path, at) = match given.iter().find(|(role, _)| role == output.role) {
+                        Some((role, text)) => {
+                            let node = format!("outs/{role}");
+                            (expand_path(&node, text)?, self.node_location(name, &node))
+                        }
+                        // A defaulted output has no node of its own: point at the stage.
+                        None => (
+                            path::normalize(&format!("{model_path}/{}", output.default_name)),
+                            self.at(self.positions.key(&format!("stages/{name}"))),
+                        ),
                     };
                     outs.push(Port {
                         role: Some(output.role.to_string()),
                         path,
+                        at,
                     });
                 }
                 let params = self.kind_params(name, raw, kind, overrides)?;
@@ -221,9 +250,11 @@ impl<'a> Loader<'a> {
                         .iter()
                         .enumerate()
                         .map(|(i, text)| {
+                            let node = format!("{node}/{i}");
                             Ok(Port {
                                 role: None,
-                                path: expand_path(&format!("{node}/{i}"), text)?,
+                                path: expand_path(&node, text)?,
+                                at: self.node_location(name, &node),
                             })
                         })
                         .collect::<Result<Vec<_>, SpecError>>(),
@@ -392,13 +423,33 @@ impl<'a> Loader<'a> {
         }
         let params = Params::new(values);
         kind.check_params(&params).map_err(|error| {
-            let node = specs
+            // Blame where the bad value came from, by precedence: the last `--set` of the
+            // param, the stage's `params:`, the global `params:`, else the stage's kind.
+            let message = format!("{error:#}");
+            let param = specs
                 .iter()
-                .find(|spec| error.to_string().contains(&format!("`{}`", spec.name)))
-                .filter(|spec| raw.params.contains_key(spec.name))
-                .map(|spec| format!("params/{}", spec.name))
-                .unwrap_or_else(|| "kind".to_string());
-            self.stage_error(stage, &node, format!("{error:#}"))
+                .map(|spec| spec.name)
+                .find(|name| message.contains(&format!("`{name}`")));
+            let Some(param) = param else {
+                return self.stage_error(stage, "kind", message);
+            };
+            if let Some(assignment) = overrides.iter().rev().find(|o| o.param == param) {
+                return SpecError::Override {
+                    assignment: assignment.assignment.clone(),
+                    message: format!("stage `{stage}`: {message}"),
+                };
+            }
+            if raw.params.contains_key(param) {
+                self.stage_error(stage, &format!("params/{param}"), message)
+            } else if self.raw.params.contains_key(param) {
+                SpecError::Stage {
+                    at: self.at(self.positions.value(&format!("params/{param}"))),
+                    stage: stage.to_string(),
+                    message: format!("{message} (from the global `params:`)"),
+                }
+            } else {
+                self.stage_error(stage, "kind", message)
+            }
         })?;
         Ok(params)
     }
@@ -410,30 +461,27 @@ impl<'a> Loader<'a> {
         node: &str,
         port: usize,
     ) -> Location {
-        let s = &pipeline.stages[stage];
-        let list = if node == "outs" { &s.outs } else { &s.deps };
-        let child = match &list[port].role {
-            Some(role) => role.clone(),
-            None => port.to_string(),
+        let stage = &pipeline.stages[stage];
+        let list = if node == "outs" {
+            &stage.outs
+        } else {
+            &stage.deps
         };
-        let full = format!("stages/{}/{node}/{child}", s.name);
-        // A defaulted output has no node of its own: point at the stage.
-        if list[port].role.is_some() && node == "outs" {
-            let written = matches!(
-                self.raw.stages[&s.name].outs,
-                Some(RawPorts::Roles(ref roles)) if roles.contains_key(&child)
-            );
-            if !written {
-                return self.at(self.positions.key(&format!("stages/{}", s.name)));
-            }
-        }
-        self.at(self.positions.value(&full))
+        list[port].at.clone()
     }
 
     fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
         let mut seen: Vec<(usize, &str)> = Vec::new();
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, out) in stage.outs.iter().enumerate() {
+                if out.path == "." {
+                    return Err(SpecError::ProtectedOutput {
+                        at: self.port_location(pipeline, index, "outs", port),
+                        stage: stage.name.clone(),
+                        path: out.path.clone(),
+                        problem: "is the project folder".to_string(),
+                    });
+                }
                 if !path::is_inside_project(&out.path) {
                     return Err(SpecError::OutputOutsideProject {
                         at: self.port_location(pipeline, index, "outs", port),
@@ -456,6 +504,107 @@ impl<'a> Loader<'a> {
                     });
                 }
                 seen.push((index, out.path.as_str()));
+            }
+        }
+        Ok(())
+    }
+
+    /// No output may lead outside the project through a symlink, nor touch what [`protect`]
+    /// lists; compared by real location, whatever the spelling.
+    fn check_protected(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
+        let project = &pipeline.project_dir;
+        let pipeline_file = protect::resolve(&pipeline.file);
+        let mut protected: Vec<(PathBuf, String)> = vec![
+            (
+                project.join(".git"),
+                "the project's git repository".to_string(),
+            ),
+            (
+                protect::resolve(&pipeline.cache_dir),
+                "the cache folder in use".to_string(),
+            ),
+            (
+                project.join("cache"),
+                "the project's default cache folder".to_string(),
+            ),
+            (pipeline_file.clone(), "the pipeline file".to_string()),
+            (
+                protect::resolve(&pipeline.lock_file()),
+                "the pipeline's lock file".to_string(),
+            ),
+        ];
+        let mut pipeline_folders = vec![protect::resolve(&project.join("pipelines"))];
+        pipeline_folders.extend(pipeline_file.parent().map(Path::to_path_buf));
+        for folder in &pipeline_folders {
+            for file in protect::pipeline_files_in(folder) {
+                protected.push((file, "a pipeline or lock file".to_string()));
+            }
+        }
+        for (index, stage) in pipeline.stages.iter().enumerate() {
+            let deps: Vec<(PathBuf, String)> = stage
+                .deps
+                .iter()
+                .map(|dep| {
+                    let real = if path::is_inside_project(&dep.path) {
+                        protect::real_location(project, &dep.path)
+                            .unwrap_or_else(|escape| escape.resolved)
+                    } else {
+                        protect::resolve(&pipeline.abs(&dep.path))
+                    };
+                    (real, "its own dependency".to_string())
+                })
+                .collect();
+            for (port, out) in stage.outs.iter().enumerate() {
+                let at = || self.port_location(pipeline, index, "outs", port);
+                let real = protect::real_location(project, &out.path).map_err(|escape| {
+                    SpecError::OutputThroughSymlink {
+                        at: at(),
+                        stage: stage.name.clone(),
+                        path: out.path.clone(),
+                        symlink: Box::new(Symlink {
+                            link: escape.link,
+                            target: escape.target.display().to_string(),
+                            resolved: escape.resolved.display().to_string(),
+                        }),
+                    }
+                })?;
+                let problem = |what: String| SpecError::ProtectedOutput {
+                    at: at(),
+                    stage: stage.name.clone(),
+                    path: out.path.clone(),
+                    problem: if real == project.join(&out.path) {
+                        what
+                    } else {
+                        format!(
+                            "{what} (its real location is `{}`)",
+                            protect::shown(project, &real)
+                        )
+                    },
+                };
+                if &real == project {
+                    return Err(problem("is the project folder".to_string()));
+                }
+                for (guarded, what) in protected.iter().chain(&deps) {
+                    if let Some(relation) = protect::Relation::of(&real, guarded) {
+                        return Err(problem(format!(
+                            "{} {what} `{}`",
+                            relation.words(),
+                            protect::shown(project, guarded)
+                        )));
+                    }
+                }
+                if protect::inside_git(project, &real) {
+                    return Err(problem("lies inside a `.git` folder".to_string()));
+                }
+                let beside_pipelines = real
+                    .parent()
+                    .is_some_and(|parent| pipeline_folders.iter().any(|folder| folder == parent));
+                if beside_pipelines && protect::is_pipeline_like(&real) {
+                    return Err(problem(format!(
+                        "would be a pipeline or lock file in `{}`",
+                        protect::shown(project, real.parent().unwrap_or(project))
+                    )));
+                }
             }
         }
         Ok(())

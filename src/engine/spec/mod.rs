@@ -8,14 +8,18 @@
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
 //! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
 //! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
-//! project, a dependency that no stage produces and no file provides. Cycles are found when
-//! the graph is built (`dag`).
+//! project, an output touching what [`protect`] guards (the project's root, `.git`, the cache,
+//! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,
+//! a dependency that no stage produces and no file provides. Cycles are found when
+//! the graph is built (`dag`), placed at the dependency entry that closes them (every [`Port`]
+//! keeps its place in the file).
 
 pub mod defaults;
 mod error;
 mod loader;
 pub mod path;
 mod positions;
+mod protect;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +38,8 @@ pub struct Pipeline {
     pub project_dir: PathBuf,
     /// Normalized, relative to the project folder.
     pub model_path: String,
+    /// The cache folder in use: `--cache` / `WAREZ_CACHE`, else `<project>/cache`.
+    pub cache_dir: PathBuf,
     /// In file order.
     pub stages: Vec<Stage>,
 }
@@ -69,6 +75,8 @@ impl Action {
 pub struct Port {
     pub role: Option<String>,
     pub path: String,
+    /// Where the pipeline file declares it (a defaulted output: its stage's name), for errors.
+    pub at: Location,
 }
 
 impl Pipeline {
@@ -131,18 +139,20 @@ impl Override {
     }
 }
 
-/// Reads, validates and resolves a pipeline file.
+/// Reads, validates and resolves a pipeline file, to run with the cache `cache` (default
+/// `<project>/cache`; no output may touch it).
 /// `registry` lists the kinds `kind:` may name.
 pub fn load(
     file: &Path,
     overrides: &[Override],
+    cache: Option<&Path>,
     registry: &Registry,
 ) -> Result<Pipeline, SpecError> {
     let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
         file: file.to_path_buf(),
         source,
     })?;
-    Loader::new(file, &path::protect_variables(&text), registry)?.load(overrides)
+    Loader::new(file, &path::protect_variables(&text), registry)?.load(overrides, cache)
 }
 
 #[cfg(test)]
@@ -192,7 +202,7 @@ mod tests {
             .iter()
             .map(|o| Override::parse(o).unwrap())
             .collect();
-        load(&file, &overrides, &Registry::new(vec![&Sample]))
+        load(&file, &overrides, None, &Registry::new(vec![&Sample]))
     }
 
     const SAMPLE: &str = "name: g\nparams: { seed: 7, epochs: 3 }\nstages:\n  gen:\n    kind: sample\n    params: { rows: 30, customers: 6 }\n";
@@ -221,13 +231,12 @@ mod tests {
     fn outputs_default_under_model_path() {
         let pipeline = load_text(SAMPLE, &[]).unwrap();
         assert_eq!(pipeline.model_path, "models/g");
-        assert_eq!(
-            pipeline.stages[0].outs,
-            [Port {
-                role: Some("ratings".into()),
-                path: "models/g/ratings.csv".into()
-            }]
-        );
+        let outs: Vec<(Option<&str>, &str)> = pipeline.stages[0]
+            .outs
+            .iter()
+            .map(|out| (out.role.as_deref(), out.path.as_str()))
+            .collect();
+        assert_eq!(outs, [(Some("ratings"), "models/g/ratings.csv")]);
     }
 
     #[test]

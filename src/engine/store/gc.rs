@@ -1,5 +1,6 @@
 //! `gc`: removes run records past the age policy (unused for `max_age_days`) and every object that no kept record and no
-//! lock file references. Nothing outside `objects/`, `trees/`, `runs/` and `tmp/` is touched.
+//! lock file references. Nothing outside `objects/`, `trees/`, `runs/` and `tmp/` is touched, and
+//! nothing a symlink in the cache leads to outside it (see `Store::remove`).
 
 use std::collections::HashSet;
 use std::io;
@@ -66,7 +67,7 @@ pub fn collect_garbage(store: &Store, policy: &GcPolicy) -> io::Result<GcReport>
             }
             _ => {
                 if !policy.dry_run {
-                    std::fs::remove_file(&file)?;
+                    store.remove(&file)?;
                 }
                 report.removed_records.push(file);
             }
@@ -79,7 +80,7 @@ pub fn collect_garbage(store: &Store, policy: &GcPolicy) -> io::Result<GcReport>
         }
         report.removed_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if !policy.dry_run {
-            std::fs::remove_file(&path)?;
+            store.remove(&path)?;
         }
         report.removed_objects.push(path);
     }

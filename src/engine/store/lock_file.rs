@@ -13,10 +13,16 @@
 //!     inputs: { data/ratings_small.csv: 74a3ca01… }
 //!     outputs: { models/recommender/ratings.bin: 6310df77…, … }
 //! ```
+//!
+//! A lock file that cannot be used (empty, not YAML, not a lock file, or holding git
+//! merge-conflict markers) is a [`BrokenLockFile`]: `run` and `status` treat it as absent and
+//! warn ([`LockFile::read_or_broken`]); the run cache still finds every recorded run by its key,
+//! so `run` restores them and writes a whole new file.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -41,15 +47,74 @@ pub struct LockedStage {
     pub outputs: BTreeMap<String, ContentHash>,
 }
 
-impl LockFile {
-    /// Reads a lock file; a missing one is empty.
-    pub fn read(path: &Path) -> anyhow::Result<LockFile> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_yaml::from_str(&text)
-                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display())),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(LockFile::default()),
-            Err(error) => Err(anyhow::anyhow!("{}: {error}", path.display())),
+/// A lock file that exists but cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLockFile {
+    pub path: PathBuf,
+    pub problem: LockProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockProblem {
+    /// Git merge-conflict markers, the first on this 1-based line.
+    ConflictMarkers { line: usize },
+    /// Nothing but blank lines and comments.
+    Empty,
+    /// Not UTF-8, not YAML, or YAML that is not a lock file.
+    Unreadable(String),
+}
+
+impl fmt::Display for BrokenLockFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.problem {
+            LockProblem::ConflictMarkers { line } => write!(
+                f,
+                "{path}:{line}: the lock file holds git merge-conflict markers (resolve the \
+                 conflict, or delete the file and run)"
+            ),
+            LockProblem::Empty => write!(f, "{path}: the lock file is empty"),
+            LockProblem::Unreadable(why) => write!(f, "{path}: not a valid lock file: {why}"),
         }
+    }
+}
+
+impl LockFile {
+    /// Reads a lock file; a missing one is empty, a broken one an error saying why.
+    pub fn read(path: &Path) -> anyhow::Result<LockFile> {
+        Self::read_or_broken(path)?.map_err(|broken| anyhow::anyhow!("{broken}"))
+    }
+
+    /// Reads a lock file; a missing one is empty. A file that exists but cannot be used is
+    /// returned as the `Err` inside; only failing to read it at all is the outer error.
+    pub fn read_or_broken(path: &Path) -> anyhow::Result<Result<LockFile, BrokenLockFile>> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(Ok(LockFile::default()))
+            }
+            Err(error) => anyhow::bail!("{}: {error}", path.display()),
+        };
+        Ok(Self::parse(&bytes).map_err(|problem| BrokenLockFile {
+            path: path.to_path_buf(),
+            problem,
+        }))
+    }
+
+    fn parse(bytes: &[u8]) -> Result<LockFile, LockProblem> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|error| LockProblem::Unreadable(format!("not UTF-8 text ({error})")))?;
+        if let Some(line) = text.lines().position(is_conflict_marker) {
+            return Err(LockProblem::ConflictMarkers { line: line + 1 });
+        }
+        let content = |line: &&str| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with('#')
+        };
+        if !text.lines().any(|line| content(&line)) {
+            return Err(LockProblem::Empty);
+        }
+        serde_yaml::from_str(text).map_err(|error| LockProblem::Unreadable(error.to_string()))
     }
 
     pub fn write(&self, path: &Path) -> io::Result<()> {
@@ -66,5 +131,71 @@ impl LockFile {
             }
         }
         self.stages = ordered;
+    }
+}
+
+/// A line git writes around a merge conflict: `<<<<<<< ours`, `|||||||` (diff3), `=======`,
+/// `>>>>>>> theirs`.
+fn is_conflict_marker(line: &str) -> bool {
+    let line = line.trim_end();
+    ["<<<<<<<", "|||||||", ">>>>>>>"].iter().any(|marker| {
+        line.strip_prefix(marker)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    }) || line == "======="
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(text: &str) -> Option<LockProblem> {
+        LockFile::parse(text.as_bytes()).err()
+    }
+
+    #[test]
+    fn tells_what_is_wrong_with_a_broken_lock_file() {
+        assert_eq!(problem(""), Some(LockProblem::Empty));
+        assert_eq!(problem(HEADER), Some(LockProblem::Empty));
+        assert_eq!(problem("\n  \n"), Some(LockProblem::Empty));
+        let conflict =
+            "pipeline: p\nstages:\n<<<<<<< HEAD\n  a: 1\n=======\n  a: 2\n>>>>>>> other\n";
+        assert_eq!(
+            problem(conflict),
+            Some(LockProblem::ConflictMarkers { line: 3 })
+        );
+        assert_eq!(
+            problem("pipeline: p\n=======\n"),
+            Some(LockProblem::ConflictMarkers { line: 2 })
+        );
+        assert!(matches!(
+            problem("garbage"),
+            Some(LockProblem::Unreadable(_))
+        ));
+        assert!(matches!(problem("{[}"), Some(LockProblem::Unreadable(_))));
+        assert!(
+            matches!(problem("stages: {}\n"), Some(LockProblem::Unreadable(why)) if why.contains("pipeline"))
+        );
+        assert!(matches!(
+            LockFile::parse(b"\xff\xfe"),
+            Err(LockProblem::Unreadable(why)) if why.contains("UTF-8")
+        ));
+        // A YAML string that merely contains the characters is no marker.
+        assert_eq!(problem("pipeline: \"<<<<<<< x\"\nstages: {}\n"), None);
+    }
+
+    #[test]
+    fn a_missing_file_is_empty_and_a_broken_one_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.lock");
+        assert_eq!(
+            LockFile::read_or_broken(&path).unwrap(),
+            Ok(LockFile::default())
+        );
+        std::fs::write(&path, "garbage").unwrap();
+        let error = LockFile::read(&path).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}: not a valid lock file", path.display())),
+            "{error}"
+        );
     }
 }

@@ -8,14 +8,17 @@
 //! runs/ab/cdef….json      run record of one stage key: {"stage", "outputs": [{"path","hash","tree"}], "last_used"}
 //! stat-cache.json         (path, size, mtime, ctime, inode) → hash; only a speed-up
 //! run.lock                held (flock) by the running `warez-pipe run`; holds its pid
+//! swaps/<stage>-….json    journal of a stage's outputs being replaced (see swap.rs)
 //! tmp/                    temp files of atomic writes and staging folders of built-in stages
 //! logs/<stage>.log        output of the latest run of each stage
 //! tools/                  tools kinds download for themselves (StageContext::tools_dir)
 //! ```
 //!
 //! Every write is temp file + rename, so a killed run leaves whole files or none. Order makes
-//! it crash safe: a stage's outputs go into place first, then its objects, then its run record,
-//! then its lock file entry; a run killed anywhere before the last step is simply redone (or
+//! it crash safe: a stage's new outputs go into place first (its previous ones kept aside, see
+//! [`Swap`]), then its objects, then its run record, then its lock file entry, and only then are
+//! the previous outputs dropped; a run killed anywhere before the lock file entry gets the
+//! previous outputs back when the next command takes the run lock, and the stage is redone (or
 //! restored) next time, because freshness is decided by comparing hashes, never by "it ran".
 //! Run records are never overwritten with other outputs (a key determines its outputs), and
 //! all keys ever seen are kept until `gc`: switching a param back restores the old outputs.
@@ -28,21 +31,30 @@ mod lock_file;
 mod objects;
 mod records;
 mod run_lock;
+mod swap;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use gc::{collect_garbage, GcPolicy, GcReport};
-pub use lock_file::{LockFile, LockedStage};
-pub use objects::{remove_path, RestoreError, RESTORE_PREFIX};
+pub use lock_file::{BrokenLockFile, LockFile, LockProblem, LockedStage};
+pub use objects::{remove_inside, remove_path, RestoreError, RESTORE_PREFIX};
 pub use records::{now_unix, RecordedOutput, RunRecord};
 pub use run_lock::RunLock;
+pub use swap::{Replacement, Swap};
 
 use crate::engine::fingerprint::ContentHash;
+
+/// The cache's folder for tools kinds provision for themselves.
+const TOOLS_DIR: &str = "tools";
 
 /// A cache folder.
 pub struct Store {
     root: PathBuf,
+    /// `root` with every symlink resolved: nothing outside it is ever removed.
+    real_root: PathBuf,
+    /// `<root>/tools`, unless shared with another cache ([`Store::sharing_tools_of`]).
+    tools: PathBuf,
 }
 
 impl Store {
@@ -53,11 +65,28 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
+            real_root: root.canonicalize()?,
+            tools: root.join(TOOLS_DIR),
         })
+    }
+
+    /// This cache, using the tools folder of the cache at `other` (which need not exist yet):
+    /// a scratch cache (`run --check`) reuses what the project's cache has provisioned, e.g.
+    /// ONNX Runtime, instead of installing it again.
+    pub fn sharing_tools_of(self, other: &Path) -> Store {
+        Store {
+            tools: other.join(TOOLS_DIR),
+            ..self
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The cache folder with every symlink resolved.
+    pub fn real_root(&self) -> &Path {
+        &self.real_root
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -65,7 +94,7 @@ impl Store {
     }
 
     pub fn tools_dir(&self) -> PathBuf {
-        self.root.join("tools")
+        self.tools.clone()
     }
 
     pub fn log_file(&self, stage: &str) -> PathBuf {
@@ -106,8 +135,14 @@ impl Store {
     /// Empties `tmp/` (left over by killed runs); call only while holding the run lock.
     pub fn clear_tmp(&self) -> io::Result<()> {
         for leftover in objects::read_dir_or_empty(&self.tmp_dir())? {
-            remove_path(&leftover)?;
+            self.remove(&leftover)?;
         }
         Ok(())
+    }
+
+    /// Removes one of the cache's own files or folders; refuses (an error) when a symlink in
+    /// the cache would make that remove something outside it.
+    pub fn remove(&self, path: &Path) -> io::Result<()> {
+        remove_inside(path, &self.real_root)
     }
 }

@@ -79,6 +79,24 @@ impl Store {
 
     /// Puts a cached output at `dest`, replacing whatever is there, checking every byte.
     pub fn restore_output(&self, output: &RecordedOutput, dest: &Path) -> Result<(), RestoreError> {
+        let (_staging, staged) = self.stage_output(output, dest)?;
+        let io_error = |source| RestoreError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        remove_path(dest).map_err(io_error)?;
+        fs::rename(&staged, dest).map_err(io_error)?;
+        Ok(())
+    }
+
+    /// Copies a cached output, checking every byte, into a staging folder beside `dest` (same
+    /// file system: moving it in is a rename). Returns the folder (removed when dropped) and
+    /// the staged output in it.
+    pub fn stage_output(
+        &self,
+        output: &RecordedOutput,
+        dest: &Path,
+    ) -> Result<(tempfile::TempDir, PathBuf), RestoreError> {
         let io_error = |source| RestoreError::Io {
             path: dest.to_path_buf(),
             source,
@@ -99,12 +117,21 @@ impl Store {
         } else {
             self.restore_file(&output.hash, output.executable, &staged)?;
         }
-        remove_path(dest).map_err(io_error)?;
-        fs::rename(&staged, dest).map_err(io_error)?;
-        Ok(())
+        Ok((staging, staged))
     }
 
+    /// A folder output's manifest; a corrupt one is removed (so the stage's rerun can store
+    /// it again).
     fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
+        let result = self.peek_tree(hash);
+        if let Err(RestoreError::Corrupt(_)) = result {
+            let _ = fs::remove_file(self.tree_path(hash));
+        }
+        result
+    }
+
+    /// A folder output's manifest, checked against its hash; changes nothing.
+    fn peek_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
         let path = self.tree_path(hash);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
@@ -115,10 +142,7 @@ impl Store {
         };
         match Content::parse_manifest(&text) {
             Some(entries) if &ContentHash::of_bytes(text.as_bytes()) == hash => Ok(entries),
-            _ => {
-                let _ = fs::remove_file(&path);
-                Err(RestoreError::Corrupt(hash.to_string()))
-            }
+            _ => Err(RestoreError::Corrupt(hash.to_string())),
         }
     }
 
@@ -180,15 +204,20 @@ impl Store {
         Ok(found)
     }
 
-    /// The objects a kept output needs (the tree itself and its files).
+    /// The objects a kept output needs (the tree itself and its files). Reads without changing
+    /// anything (`gc --dry-run`); a corrupt tree is not needed: it can never be restored, so
+    /// `gc` removes it like any unreferenced object (and a dry run lists it).
     pub(super) fn objects_of(&self, hash: &ContentHash, tree: bool) -> Vec<ContentHash> {
-        let mut needed = vec![hash.clone()];
-        if tree {
-            if let Ok(entries) = self.read_tree(hash) {
-                needed.extend(entries.into_iter().map(|entry| entry.hash));
-            }
+        if !tree {
+            return vec![hash.clone()];
         }
-        needed
+        match self.peek_tree(hash) {
+            Ok(entries) => std::iter::once(hash.clone())
+                .chain(entries.into_iter().map(|entry| entry.hash))
+                .collect(),
+            Err(RestoreError::Corrupt(_)) => Vec::new(),
+            Err(_) => vec![hash.clone()],
+        }
     }
 }
 
@@ -208,6 +237,33 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(error),
     }
+}
+
+/// Removes `path` like [`remove_path`] — a symlink itself, never what it points to — but only
+/// when the folder holding it really lies inside `root` (a real path): a symlinked folder on the
+/// way that leads elsewhere makes it an error, and nothing is removed there.
+pub fn remove_inside(path: &Path, root: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other(format!(
+            "refusing to remove {}: not a file or folder inside {}",
+            path.display(),
+            root.display()
+        )));
+    };
+    let real_parent = match parent.canonicalize() {
+        Ok(real) => real,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if !real_parent.starts_with(root) {
+        return Err(io::Error::other(format!(
+            "refusing to remove {}: through a symlink it lies in {}, outside {}",
+            path.display(),
+            real_parent.display(),
+            root.display()
+        )));
+    }
+    remove_path(&real_parent.join(name))
 }
 
 /// Copies `from` into `to`, returning the blake3 hash of the bytes copied.

@@ -1,14 +1,18 @@
-//! One run per cache at a time: an exclusive `flock` on `<cache>/run.lock`.
+//! One run per cache at a time: an exclusive lock on `<cache>/run.lock` (std's `File::lock`, a
+//! `flock` on Unix).
 //!
 //! The kernel drops a flock when its process dies, so a lock left by a run killed with
 //! `kill -9` is simply taken over; the pid written into the file lets a waiting run say whom
 //! it waits for, and the next run say that it takes over from a killed one.
+//!
+//! Whoever takes the lock first finishes or rolls back the output swaps a killed holder left
+//! (see `swap.rs`), so every command that looks at outputs under the lock sees whole ones.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
-use fs4::fs_std::FileExt;
+use anyhow::Context;
 
 /// Held for the whole run; released (and the pid cleared) on drop.
 pub struct RunLock {
@@ -27,19 +31,24 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-        if !file.try_lock_exclusive()? {
-            let holder = read_pid(&mut file);
-            if !wait {
-                anyhow::bail!(
-                    "another run (pid {holder}) holds {}; wait for it or stop it",
+        let locking = || format!("locking {}", path.display());
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = read_pid(&mut file);
+                if !wait {
+                    anyhow::bail!(
+                        "another run (pid {holder}) holds {}; wait for it or stop it",
+                        path.display()
+                    );
+                }
+                say(&format!(
+                    "waiting for another run (pid {holder}) that holds {}",
                     path.display()
-                );
+                ));
+                file.lock().with_context(locking)?;
             }
-            say(&format!(
-                "waiting for another run (pid {holder}) that holds {}",
-                path.display()
-            ));
-            file.lock_exclusive()?;
+            Err(TryLockError::Error(error)) => return Err(error).with_context(locking),
         }
         let previous = read_pid(&mut file);
         if !previous.is_empty() && previous != std::process::id().to_string() {
@@ -51,7 +60,14 @@ impl RunLock {
         file.rewind()?;
         write!(file, "{}", std::process::id())?;
         file.sync_data()?;
-        Ok(RunLock { file })
+        let lock = RunLock { file };
+        let recovered = super::swap::recover(cache).map_err(|error| {
+            anyhow::anyhow!("finishing the output swaps of a killed run: {error}")
+        })?;
+        for line in recovered {
+            say(&line);
+        }
+        Ok(lock)
     }
 }
 
@@ -64,6 +80,6 @@ fn read_pid(file: &mut File) -> String {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _: io::Result<()> = self.file.set_len(0);
-        let _ = FileExt::unlock(&self.file);
+        let _ = self.file.unlock();
     }
 }

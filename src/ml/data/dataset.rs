@@ -19,7 +19,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 const MAGIC: &[u8; 8] = b"WZRATE01";
 
@@ -42,6 +42,15 @@ impl Ratings {
         self.ratings.is_empty()
     }
 
+    /// The header `write` puts before these ratings.
+    pub fn header(&self) -> Header {
+        Header {
+            rows: self.len() as u64,
+            n_customers: self.n_customers,
+            n_products: self.n_products,
+        }
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -62,57 +71,139 @@ impl Ratings {
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    pub fn read(path: &Path) -> Result<Self> {
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|mut file| file.read_to_end(&mut bytes))
-            .with_context(|| format!("reading {}", path.display()))?;
-        Self::decode(&bytes)
-            .with_context(|| format!("{} is not a ratings artifact", path.display()))
+    /// Reads the header alone, checked against the file's length: what a run over the file
+    /// will need is known before anything is allocated.
+    pub fn read_header(path: &Path) -> Result<Header> {
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        Header::read(&mut file).with_context(|| not_a_ratings_artifact(path))
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self> {
+    /// Reads the whole file. A truncated, padded or corrupt file is an error naming it; the
+    /// columns are allocated fallibly, so a header claiming more rows than memory holds is an
+    /// error too, never an abort.
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        Header::read(&mut file)
+            .and_then(|header| Self::read_body(header, std::io::BufReader::new(file)))
+            .with_context(|| not_a_ratings_artifact(path))
+    }
+
+    fn read_body(header: Header, mut input: impl Read) -> Result<Self> {
+        let rows = usize::try_from(header.rows).with_context(|| {
+            format!(
+                "{} rows are more than this machine can address",
+                header.rows
+            )
+        })?;
+        let input = &mut input;
+        let customers = read_column(input, rows, u32::from_le_bytes)?;
+        let products = read_column(input, rows, u32::from_le_bytes)?;
+        let ratings = read_column(input, rows, f32::from_le_bytes)?;
         ensure!(
-            bytes.len() >= 24 && &bytes[..8] == MAGIC,
-            "missing the WZRATE01 header"
+            input.read(&mut [0u8; 1])? == 0,
+            "the file is longer than its header says"
         );
-        let rows = u64::from_le_bytes(bytes[8..16].try_into()?) as usize;
-        let n_customers = u32::from_le_bytes(bytes[16..20].try_into()?);
-        let n_products = u32::from_le_bytes(bytes[20..24].try_into()?);
-        let body = &bytes[24..];
-        if body.len() != rows * 12 {
+        if let Some(row) = customers.iter().position(|&c| c >= header.n_customers) {
             bail!(
-                "header says {rows} rows but the body holds {} bytes",
-                body.len()
+                "row {row}: customer index {} is out of range (the header says {} customers)",
+                customers[row],
+                header.n_customers
             );
         }
-        let words =
-            |column: usize| body[column * rows * 4..(column + 1) * rows * 4].chunks_exact(4);
-        let customers: Vec<u32> = words(0)
-            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
-            .collect();
-        let products: Vec<u32> = words(1)
-            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
-            .collect();
-        let ratings = words(2)
-            .map(|w| f32::from_le_bytes(w.try_into().unwrap()))
-            .collect();
-        ensure!(
-            customers.iter().all(|&c| c < n_customers),
-            "a customer index is out of range"
-        );
-        ensure!(
-            products.iter().all(|&p| p < n_products),
-            "a product index is out of range"
-        );
+        if let Some(row) = products.iter().position(|&p| p >= header.n_products) {
+            bail!(
+                "row {row}: product index {} is out of range (the header says {} products)",
+                products[row],
+                header.n_products
+            );
+        }
+        if let Some(row) = ratings.iter().position(|r| !(r.is_finite() && *r >= 0.0)) {
+            bail!(
+                "row {row}: rating {} is not a finite number ≥ 0",
+                ratings[row]
+            );
+        }
         Ok(Self {
-            n_customers,
-            n_products,
+            n_customers: header.n_customers,
+            n_products: header.n_products,
             customers,
             products,
             ratings,
         })
     }
+}
+
+/// The fixed-size start of the file: how many rows and ids the body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub rows: u64,
+    pub n_customers: u32,
+    pub n_products: u32,
+}
+
+impl Header {
+    const LEN: u64 = 24;
+    /// Three 4-byte columns.
+    const ROW_BYTES: u64 = 12;
+
+    /// Reads the header from the start of `file` and checks the file's length against it.
+    fn read(file: &mut std::fs::File) -> Result<Self> {
+        let mut bytes = [0u8; Self::LEN as usize];
+        let length = file.metadata()?.len();
+        file.read_exact(&mut bytes)
+            .map_err(|_| anyhow!("{length} bytes are too short for the WZRATE01 header"))?;
+        ensure!(&bytes[..8] == MAGIC, "missing the WZRATE01 header");
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let header = Self {
+            rows: u64::from(word(8)) | (u64::from(word(12)) << 32),
+            n_customers: word(16),
+            n_products: word(20),
+        };
+        let expected = header
+            .rows
+            .checked_mul(Self::ROW_BYTES)
+            .and_then(|body| body.checked_add(Self::LEN));
+        if expected != Some(length) {
+            bail!(
+                "the header says {} rows ({} bytes) but the file holds {length} bytes",
+                header.rows,
+                expected.map_or_else(|| "more than 2^64".to_string(), |bytes| bytes.to_string())
+            );
+        }
+        Ok(header)
+    }
+}
+
+fn not_a_ratings_artifact(path: &Path) -> String {
+    format!(
+        "{} is not a valid ratings artifact (written by `ingest`)",
+        path.display()
+    )
+}
+
+/// `rows` little-endian 4-byte values, allocated fallibly.
+fn read_column<T>(input: &mut impl Read, rows: usize, decode: fn([u8; 4]) -> T) -> Result<Vec<T>> {
+    let mut column = super::try_vec(rows)?;
+    let mut chunk = [0u8; 1 << 14];
+    let mut left = rows;
+    while left > 0 {
+        let take = left.min(chunk.len() / 4);
+        let bytes = &mut chunk[..take * 4];
+        input
+            .read_exact(bytes)
+            .context("the file ends before its last row")?;
+        column.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|word| decode([word[0], word[1], word[2], word[3]])),
+        );
+        left -= take;
+    }
+    Ok(column)
 }
 
 #[cfg(test)]
@@ -149,5 +240,50 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert!(Ratings::read(&path).is_err());
+    }
+
+    /// The error for `bytes` written as `ratings.bin`, which must name the file.
+    fn error_for(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ratings.bin");
+        std::fs::write(&path, bytes).unwrap();
+        let error = format!("{:#}", Ratings::read(&path).unwrap_err());
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        error
+    }
+
+    fn header(rows: u64, n_customers: u32, n_products: u32) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&rows.to_le_bytes());
+        bytes.extend_from_slice(&n_customers.to_le_bytes());
+        bytes.extend_from_slice(&n_products.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics_or_aborts() {
+        let error = error_for(&header(u64::MAX, 1, 1));
+        assert!(error.contains("more than 2^64"), "{error}");
+        // A plausible row count whose body would need 12 · 2^60 bytes: refused before allocating.
+        let error = error_for(&header(1 << 60, 1, 1));
+        assert!(error.contains("but the file holds 24 bytes"), "{error}");
+        assert!(error_for(b"garbage").contains("too short"));
+        assert!(error_for(&[b'x'; 40]).contains("WZRATE01"));
+        assert!(error_for(b"").contains("too short"));
+    }
+
+    #[test]
+    fn a_body_that_disagrees_with_its_header_is_an_error() {
+        let mut bytes = header(1, 1, 1);
+        bytes.extend_from_slice(&[0; 12]);
+        bytes.push(0);
+        assert!(error_for(&bytes).contains("(36 bytes) but the file holds 37 bytes"));
+        bytes.pop();
+        bytes[16..20].copy_from_slice(&0u32.to_le_bytes());
+        assert!(error_for(&bytes).contains("customer index 0 is out of range"));
+        let mut bytes = header(1, 1, 1);
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(&f32::NAN.to_le_bytes());
+        assert!(error_for(&bytes).contains("not a finite number"));
     }
 }

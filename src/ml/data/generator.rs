@@ -34,7 +34,9 @@ use rand_distr::weighted::WeightedAliasIndex;
 use rand_distr::{Distribution, LogNormal, Normal, Zipf};
 
 use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
+use super::try_vec;
 use crate::engine::kind::Progress;
+use crate::ml::model::params::MAX_IDS;
 
 /// Dimensions of the hidden customer and product vectors.
 const FACTORS: usize = 4;
@@ -66,14 +68,15 @@ pub struct GeneratorConfig {
 
 impl GeneratorConfig {
     /// Checks the sizes are possible: every customer and product rated at least once, no pair
-    /// rated twice, and indices that fit the u32 columns of the ratings artifact.
+    /// rated twice, and no more ids than a model tells apart ([`MAX_IDS`]: ingest would refuse
+    /// the file).
     pub fn check(&self) -> Result<()> {
         ensure!(self.customers >= 1, "customers must be at least 1");
         ensure!(self.products >= 1, "products must be at least 1");
         ensure!(
-            self.customers <= u64::from(u32::MAX) && self.products <= u64::from(u32::MAX),
-            "customers and products must each be at most {}",
-            u32::MAX
+            self.customers <= MAX_IDS && self.products <= MAX_IDS,
+            "customers and products must each be at most {MAX_IDS}: ids reach the model as \
+             float32, exact for whole numbers only up to 2^24"
         );
         ensure!(
             self.rows >= self.customers.max(self.products),
@@ -130,12 +133,14 @@ pub fn write_csv(
     let products = config.products as usize;
     let rows = config.rows as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    // `rows` is a param: the buffer for every row is allocated first, fallibly.
+    let pairs = try_vec(rows).context("holding the generated rows")?;
 
     let customer_ids = random_ids(&mut rng, customers);
     let product_ids = random_ids(&mut rng, products);
     let model = LatentModel::sample(&mut rng, customers, products);
     let counts = ratings_per_customer(&mut rng, rows, customers, products);
-    let mut pairs = rated_pairs(&mut rng, &counts, products);
+    let mut pairs = rated_pairs(&mut rng, &counts, products, pairs);
     rate_every_product(&mut rng, &mut pairs, products);
     pairs.shuffle(&mut rng);
 
@@ -237,9 +242,14 @@ fn ratings_per_customer(
 
 /// `(customer, product)` pairs, grouped by customer: `counts[c]` distinct Zipf-drawn products
 /// for customer `c` (a product already taken passes the draw on to the next one).
-fn rated_pairs(rng: &mut ChaCha8Rng, counts: &[usize], products: usize) -> Vec<(u32, u32)> {
+/// They are appended to `pairs`, which has room for them.
+fn rated_pairs(
+    rng: &mut ChaCha8Rng,
+    counts: &[usize],
+    products: usize,
+    mut pairs: Vec<(u32, u32)>,
+) -> Vec<(u32, u32)> {
     let popularity = Zipf::new(products as f64, POPULARITY_EXPONENT).expect("n ≥ 1 and s ≥ 0");
-    let mut pairs = Vec::with_capacity(counts.iter().sum());
     // The last customer who took each product: an O(1) "already rated by this customer?".
     let mut taken_by = vec![u32::MAX; products];
     for (customer, &count) in counts.iter().enumerate() {

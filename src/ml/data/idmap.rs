@@ -14,6 +14,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use super::shown::escape_controls;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdMap {
     ids: Vec<String>,
@@ -65,9 +67,10 @@ impl IdMap {
         for (line_number, id) in text.lines().enumerate() {
             if map.get(id).is_some() {
                 bail!(
-                    "{}:{}: id `{id}` appears twice",
+                    "{}:{}: id `{}` appears twice",
                     path.display(),
-                    line_number + 1
+                    line_number + 1,
+                    escape_controls(id)
                 );
             }
             map.intern(id);

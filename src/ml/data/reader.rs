@@ -28,7 +28,10 @@ use uuid::Uuid;
 
 use super::dataset::Ratings;
 use super::idmap::IdMap;
+use super::shown::shown_field;
+use super::try_vec;
 use crate::engine::kind::Progress;
+use crate::ml::model::params::MAX_IDS;
 
 pub const CUSTOMER_COLUMN: &str = "customerId";
 pub const PRODUCT_COLUMN: &str = "productId";
@@ -94,12 +97,25 @@ pub fn read_ratings_file(
 
 /// Reads ratings CSV text from `input`. `source` names it in errors (`source:line: …`);
 /// `size`, when known, sizes the columns up front and sets the progress total in bytes.
+/// More than [`MAX_IDS`] distinct customers or products stop the read, whatever the policy.
 pub fn read_ratings(
     input: impl Read,
     source: &str,
     size: Option<u64>,
     on_bad_rows: OnBadRows,
     progress: &dyn Progress,
+) -> Result<Ingested> {
+    read_ratings_up_to(input, source, size, on_bad_rows, progress, MAX_IDS)
+}
+
+/// [`read_ratings`] allowing at most `max_ids` distinct ids per column.
+fn read_ratings_up_to(
+    input: impl Read,
+    source: &str,
+    size: Option<u64>,
+    on_bad_rows: OnBadRows,
+    progress: &dyn Progress,
+    max_ids: u64,
 ) -> Result<Ingested> {
     let input = skip_bom(input).with_context(|| format!("reading {source}"))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -121,9 +137,9 @@ pub fn read_ratings(
     }
     let capacity = size.map_or(0, |size| (size / MIN_ROW_BYTES) as usize);
     let mut ratings = Ratings {
-        customers: Vec::with_capacity(capacity),
-        products: Vec::with_capacity(capacity),
-        ratings: Vec::with_capacity(capacity),
+        customers: try_vec(capacity).with_context(|| format!("reading {source}"))?,
+        products: try_vec(capacity).with_context(|| format!("reading {source}"))?,
+        ratings: try_vec(capacity).with_context(|| format!("reading {source}"))?,
         ..Ratings::default()
     };
     let mut customers = IdInterner::new(CUSTOMER_COLUMN);
@@ -139,6 +155,17 @@ pub fn read_ratings(
         rows_read += 1;
         match parse_row(&record, &columns, &mut customers, &mut products) {
             Ok((customer, product, rating)) => {
+                // Indices are dense in first-seen order: index `max_ids` is one id too many.
+                for (index, column) in [(customer, CUSTOMER_COLUMN), (product, PRODUCT_COLUMN)] {
+                    if u64::from(index) >= max_ids {
+                        let line = record.position().map_or(0, |position| position.line());
+                        bail!(
+                            "{source}:{line}: more than {max_ids} distinct {column} values: ids \
+                             reach the model as float32, which holds whole numbers exactly only \
+                             up to 2^24, so a model tells at most {max_ids} apart"
+                        );
+                    }
+                }
                 ratings.customers.push(customer);
                 ratings.products.push(product);
                 ratings.ratings.push(rating);
@@ -233,7 +260,7 @@ impl Columns {
                     "the header lacks column `{name}` (it has: {})",
                     header
                         .iter()
-                        .map(|field| format!("`{}`", String::from_utf8_lossy(field)))
+                        .map(|field| format!("`{}`", shown_field(field)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -311,7 +338,7 @@ impl IdInterner {
     /// The index of `field` by its text in `map`; an id not there yet is validated and added.
     fn by_text(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
         let not_a_uuid = |reason: &dyn fmt::Display| {
-            format!("{column} `{}` is not a UUID: {reason}", shown(field))
+            format!("{column} `{}` is not a UUID: {reason}", shown_field(field))
         };
         let id = std::str::from_utf8(field).map_err(|error| not_a_uuid(&error))?;
         if let Some(index) = map.get(id) {
@@ -324,7 +351,7 @@ impl IdInterner {
 
 fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
     let text = std::str::from_utf8(field.trim_ascii())
-        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown(field)))?;
+        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown_field(field)))?;
     if text.is_empty() {
         return Err(format!("{RATING_COLUMN} is empty"));
     }
@@ -332,7 +359,7 @@ fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
     // match theirs bit for bit.
     let value: f64 = text
         .parse()
-        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown(field)))?;
+        .map_err(|_| format!("{RATING_COLUMN} `{}` is not a number", shown_field(field)))?;
     if !value.is_finite() {
         return Err(format!("{RATING_COLUMN} `{text}` is not a finite number"));
     }
@@ -342,16 +369,6 @@ fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
         ));
     }
     Ok(value as f32)
-}
-
-/// A field for an error message: lossy UTF-8, cut short if long.
-fn shown(field: &[u8]) -> String {
-    const LIMIT: usize = 60;
-    let text = String::from_utf8_lossy(field);
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -371,6 +388,47 @@ mod tests {
             OnBadRows::Error,
             &NoProgress,
         )
+    }
+
+    /// The check behind [`MAX_IDS`] with a limit of 3, so four ids show it without 16M rows.
+    #[test]
+    fn one_id_past_the_limit_stops_the_read_even_when_skipping_bad_rows() {
+        let id = |n: u32| format!("00000000-0000-4000-8000-{n:012}");
+        let rows = |customers: &[u32], products: &[u32]| {
+            let mut text = String::from("customerId,productId,scaled_purchase_freq\n");
+            for (customer, product) in customers.iter().zip(products) {
+                text.push_str(&format!("{},{},0.5\n", id(*customer), id(*product)));
+            }
+            text
+        };
+        let read_up_to_3 = |text: &str| {
+            read_ratings_up_to(
+                text.as_bytes(),
+                "t.csv",
+                None,
+                OnBadRows::Skip,
+                &NoProgress,
+                3,
+            )
+        };
+        let three = rows(&[1, 2, 1, 3, 3], &[9, 9, 8, 7, 9]);
+        assert_eq!(read_up_to_3(&three).unwrap().customers.len(), 3);
+        let error = read_up_to_3(&rows(&[1, 2, 1, 3, 4, 1], &[9; 6]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(
+                "t.csv:6: more than 3 distinct customerId values: ids reach the model as float32"
+            ),
+            "{error}"
+        );
+        let error = read_up_to_3(&rows(&[1; 5], &[1, 2, 3, 2, 4]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("t.csv:6: more than 3 distinct productId"),
+            "{error}"
+        );
     }
 
     #[test]

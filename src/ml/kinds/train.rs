@@ -1,6 +1,7 @@
 //! The `train` stage kind: fits the recommender on `ratings.bin` in ONNX Runtime (see
 //! [`crate::ml::model::trainer`]) and writes the training, optimizer and eval graphs, the checkpoint
-//! and `metrics.json`.
+//! and `metrics.json`. Before reading the ratings it checks, from their header and the params,
+//! that the run fits the machine's memory and the model's formats ([`limits`]).
 
 use anyhow::{Context, Result};
 
@@ -10,7 +11,7 @@ use crate::engine::kind::{
 use crate::ml::data::dataset::Ratings;
 use crate::ml::model::graphs::optimizer::AdamConfig;
 use crate::ml::model::runtime;
-use crate::ml::model::trainer::{self, ArtifactPaths, TrainConfig};
+use crate::ml::model::trainer::{self, limits, ArtifactPaths, TrainConfig};
 
 pub struct Train;
 
@@ -128,9 +129,15 @@ impl StageKind for Train {
     fn run(&self, ctx: &StageContext) -> Result<()> {
         let config = Self::config(ctx.params)?;
         let ratings_path = ctx.input("ratings")?;
-        let ratings = Ratings::read(ratings_path)?;
-        trainer::training_rows(ratings.len(), config.val_split)
+        // What the run needs is checked from the header, before anything is allocated.
+        let header = Ratings::read_header(ratings_path)?;
+        let train_rows = usize::try_from(header.rows)
+            .map_err(anyhow::Error::from)
+            .and_then(|rows| trainer::training_rows(rows, config.val_split))
             .with_context(|| format!("input `ratings` ({})", ratings_path.display()))?;
+        let shape = limits::RunShape::new(&header, train_rows as u64, &config);
+        limits::check(&shape, limits::available_memory().as_ref())?;
+        let ratings = Ratings::read(ratings_path)?;
         runtime::ensure_onnxruntime(Some(&ctx.tools_dir))?;
         let paths = ArtifactPaths {
             training_model: ctx.output("training_model")?,
@@ -138,8 +145,7 @@ impl StageKind for Train {
             eval_model: ctx.output("eval_model")?,
             checkpoint: ctx.output("checkpoint")?,
         };
-        let trained = trainer::fit(&ratings, &config, &paths, ctx.progress)
-            .with_context(|| format!("stage `{}`: training", ctx.stage))?;
+        let trained = trainer::fit(&ratings, &config, &paths, ctx.progress).context("training")?;
         trained.metrics.write_json(ctx.output("metrics")?)
     }
 }

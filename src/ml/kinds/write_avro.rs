@@ -29,7 +29,8 @@ impl StageKind for WriteAvro {
         "write_avro"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: maps written as one block (1 cut maps of more than 1,024 ids into several)
+        2
     }
     fn inputs(&self) -> &'static [&'static str] {
         &["graph", "customer_map", "product_map", "schema"]

@@ -5,12 +5,17 @@
 //! - a bare binary datum ([`RecommenderModel::to_datum`]), readable only with the `.avsc`;
 //! - an object container file with the schema embedded ([`RecommenderModel::to_container`]).
 //!
-//! Same record → same bytes:
-//! - the record is serialized through `serde` with the maps as ordered entry lists, in id order
-//!   (index 0 first), instead of `apache_avro::types::Value::Map`, a `HashMap`;
-//! - the container header is written here, `avro.schema` then `avro.codec`, because
-//!   `apache_avro::Writer` keeps header metadata in a `HashMap` (its order changes from run to
-//!   run); the writer is then told the header exists and only writes the data block;
+//! Same record → same bytes, and the bytes the reference encoders write (Apache Avro for Java's
+//! `GenericDatumWriter`, Python `avro`, `fastavro`):
+//! - the record's fields are written here in the schema's order, each value with
+//!   `apache-avro`'s encoder; the maps' entries go in id order (index 0 first), not through
+//!   `apache_avro::types::Value::Map`, a `HashMap`;
+//! - a map is written as one block (count, entries, 0), as the reference encoders do. Hand-framed
+//!   because `apache-avro`'s serde serializer cuts maps of more than 1,024 entries into several
+//!   blocks: valid Avro, but other bytes than a re-encoding of the record by anyone else;
+//! - the container file is written here too: the header, `avro.schema` then `avro.codec`
+//!   (`apache_avro::Writer` keeps header metadata in a `HashMap`, whose order changes from run to
+//!   run), then one data block holding the datum above, compressed with the codec;
 //! - the sync marker is the first 16 bytes of the blake3 hash of the embedded schema and the
 //!   datum, not random: it only has to be unlikely to occur inside the data.
 //!
@@ -24,8 +29,10 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use apache_avro::schema::{RecordField, RecordSchema};
 use apache_avro::types::Value;
 use apache_avro::{Codec, Schema};
-use serde::ser::{SerializeMap, SerializeStruct, Serializer};
+use serde::ser::Serializer;
 use serde::Serialize;
+
+use crate::ml::data::shown::escape_controls;
 
 /// The record's full name in the schema.
 pub const RECORD_NAME: &str = "warez.RecommenderModel";
@@ -66,7 +73,7 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
 }
 
 /// Checks `schema` as [`check_schema`] does; returns the record's fields in the schema's order.
-fn field_order(schema: &Schema) -> Result<Vec<Field>> {
+fn field_order(schema: &Schema) -> Result<Vec<&'static FieldSpec>> {
     let Schema::Record(RecordSchema { name, fields, .. }) = schema else {
         bail!("the schema is not a record (expected record {RECORD_NAME})");
     };
@@ -111,7 +118,6 @@ fn field_order(schema: &Schema) -> Result<Vec<Field>> {
     Ok(fields
         .iter()
         .filter_map(|field| FIELDS.iter().find(|spec| spec.name == field.name))
-        .map(|spec| spec.field)
         .collect())
 }
 
@@ -195,10 +201,20 @@ pub fn parse_codec(name: &str) -> Result<Codec> {
 impl RecommenderModel {
     /// The bare binary datum.
     pub fn to_datum(&self, schema: &Schema) -> Result<Vec<u8>> {
-        let record = self.serialized(schema)?;
+        let order = field_order(schema)?;
+        self.check_maps()?;
         let mut datum = Vec::new();
-        apache_avro::write_avro_datum_ref(schema, &record, &mut datum)
-            .context("encoding the RecommenderModel record")?;
+        for spec in order {
+            match spec.field {
+                Field::ModelId => encode(&Schema::String, &self.model_id, &mut datum),
+                Field::TensorFlowModel => {
+                    encode(&Schema::Bytes, &Bytes(&self.tensor_flow_model), &mut datum)
+                }
+                Field::ProductMap => write_id_map(&self.product_ids, &mut datum),
+                Field::CustomerMap => write_id_map(&self.customer_ids, &mut datum),
+            }
+            .with_context(|| format!("encoding field `{}` of the record", spec.name))?;
+        }
         Ok(datum)
     }
 
@@ -210,33 +226,32 @@ impl RecommenderModel {
         let mut hasher = blake3::Hasher::new();
         hasher.update(schema_json.as_bytes());
         hasher.update(&datum);
-        let marker: [u8; 16] = hasher.finalize().as_bytes()[..16]
-            .try_into()
-            .expect("a blake3 hash has 32 bytes");
+        let hash = hasher.finalize();
+        let marker = &hash.as_bytes()[..16];
 
         let mut file = CONTAINER_MAGIC.to_vec();
         let codec_name: &'static str = codec.into();
-        let metadata = OrderedMap(vec![
+        let metadata = [
             ("avro.schema", Bytes(schema_json.as_bytes())),
             ("avro.codec", Bytes(codec_name.as_bytes())),
-        ]);
-        apache_avro::write_avro_datum_ref(&Schema::map(Schema::Bytes), &metadata, &mut file)
+        ];
+        write_map(metadata, &Schema::Bytes, &mut file)
             .context("encoding the Avro container header")?;
-        file.extend_from_slice(&marker);
+        file.extend_from_slice(marker);
 
-        let mut writer = apache_avro::Writer::builder()
-            .schema(schema)
-            .writer(file)
-            .codec(codec)
-            .marker(marker)
-            .has_header(true)
-            .build();
-        writer
-            .append_ser(self.serialized(schema)?)
-            .context("writing the RecommenderModel record")?;
-        writer
-            .into_inner()
-            .context("writing the Avro container's data block")
+        // One data block: the record count, the block's byte size, the (compressed) datum, the
+        // marker again.
+        let mut block = datum;
+        codec
+            .compress(&mut block)
+            .with_context(|| format!("compressing the record with codec `{codec_name}`"))?;
+        let block_len = i64::try_from(block.len()).context("the data block is too large")?;
+        encode(&Schema::Long, &1_i64, &mut file)
+            .and_then(|()| encode(&Schema::Long, &block_len, &mut file))
+            .context("encoding the Avro container's data block")?;
+        file.extend_from_slice(&block);
+        file.extend_from_slice(marker);
+        Ok(file)
     }
 
     /// Reads a bare datum written with `schema`.
@@ -300,16 +315,6 @@ impl RecommenderModel {
         })
     }
 
-    /// The record ready to serialize with `schema`, once both are checked.
-    fn serialized(&self, schema: &Schema) -> Result<SerializedRecord<'_>> {
-        let order = field_order(schema)?;
-        self.check_maps()?;
-        Ok(SerializedRecord {
-            record: self,
-            order,
-        })
-    }
-
     /// The maps' values are `int`s: more ids than that cannot be written.
     fn check_maps(&self) -> Result<()> {
         for (field, ids) in [
@@ -331,13 +336,14 @@ fn ids_by_index(field: &str, map: std::collections::HashMap<String, Value>) -> R
     let len = map.len();
     let mut ids = vec![None; len];
     for (id, index) in map {
+        let shown = escape_controls(&id);
         let Value::Int(index) = index else {
-            bail!("`{field}`[{id}] is not an int");
+            bail!("`{field}`[{shown}] is not an int");
         };
         let slot = usize::try_from(index)
             .ok()
             .and_then(|index| ids.get_mut(index))
-            .ok_or_else(|| anyhow!("`{field}`[{id}] = {index} is outside 0..{len}"))?;
+            .ok_or_else(|| anyhow!("`{field}`[{shown}] = {index} is outside 0..{len}"))?;
         ensure!(slot.is_none(), "`{field}` maps two ids to {index}");
         *slot = Some(id);
     }
@@ -347,33 +353,38 @@ fn ids_by_index(field: &str, map: std::collections::HashMap<String, Value>) -> R
         .collect())
 }
 
-/// The record as `serde` sees it. `apache-avro` writes struct fields in the order they are
-/// serialized, whatever the schema's order, so the fields are serialized in the schema's order.
-struct SerializedRecord<'a> {
-    record: &'a RecommenderModel,
-    order: Vec<Field>,
+/// Encodes `value` as `schema` with `apache-avro`.
+fn encode<T: Serialize>(schema: &Schema, value: &T, out: &mut Vec<u8>) -> Result<()> {
+    apache_avro::write_avro_datum_ref(schema, value, out)?;
+    Ok(())
 }
 
-impl Serialize for SerializedRecord<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let record = self.record;
-        let mut fields = serializer.serialize_struct("RecommenderModel", self.order.len())?;
-        for field in &self.order {
-            match field {
-                Field::ModelId => fields.serialize_field(MODEL_ID, &record.model_id)?,
-                Field::TensorFlowModel => {
-                    fields.serialize_field(TENSOR_FLOW_MODEL, &Bytes(&record.tensor_flow_model))?
-                }
-                Field::ProductMap => {
-                    fields.serialize_field(PRODUCT_MAP, &IdOrder(&record.product_ids))?
-                }
-                Field::CustomerMap => {
-                    fields.serialize_field(CUSTOMER_MAP, &IdOrder(&record.customer_ids))?
-                }
-            }
+/// Writes ids as a `map<int>` `id → position`, in position order.
+fn write_id_map(ids: &[String], out: &mut Vec<u8>) -> Result<()> {
+    let entries = ids.iter().enumerate().map(|(index, id)| {
+        let index = i32::try_from(index).expect("check_maps bounds the number of ids");
+        (id.as_str(), index)
+    });
+    write_map(entries, &Schema::Int, out)
+}
+
+/// Writes a map in the order given, as one block: the entry count (none for an empty map),
+/// each key and value, then the empty block that ends every map.
+fn write_map<'a, V: Serialize>(
+    entries: impl IntoIterator<Item = (&'a str, V), IntoIter: ExactSizeIterator>,
+    value_schema: &Schema,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let entries = entries.into_iter();
+    if entries.len() > 0 {
+        let count = i64::try_from(entries.len()).context("too many map entries")?;
+        encode(&Schema::Long, &count, out)?;
+        for (key, value) in entries {
+            encode(&Schema::String, &key, out)?;
+            encode(value_schema, &value, out)?;
         }
-        fields.end()
     }
+    encode(&Schema::Long, &0_i64, out)
 }
 
 /// Serializes as Avro `bytes` (a plain `&[u8]` would serialize as an array).
@@ -382,32 +393,5 @@ struct Bytes<'a>(&'a [u8]);
 impl Serialize for Bytes<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(self.0)
-    }
-}
-
-/// Ids serialized as a map `id → position`, in position order.
-struct IdOrder<'a>(&'a [String]);
-
-impl Serialize for IdOrder<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (index, id) in self.0.iter().enumerate() {
-            let index = i32::try_from(index).map_err(serde::ser::Error::custom)?;
-            map.serialize_entry(id, &index)?;
-        }
-        map.end()
-    }
-}
-
-/// Key/value pairs serialized as a map in the order given.
-struct OrderedMap<'a>(Vec<(&'a str, Bytes<'a>)>);
-
-impl Serialize for OrderedMap<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in &self.0 {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
     }
 }

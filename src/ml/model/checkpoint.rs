@@ -23,7 +23,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use prost::Message;
 
-use super::onnx_proto::{self, DataType, Dim, GraphProto, ModelProto, TensorProto};
+use super::onnx_proto::{self, tensor_proto::DataType, Dim, GraphProto, ModelProto, TensorProto};
 use super::params::{
     ModelParams, CUSTOMER_EMBEDDING, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
     PRODUCT_EMBEDDING,

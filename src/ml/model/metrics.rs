@@ -3,13 +3,15 @@
 //!
 //! The file is an artifact like any other, so its bytes depend only on the run's results: no
 //! timings or dates, keys in the fixed order of the struct fields, numbers printed by
-//! `serde_json` (shortest round-trip form).
+//! `serde_json` (shortest round-trip form). Every number in it is finite: `serde_json` would
+//! write NaN and ±∞ as `null`, so the trainer stops on a non-finite loss or prediction, R² is
+//! left out when it is undefined, and [`TrainingMetrics::write_json`] refuses anything else.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use linfa::metrics::SingleTargetRegression;
-use ndarray16::Array1;
+use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
 /// Regression scores of predictions against targets.
@@ -20,8 +22,10 @@ pub struct RegressionScores {
     pub mse: f64,
     /// Mean absolute error.
     pub mae: f64,
-    /// Coefficient of determination (1 − SS_res / SS_tot of the targets).
-    pub r2: f64,
+    /// Coefficient of determination (1 − SS_res / SS_tot of the targets); absent when the
+    /// validation ratings are all equal (SS_tot = 0), where it is undefined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r2: Option<f64>,
 }
 
 /// Scores `predictions` against `targets` with linfa's regression metrics, in f64.
@@ -38,6 +42,7 @@ pub fn score(predictions: &[f32], targets: &[f32]) -> RegressionScores {
         targets.len()
     );
     assert!(!targets.is_empty(), "score: no rows to score");
+    let constant_targets = targets.iter().all(|&target| target == targets[0]);
     let predictions: Array1<f64> = predictions.iter().map(|&value| f64::from(value)).collect();
     let targets: Array1<f64> = targets.iter().map(|&value| f64::from(value)).collect();
     let metric = |result: Result<f64, linfa::Error>| {
@@ -46,7 +51,8 @@ pub fn score(predictions: &[f32], targets: &[f32]) -> RegressionScores {
     RegressionScores {
         mse: metric(predictions.mean_squared_error(&targets)),
         mae: metric(predictions.mean_absolute_error(&targets)),
-        r2: metric(predictions.r2(&targets)),
+        // linfa divides by SS_tot + 1e-10, which turns "undefined" into a huge negative number.
+        r2: (!constant_targets).then(|| metric(predictions.r2(&targets))),
     }
 }
 
@@ -78,11 +84,40 @@ pub struct TrainingMetrics {
 }
 
 impl TrainingMetrics {
-    /// Writes pretty-printed JSON with a final newline; equal metrics give equal bytes.
+    /// Writes pretty-printed JSON with a final newline; equal metrics give equal bytes. A
+    /// number that is not finite (which JSON cannot hold) is an error naming it.
     pub fn write_json(&self, path: &Path) -> Result<()> {
+        if let Some((name, value)) = self.numbers().find(|(_, value)| !value.is_finite()) {
+            bail!("metric `{name}` is {value}, which metrics.json cannot hold");
+        }
         let mut text = serde_json::to_string_pretty(self).context("serializing metrics")?;
         text.push('\n');
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Every float with its name (`epochs[0].val_msle`, `validation.mse`, …).
+    fn numbers(&self) -> impl Iterator<Item = (String, f64)> + '_ {
+        let epochs = self.epochs.iter().enumerate().flat_map(|(index, epoch)| {
+            [
+                (format!("epochs[{index}].train_msle"), epoch.train_msle),
+                (format!("epochs[{index}].val_msle"), epoch.val_msle),
+            ]
+        });
+        let scores = [
+            ("validation", &self.validation),
+            ("baseline", &self.baseline),
+        ]
+        .into_iter()
+        .flat_map(|(set, scores)| {
+            [
+                ("mse", Some(scores.mse)),
+                ("mae", Some(scores.mae)),
+                ("r2", scores.r2),
+            ]
+            .into_iter()
+            .filter_map(move |(name, value)| Some((format!("{set}.{name}"), value?)))
+        });
+        epochs.chain(scores)
     }
 
     pub fn read_json(path: &Path) -> Result<Self> {
@@ -110,7 +145,7 @@ mod tests {
         let scores = score(&[1.5, 1.5, 3.0, 5.0], &[1.0, 2.0, 3.0, 4.0]);
         close(scores.mse, 0.375);
         close(scores.mae, 0.5);
-        close(scores.r2, 0.7);
+        close(scores.r2.unwrap(), 0.7);
     }
 
     #[test]
@@ -118,7 +153,42 @@ mod tests {
         let scores = score(&[2.5; 4], &[1.0, 2.0, 3.0, 4.0]);
         close(scores.mse, 1.25);
         close(scores.mae, 1.0);
-        close(scores.r2, 0.0);
+        close(scores.r2.unwrap(), 0.0);
+    }
+
+    #[test]
+    fn r2_of_constant_targets_is_left_out_of_the_file() {
+        let scores = score(&[0.5, 1.5], &[1.0, 1.0]);
+        assert_eq!(scores.r2, None);
+        let metrics = TrainingMetrics {
+            validation: scores,
+            ..sample()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        metrics.write_json(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("null"), "{text}");
+        assert_eq!(text.matches("\"r2\"").count(), 1, "{text}");
+        assert_eq!(TrainingMetrics::read_json(&path).unwrap(), metrics);
+    }
+
+    #[test]
+    fn a_non_finite_number_is_refused_not_written_as_null() {
+        let mut metrics = sample();
+        metrics.epochs[0].val_msle = f64::NAN;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        let error = metrics.write_json(&path).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "metric `epochs[0].val_msle` is NaN, which metrics.json cannot hold"
+        );
+        assert!(!path.exists());
+        metrics.epochs[0].val_msle = 0.1;
+        metrics.baseline.mae = f64::INFINITY;
+        let error = metrics.write_json(&path).unwrap_err().to_string();
+        assert!(error.contains("`baseline.mae` is inf"), "{error}");
     }
 
     #[test]
@@ -137,12 +207,12 @@ mod tests {
             validation: RegressionScores {
                 mse: 0.1,
                 mae: 0.2,
-                r2: 0.3,
+                r2: Some(0.3),
             },
             baseline: RegressionScores {
                 mse: 0.4,
                 mae: 0.5,
-                r2: -0.001,
+                r2: Some(-0.001),
             },
             train_rows: 1500,
             validation_rows: 500,

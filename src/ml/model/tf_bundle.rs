@@ -40,8 +40,6 @@ pub fn empty_bundle_index() -> Vec<u8> {
         endianness: Endianness::Little as i32,
         version: Some(VersionDef {
             producer: BUNDLE_VERSION,
-            min_consumer: 0,
-            bad_consumers: Vec::new(),
         }),
     };
     table(&[(b"", &header.encode_to_vec())])

@@ -41,8 +41,9 @@ use super::params::{
 };
 use super::tf_bundle;
 use super::tf_proto::{
-    attr_value, meta_graph_def::MetaInfoDef, AttrValue, DataType, GraphDef, MetaGraphDef, NodeDef,
-    SavedModel, SignatureDef, TensorInfo, TensorProto, TensorShapeProto, VersionDef,
+    attr_value, meta_graph_def::MetaInfoDef, tensor_info, AttrValue, DataType, GraphDef,
+    MetaGraphDef, NodeDef, SavedModel, SignatureDef, TensorInfo, TensorProto, TensorShapeProto,
+    VersionDef,
 };
 
 /// GraphDef producer version written into the frozen graph (`TF_GRAPH_DEF_VERSION` history in
@@ -150,8 +151,6 @@ pub fn frozen_graph(params: &ModelParams) -> Result<GraphDef> {
         node: graph.nodes,
         versions: Some(VersionDef {
             producer: GRAPH_PRODUCER,
-            min_consumer: 0,
-            bad_consumers: Vec::new(),
         }),
     })
 }
@@ -161,7 +160,7 @@ pub fn saved_model(graph: GraphDef) -> SavedModel {
     // Inputs and output alike are float32 columns, one row per (customer, product) pair.
     let column = TensorShapeProto::from_dims(&[-1, 1]);
     let tensor = |node: &str| TensorInfo {
-        name: format!("{node}:0"),
+        encoding: Some(tensor_info::Encoding::Name(format!("{node}:0"))),
         dtype: DataType::DtFloat as i32,
         tensor_shape: Some(column.clone()),
     };
@@ -318,7 +317,6 @@ impl GraphBuilder {
             name: name.to_string(),
             op: op.to_string(),
             input: inputs.iter().map(|input| input.to_string()).collect(),
-            device: String::new(),
             attr: attrs
                 .into_iter()
                 .map(|(key, value)| (key.to_string(), value))
@@ -353,7 +351,6 @@ impl GraphBuilder {
             dtype: data_type as i32,
             tensor_shape: Some(TensorShapeProto::from_dims(dims)),
             tensor_content: content,
-            ..TensorProto::default()
         };
         self.op(
             name,

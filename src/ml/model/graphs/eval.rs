@@ -7,7 +7,7 @@
 //! `dense_2` (MatMul, BiasAdd), named after the Keras layers.
 
 use super::GraphBuilder;
-use crate::ml::model::onnx_proto::{Attr, DataType, Dim, ModelProto};
+use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
 use crate::ml::model::params::{
     ModelParams, CUSTOMER_EMBEDDING, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
     INPUT_PRODUCT, INPUT_USER, OUTPUT, PRODUCT_EMBEDDING,

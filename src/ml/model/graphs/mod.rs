@@ -16,7 +16,7 @@ pub mod optimizer;
 pub mod training;
 
 use super::onnx_proto::{
-    self, Attr, DataType, Dim, GraphProto, ModelProto, NodeProto, TensorProto,
+    self, tensor_proto::DataType, Attr, Dim, GraphProto, ModelProto, NodeProto, TensorProto,
 };
 
 /// Collects the nodes, constants, inputs and outputs of one graph.
@@ -111,7 +111,6 @@ impl GraphBuilder {
             initializer: self.initializers,
             input: self.inputs,
             output: self.outputs,
-            ..Default::default()
         };
         onnx_proto::model(graph, doc_string)
     }

@@ -42,7 +42,7 @@
 //! to a few float32 ulps rather than bit for bit.
 
 use super::GraphBuilder;
-use crate::ml::model::onnx_proto::{Attr, DataType, Dim, ModelProto};
+use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
 
 pub const STEP: &str = "step";
 pub const ROWS: &str = "embedding_rows";

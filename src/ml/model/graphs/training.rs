@@ -22,7 +22,7 @@
 //! so a row used by several samples gets the sum of their gradients, as in dense training.
 
 use super::GraphBuilder;
-use crate::ml::model::onnx_proto::{Attr, DataType, Dim, ModelProto};
+use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
 use crate::ml::model::params::{
     DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL, OUTPUT,
 };

@@ -18,6 +18,11 @@ use rand_chacha::ChaCha8Rng;
 const STEPS_PER_BLOCK: usize = 32;
 /// How many blocks the helper may draw ahead.
 const BLOCKS_AHEAD: usize = 2;
+/// Used steps' buffers waiting to be refilled.
+const RECYCLED: usize = (BLOCKS_AHEAD + 2) * STEPS_PER_BLOCK;
+/// The most steps' masks alive at once: those queued, being drawn and being consumed, and the
+/// used ones waiting to be refilled.
+pub(super) const MASKS_IN_FLIGHT: usize = (BLOCKS_AHEAD + 2) * STEPS_PER_BLOCK + RECYCLED;
 
 /// One step's masks, already scaled: 0 (dropped) or 1/(1 − rate) (kept).
 #[derive(Default)]
@@ -50,7 +55,7 @@ impl MaskStream {
     /// Starts drawing: rate `rate`, ChaCha8 seeded with `seed` on `stream`.
     pub fn start(schedule: Schedule, rate: f32, seed: u64, stream: u64) -> Self {
         let (ready_sender, ready) = mpsc::sync_channel(BLOCKS_AHEAD);
-        let (recycle, recycled) = mpsc::sync_channel((BLOCKS_AHEAD + 2) * STEPS_PER_BLOCK);
+        let (recycle, recycled) = mpsc::sync_channel(RECYCLED);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream);
         let drawer = Drawer::new(rng, rate);

@@ -34,6 +34,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod dropout;
+pub mod limits;
 
 use dropout::{MaskStream, Schedule};
 
@@ -46,6 +47,7 @@ use super::params::{ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DEN
 use super::runtime::{self, EvalSession};
 use crate::engine::kind::Progress;
 use crate::ml::data::dataset::Ratings;
+use crate::ml::data::try_vec;
 
 /// What `fit` is asked to do (the train stage's params).
 #[derive(Debug, Clone, PartialEq)]
@@ -141,26 +143,49 @@ pub fn msle(predictions: &[f32], targets: &[f32]) -> f64 {
 }
 
 /// Keras' initial weights: embeddings U(−0.05, 0.05), kernels Glorot-uniform, biases zero.
-pub fn initial_params(n_customers: usize, n_products: usize, k: usize, seed: u64) -> ModelParams {
+/// Sizes past memory (or past `usize`) are an error, not an abort.
+pub fn initial_params(
+    n_customers: usize,
+    n_products: usize,
+    k: usize,
+    seed: u64,
+) -> Result<ModelParams> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(INIT_STREAM);
-    let mut uniform = |count: usize, limit: f32| -> Vec<f32> {
-        (0..count)
-            .map(|_| rng.random_range(-limit..limit))
-            .collect()
+    let mut uniform = |rows: usize, columns: usize, limit: f32| -> Result<Vec<f32>> {
+        let count = rows
+            .checked_mul(columns)
+            .with_context(|| format!("a {rows} × {columns} weight matrix is too large"))?;
+        let mut values = try_vec(count)?;
+        values.extend((0..count).map(|_| rng.random_range(-limit..limit)));
+        Ok(values)
     };
     let glorot = |fan_in: usize, fan_out: usize| (6.0 / (fan_in + fan_out) as f32).sqrt();
-    ModelParams {
+    Ok(ModelParams {
         n_customers,
         n_products,
         n_factors: k,
-        customer_embedding: uniform(n_customers * k, 0.05),
-        product_embedding: uniform(n_products * k, 0.05),
-        dense_1_kernel: uniform(2 * k * k, glorot(2 * k, k)),
+        customer_embedding: uniform(n_customers, k, 0.05)?,
+        product_embedding: uniform(n_products, k, 0.05)?,
+        dense_1_kernel: uniform(2 * k, k, glorot(2 * k, k))?,
         dense_1_bias: vec![0.0; k],
-        dense_2_kernel: uniform(k, glorot(k, 1)),
+        dense_2_kernel: uniform(k, 1, glorot(k, 1))?,
         dense_2_bias: vec![0.0],
-    }
+    })
+}
+
+/// `len` copies of `value`, allocated fallibly.
+fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
+    let mut values = try_vec(len)?;
+    values.resize(len, value);
+    Ok(values)
+}
+
+/// A copy of `values`, allocated fallibly.
+fn try_copy<T: Clone>(values: &[T]) -> Result<Vec<T>> {
+    let mut copy = try_vec(values.len())?;
+    copy.extend_from_slice(values);
+    Ok(copy)
 }
 
 /// Trains on `ratings`, writing the ONNX artifacts to `paths`; returns the model and metrics.
@@ -172,6 +197,10 @@ pub fn fit(
 ) -> Result<Trained> {
     config.check()?;
     let train_rows = training_rows(ratings.len(), config.val_split)?;
+    limits::check(
+        &limits::RunShape::new(&ratings.header(), train_rows as u64, config),
+        None,
+    )?;
     let k = config.n_factors;
     let n_customers = ratings.n_customers as usize;
     let n_products = ratings.n_products as usize;
@@ -194,7 +223,7 @@ pub fn fit(
         &optimizer::build(k, &config.adam, total_steps as u64),
     )?;
     let mut trainer = Trainer::new(
-        initial_params(n_customers, n_products, k, config.seed),
+        initial_params(n_customers, n_products, k, config.seed)?,
         runtime::session_from_file(paths.training_model)?,
         runtime::session_from_file(paths.optimizer_model)?,
         MaskStream::start(
@@ -208,11 +237,13 @@ pub fn fit(
             config.seed,
             DROPOUT_STREAM,
         ),
-    );
+    )?;
 
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
     shuffle_rng.set_stream(SHUFFLE_STREAM);
-    let mut order: Vec<u32> = (0..train_rows as u32).collect();
+    // Fewer than 2³² rows (checked by `limits::check`).
+    let mut order: Vec<u32> = try_vec(train_rows)?;
+    order.extend(0..train_rows as u32);
     progress.start(total_steps as u64, "steps");
     let validation = train_rows..ratings.len();
     let mut epochs = Vec::with_capacity(config.epochs);
@@ -226,6 +257,13 @@ pub fn fit(
         for (index, batch) in batches.iter().enumerate() {
             let next_batch = batches.get(index + 1).copied().unwrap_or_default();
             let loss = trainer.step(ratings, batch, next_batch)?;
+            if !loss.is_finite() {
+                bail!(
+                    "epoch {epoch}, step {} of {steps_per_epoch}: the training loss is {loss}; \
+                     training stopped (a smaller `learning_rate` may help)",
+                    index + 1
+                );
+            }
             loss_sum += f64::from(loss) * batch.len() as f64;
             samples += batch.len();
             let done = (epoch - 1) * steps_per_epoch + index + 1;
@@ -236,10 +274,14 @@ pub fn fit(
         }
         trainer.catch_up_all_rows()?;
         let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
-        let params = trainer.params();
+        let params = trainer.params()?;
         write_model(paths.eval_model, &eval::build(&params))?;
         let last_epoch = epoch == config.epochs;
-        let adam = last_epoch.then(|| trainer.adam_state());
+        let adam = if last_epoch {
+            Some(trainer.adam_state()?)
+        } else {
+            None
+        };
         predictions = std::thread::scope(|scope| -> Result<Vec<f32>> {
             // The checkpoint is written on the second core while the validation rows are scored.
             let writer = adam
@@ -258,6 +300,14 @@ pub fn fit(
             }
             Ok(predictions)
         })?;
+        if let Some(row) = predictions.iter().position(|value| !value.is_finite()) {
+            bail!(
+                "epoch {epoch}: the model predicts {} for validation row {}; training stopped \
+                 (a smaller `learning_rate` may help)",
+                predictions[row],
+                train_rows + row
+            );
+        }
         final_state = adam.map(|adam| (params, adam));
         let loss = EpochLoss {
             epoch: epoch as u32,
@@ -324,15 +374,14 @@ struct Table {
 }
 
 impl Table {
-    fn new(values: Vec<f32>, rows: usize) -> Self {
-        let zeros = vec![0.0; values.len()];
-        Self {
+    fn new(values: Vec<f32>, rows: usize) -> Result<Self> {
+        Ok(Self {
+            m: try_filled(values.len(), 0.0)?,
+            v: try_filled(values.len(), 0.0)?,
             values,
-            m: zeros.clone(),
-            v: zeros,
-            last_step: vec![0; rows],
-            slot: vec![NO_SLOT; rows],
-        }
+            last_step: try_filled(rows, 0)?,
+            slot: try_filled(rows, NO_SLOT)?,
+        })
     }
 }
 
@@ -459,15 +508,20 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn new(params: ModelParams, training: Session, optimizer: Session, masks: MaskStream) -> Self {
+    fn new(
+        params: ModelParams,
+        training: Session,
+        optimizer: Session,
+        masks: MaskStream,
+    ) -> Result<Self> {
         let dense = Dense::pack(&params);
-        Self {
+        Ok(Self {
             k: params.n_factors,
             n_customers: params.n_customers,
             n_products: params.n_products,
             tables: [
-                Table::new(params.customer_embedding, params.n_customers),
-                Table::new(params.product_embedding, params.n_products),
+                Table::new(params.customer_embedding, params.n_customers)?,
+                Table::new(params.product_embedding, params.n_products)?,
             ],
             dense,
             step: 0,
@@ -475,7 +529,7 @@ impl Trainer {
             optimizer,
             buffers: StepBuffers::default(),
             masks,
-        }
+        })
     }
 
     /// One training step on the rating rows `batch`; returns the batch loss. `next_batch` (the
@@ -641,43 +695,43 @@ impl Trainer {
     }
 
     /// The parameters; up to date for every row after [`Self::catch_up_all_rows`].
-    fn params(&self) -> ModelParams {
+    fn params(&self) -> Result<ModelParams> {
         let mut params = ModelParams {
             n_customers: self.n_customers,
             n_products: self.n_products,
             n_factors: self.k,
-            customer_embedding: self.tables[Side::Customer as usize].values.clone(),
-            product_embedding: self.tables[Side::Product as usize].values.clone(),
+            customer_embedding: try_copy(&self.tables[Side::Customer as usize].values)?,
+            product_embedding: try_copy(&self.tables[Side::Product as usize].values)?,
             dense_1_kernel: Vec::new(),
             dense_1_bias: Vec::new(),
             dense_2_kernel: Vec::new(),
             dense_2_bias: Vec::new(),
         };
         self.dense.unpack(&self.dense.values, &mut params);
-        params
+        Ok(params)
     }
 
-    fn adam_state(&self) -> AdamState {
-        let moment = |pick: fn(&Table) -> &Vec<f32>, flat: &[f32]| {
+    fn adam_state(&self) -> Result<AdamState> {
+        let moment = |pick: fn(&Table) -> &Vec<f32>, flat: &[f32]| -> Result<ModelParams> {
             let mut state = ModelParams {
                 n_customers: self.n_customers,
                 n_products: self.n_products,
                 n_factors: self.k,
-                customer_embedding: pick(&self.tables[Side::Customer as usize]).clone(),
-                product_embedding: pick(&self.tables[Side::Product as usize]).clone(),
+                customer_embedding: try_copy(pick(&self.tables[Side::Customer as usize]))?,
+                product_embedding: try_copy(pick(&self.tables[Side::Product as usize]))?,
                 dense_1_kernel: Vec::new(),
                 dense_1_bias: Vec::new(),
                 dense_2_kernel: Vec::new(),
                 dense_2_bias: Vec::new(),
             };
             self.dense.unpack(flat, &mut state);
-            state
+            Ok(state)
         };
-        AdamState {
+        Ok(AdamState {
             step: u64::from(self.step),
-            m: moment(|table| &table.m, &self.dense.m),
-            v: moment(|table| &table.v, &self.dense.v),
-        }
+            m: moment(|table| &table.m, &self.dense.m)?,
+            v: moment(|table| &table.v, &self.dense.v)?,
+        })
     }
 }
 
@@ -707,7 +761,7 @@ mod tests {
         let session =
             |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
         Trainer::new(
-            initial_params(7, 4, K, config.seed),
+            initial_params(7, 4, K, config.seed).unwrap(),
             session(training::build(K)),
             session(optimizer::build(K, &config.adam, steps)),
             MaskStream::start(
@@ -722,6 +776,7 @@ mod tests {
                 DROPOUT_STREAM,
             ),
         )
+        .unwrap()
     }
 
     /// The lazy update (rows caught up when used, all rows at the end) against dense Adam: the
@@ -765,7 +820,7 @@ mod tests {
             sat_out > 50,
             "rows must sit out steps for the test to mean anything"
         );
-        let initial = initial_params(7, 4, K, config.seed);
+        let initial = initial_params(7, 4, K, config.seed).unwrap();
         let compare = |what: &str, lazy: &[f32], dense: &[f32], start: &[f32]| {
             for i in 0..lazy.len() {
                 let moved = (dense[i] - start[i]).abs();
@@ -777,7 +832,7 @@ mod tests {
                 );
             }
         };
-        let (lazy_params, dense_params) = (lazy.params(), dense.params());
+        let (lazy_params, dense_params) = (lazy.params().unwrap(), dense.params().unwrap());
         compare(
             "customer_embedding",
             &lazy_params.customer_embedding,
@@ -796,7 +851,7 @@ mod tests {
             &dense_params.dense_1_kernel,
             &initial.dense_1_kernel,
         );
-        let (lazy_adam, dense_adam) = (lazy.adam_state(), dense.adam_state());
+        let (lazy_adam, dense_adam) = (lazy.adam_state().unwrap(), dense.adam_state().unwrap());
         assert_eq!(lazy_adam.step, steps);
         let zeros = vec![0.0; lazy_adam.m.customer_embedding.len()];
         compare(

@@ -1,0 +1,167 @@
+//! A broken lock file (empty, garbage, git merge-conflict markers) costs nothing: `status` warns
+//! and reports the stages stale without touching it, `run` restores every stage from the cache
+//! without rerunning any and writes the same lock file a clean run wrote; while a stage fails,
+//! the broken file is left as it is.
+
+mod engine_support;
+
+use engine_support::{Project, PIPELINE};
+
+const LOCK: &str = "pipelines/p.lock";
+
+/// Two stages; every command appends its name to `ran.log`. `b` fails when its `fail` param
+/// is not 0.
+const PIPELINE_YAML: &str = r#"
+name: locked
+stages:
+  a:
+    cmd: echo a >> ran.log; tr a-z A-Z < data/in.txt > out/a.txt
+    deps: [data/in.txt]
+    outs: [out/a.txt]
+  b:
+    cmd: echo b >> ran.log; test ${params.fail} = 0 && cat out/a.txt out/a.txt > out/b.txt
+    deps: [out/a.txt]
+    outs: [out/b.txt]
+    params: { fail: 0 }
+"#;
+
+/// A project after one clean run, and the lock file that run wrote.
+fn project_after_a_run() -> (Project, String) {
+    let project = Project::new();
+    project
+        .file("data/in.txt", "hello\n")
+        .pipeline(PIPELINE_YAML);
+    project.run(&[]).assert_code(0);
+    let lock = project.read(LOCK);
+    std::fs::remove_file(project.abs("ran.log")).unwrap();
+    (project, lock)
+}
+
+const CONFLICT: &str = "pipeline: locked\nstages:\n<<<<<<< HEAD\n  a:\n    key: 1\n=======\n  a:\n    key: 2\n>>>>>>> feature\n";
+
+/// Each broken lock file and what the warning must say about it.
+const BROKEN: [(&str, &str, &str); 3] = [
+    ("empty", "", "pipelines/p.lock: the lock file is empty"),
+    (
+        "garbage",
+        "\u{1}garbage: [unclosed\n",
+        "pipelines/p.lock: not a valid lock file:",
+    ),
+    (
+        "conflict markers",
+        CONFLICT,
+        "pipelines/p.lock:3: the lock file holds git merge-conflict markers (resolve the \
+         conflict, or delete the file and run)",
+    ),
+];
+
+#[test]
+fn status_warns_reports_stale_and_leaves_the_file_alone() {
+    for (name, broken, warning) in BROKEN {
+        let (project, _) = project_after_a_run();
+        project.file(LOCK, broken);
+        let status = project.warez(&["status", PIPELINE]);
+        status
+            .assert_code(1)
+            .assert_stderr_contains(&format!("warning: {warning}"))
+            .assert_stderr_contains("treating it as absent");
+        assert!(
+            !status.stderr.contains("missing field"),
+            "{name}: {}",
+            status.stderr
+        );
+        assert!(
+            status.stdout.contains("stale  a"),
+            "{name}: {}",
+            status.stdout
+        );
+        assert!(
+            status.stdout.contains("(cached: `run` restores it)"),
+            "{name}: {}",
+            status.stdout
+        );
+        let json = project.warez(&["status", "--json", PIPELINE]);
+        json.assert_code(1);
+        let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(report["up_to_date"], false, "{name}");
+        assert_eq!(
+            project.read(LOCK),
+            broken,
+            "{name}: status changed the lock file"
+        );
+        let explain = project.warez(&["explain", "a", PIPELINE]);
+        explain.assert_code(1).assert_stderr_contains(warning);
+        assert_eq!(
+            project.read(LOCK),
+            broken,
+            "{name}: explain changed the lock file"
+        );
+    }
+}
+
+#[test]
+fn run_restores_every_stage_from_the_cache_and_rewrites_the_file() {
+    for (name, broken, warning) in BROKEN {
+        let (project, clean_lock) = project_after_a_run();
+        project.file(LOCK, broken);
+        let run = project.run(&[]);
+        run.assert_code(0)
+            .assert_stderr_contains(&format!("warning: {warning}"))
+            .assert_stderr_contains("rewrote pipelines/p.lock");
+        assert_eq!(
+            run.with_outcome("restored"),
+            ["a", "b"],
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(!project.exists("ran.log"), "{name}: a stage reran");
+        assert_eq!(project.read(LOCK), clean_lock, "{name}");
+        // The plain summary says so too, and everything is up to date afterwards.
+        project.file(LOCK, broken);
+        let plain = project.warez(&["run", PIPELINE]);
+        plain.assert_code(0);
+        assert!(
+            plain
+                .stderr
+                .lines()
+                .any(|line| line.starts_with("a ") && line.contains("restored")),
+            "{name}: {}",
+            plain.stderr
+        );
+        project.warez(&["status", PIPELINE]).assert_code(0);
+        assert!(!project.exists("ran.log"), "{name}: a stage reran");
+    }
+}
+
+#[test]
+fn a_failing_run_keeps_the_broken_file_until_a_whole_one_can_replace_it() {
+    let (project, clean_lock) = project_after_a_run();
+    project.file(LOCK, CONFLICT);
+    let failed = project.run(&["--set", "b.fail=1"]);
+    failed
+        .assert_code(1)
+        .assert_stderr_contains("left pipelines/p.lock as it was");
+    assert_eq!(failed.with_outcome("restored"), ["a"]);
+    assert_eq!(
+        project.read(LOCK),
+        CONFLICT,
+        "the conflict markers were overwritten"
+    );
+    let run = project.run(&[]);
+    run.assert_code(0);
+    assert_eq!(run.with_outcome("restored"), ["a", "b"]);
+    assert_eq!(project.read(LOCK), clean_lock);
+}
+
+#[test]
+fn commands_that_need_the_recorded_runs_refuse_a_broken_file_saying_why() {
+    let (project, _) = project_after_a_run();
+    project.file(LOCK, CONFLICT);
+    project
+        .warez(&["gc", PIPELINE])
+        .assert_code(1)
+        .assert_stderr_contains(
+            "pipelines/p.lock:3: the lock file holds git merge-conflict markers",
+        );
+    assert_eq!(project.read(LOCK), CONFLICT);
+}
