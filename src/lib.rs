@@ -12,6 +12,7 @@ pub mod data;
 pub mod exec;
 pub mod fingerprint;
 pub mod model;
+pub mod remote;
 pub mod spec;
 pub mod stages;
 pub mod store;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
+use super::remote_args::RemoteArgs;
 use crate::exec::{self, RunOptions, Ui};
 use crate::fingerprint::StatCache;
 use crate::store::{RunLock, Store};
@@ -19,6 +20,8 @@ differs); 2 when the pipeline is rejected before anything runs."
 pub struct RunArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Run the selected stages even when they are up to date.
     #[arg(long)]
     pub force: bool,
@@ -83,6 +86,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         force: args.force,
         jobs,
         dry_run: args.dry_run,
+        remote: args.remote.open(&loaded.pipeline)?,
     };
     let report = exec::run(
         &loaded.pipeline,

@@ -186,6 +186,8 @@ pub fn check(
         force: false,
         jobs,
         dry_run: false,
+        // A from-scratch rebuild: nothing may come from a remote.
+        remote: None,
     };
     let all = (0..copy.stages.len()).collect();
     let rebuild = super::run(&copy, &dag, &all, &store, &stats, &options, ui)?;

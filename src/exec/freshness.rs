@@ -132,6 +132,9 @@ pub struct StageStatus {
     pub reasons: Vec<DirtyReason>,
     /// Its current key ran before: `run` would restore it instead of running it.
     pub restorable: bool,
+    /// The remote cache holds its current key (filled in by `status --remote`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restorable_from_remote: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<StageKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +168,7 @@ pub fn assess(
             fresh: false,
             reasons: Vec::new(),
             restorable: false,
+            restorable_from_remote: false,
             key: None,
             error: None,
         };

@@ -17,6 +17,7 @@
 
 mod check;
 mod freshness;
+mod remote_hooks;
 mod stage_run;
 mod summary;
 mod ui;
@@ -34,6 +35,7 @@ pub use ui::{StageProgress, Ui};
 
 use crate::dag::Dag;
 use crate::fingerprint::{DirtyReason, StatCache};
+use crate::remote::Remote;
 use crate::spec::{Action, Pipeline};
 use crate::stages::Pool;
 use crate::store::{LockFile, LockedStage, RecordedOutput, RunRecord, Store};
@@ -45,6 +47,8 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Only say what would run.
     pub dry_run: bool,
+    /// The shared remote cache: read through on a local miss, written through after a run.
+    pub remote: Option<Remote>,
 }
 
 /// Everything the workers share during one run.
@@ -158,7 +162,8 @@ impl Engine<'_> {
                             StageReport::new(stage, Outcome::UpToDate)
                         } else {
                             let outcome = if !self.options.force
-                                && self.store.record(&evaluation.key).is_some()
+                                && (self.store.record(&evaluation.key).is_some()
+                                    || self.remote_has(&evaluation.key))
                             {
                                 Outcome::WouldRestore
                             } else {
@@ -295,6 +300,19 @@ impl Engine<'_> {
                     stage.name
                 )),
             }
+        } else if let Some(record) = self.fetch_from_remote(index, &evaluation.key) {
+            match self.restore(index, &record) {
+                Ok(()) => {
+                    self.store.touch_record(&evaluation.key, &record)?;
+                    self.commit(index, &evaluation, &record)?;
+                    return Ok(StageReport::new(stage, Outcome::RestoredRemote)
+                        .with_reasons(evaluation.reasons));
+                }
+                Err(error) => self.ui.say(&format!(
+                    "[{}] cannot restore what the remote holds ({error:#}); running it",
+                    stage.name
+                )),
+            }
         }
         let progress = self.ui.stage(&stage.name);
         let result = stage_run::execute(self.pipeline, stage, self.store, &progress);
@@ -330,6 +348,7 @@ impl Engine<'_> {
             last_used: crate::store::now_unix(),
         };
         self.store.write_record(&evaluation.key, &record)?;
+        self.publish_to_remote(index, &evaluation.key, &record);
         // Outputs this rerun reproduced byte for byte: what is below them is cut off.
         let unchanged_outputs: Vec<String> = locked
             .as_ref()
@@ -496,6 +515,7 @@ mod tests {
             file: dir.path().join("p.yaml"),
             project_dir: dir.path().to_path_buf(),
             model_path: "models/pools".into(),
+            remote: None,
             stages: vec![
                 stage("train_a", &MACHINE),
                 stage("shared_1", &SHARED),
@@ -510,6 +530,7 @@ mod tests {
             force: false,
             jobs: 4,
             dry_run: false,
+            remote: None,
         };
         let all = (0..pipeline.stages.len()).collect();
         let stats = StatCache::in_memory();

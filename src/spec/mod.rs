@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub project_dir: PathBuf,
     /// Normalized, relative to the project folder.
     pub model_path: String,
+    /// The top-level `remote:` URL, checked to parse (see `remote::RemoteUrl`).
+    pub remote: Option<String>,
     /// In file order.
     pub stages: Vec<Stage>,
 }

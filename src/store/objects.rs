@@ -103,7 +103,7 @@ impl Store {
         Ok(())
     }
 
-    fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
+    pub(super) fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
         let path = self.tree_path(hash);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
