@@ -13,7 +13,13 @@ pub struct RemoteArgs {
     #[arg(long, env = "WAREZ_REMOTE", hide_env_values = true, value_name = "URL")]
     pub remote: Option<String>,
     /// Read from the remote but never write to it (machines that must not publish).
-    #[arg(long, env = "WAREZ_REMOTE_READ_ONLY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WAREZ_REMOTE_READ_ONLY",
+        hide_env_values = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub remote_read_only: bool,
 }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 use super::http_put::HttpPut;
@@ -33,11 +33,19 @@ pub struct Backend {
 }
 
 /// Connection settings shared by every backend: fail fast when the server is down (a run goes
-/// on without it), but give a large transfer time to finish.
+/// on without it), but give a large transfer time to finish. Given as config keys so that the
+/// cloud builders keep the client settings they read from the environment (`AWS_ALLOW_HTTP`…).
+const CLIENT_SETTINGS: [(ClientConfigKey, &str); 2] = [
+    (ClientConfigKey::ConnectTimeout, "5s"),
+    (ClientConfigKey::Timeout, "30m"),
+];
+
 fn client_options() -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(30 * 60))
+    CLIENT_SETTINGS
+        .iter()
+        .fold(ClientOptions::new(), |options, (key, value)| {
+            options.with_config(*key, *value)
+        })
 }
 
 fn retry_config() -> RetryConfig {
@@ -65,10 +73,13 @@ pub fn open(url: &RemoteUrl) -> Result<Backend, String> {
     let cloud_url = format!("{}://{}", url.without_credentials().scheme(), url.bucket());
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         Scheme::S3 => {
-            let mut builder = AmazonS3Builder::from_env()
-                .with_url(cloud_url)
-                .with_client_options(client_options())
-                .with_retry(retry_config());
+            let mut builder = CLIENT_SETTINGS.iter().fold(
+                AmazonS3Builder::from_env().with_url(cloud_url),
+                |builder, (key, value)| {
+                    builder.with_config(AmazonS3ConfigKey::Client(*key), *value)
+                },
+            );
+            builder = builder.with_retry(retry_config());
             // AWS_REGION is what the AWS CLI and SDKs read first; object_store reads only
             // AWS_DEFAULT_REGION by itself.
             if let Ok(region) = std::env::var("AWS_REGION") {
@@ -77,17 +88,27 @@ pub fn open(url: &RemoteUrl) -> Result<Backend, String> {
             with_prefix(Arc::new(builder.build().map_err(|e| e.to_string())?))
         }
         Scheme::Gcs => with_prefix(Arc::new(
-            GoogleCloudStorageBuilder::from_env()
-                .with_url(cloud_url)
-                .with_client_options(client_options())
+            CLIENT_SETTINGS
+                .iter()
+                .fold(
+                    GoogleCloudStorageBuilder::from_env().with_url(cloud_url),
+                    |builder, (key, value)| {
+                        builder.with_config(GoogleConfigKey::Client(*key), *value)
+                    },
+                )
                 .with_retry(retry_config())
                 .build()
                 .map_err(|e| e.to_string())?,
         )),
         Scheme::Azure => with_prefix(Arc::new(
-            MicrosoftAzureBuilder::from_env()
-                .with_url(cloud_url)
-                .with_client_options(client_options())
+            CLIENT_SETTINGS
+                .iter()
+                .fold(
+                    MicrosoftAzureBuilder::from_env().with_url(cloud_url),
+                    |builder, (key, value)| {
+                        builder.with_config(AzureConfigKey::Client(*key), *value)
+                    },
+                )
                 .with_retry(retry_config())
                 .build()
                 .map_err(|e| e.to_string())?,

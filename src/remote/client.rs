@@ -53,6 +53,8 @@ pub struct Remote {
     /// Set once the remote failed in a way the rest of a run would only repeat (server down,
     /// credentials refused): the run warns once and goes on without it.
     given_up: AtomicBool,
+    /// An HTTP remote's own folder was created (once per process, before the first upload).
+    base_made: tokio::sync::OnceCell<()>,
 }
 
 impl Remote {
@@ -79,6 +81,7 @@ impl Remote {
             runtime,
             read_only,
             given_up: AtomicBool::new(false),
+            base_made: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -223,6 +226,16 @@ impl Remote {
             ErrorKind::Corrupt,
             format!("{path} is corrupted (its bytes do not match its hash); not used"),
         )
+    }
+
+    /// Makes sure an HTTP remote's folder exists before the first upload.
+    pub(super) async fn prepare_upload(&self) {
+        if let Some(http) = &self.backend.http_put {
+            let folders = ["cas", "ac", "packs", "packs/v1"];
+            self.base_made
+                .get_or_init(|| http.make_folders(&folders))
+                .await;
+        }
     }
 
     /// Uploads small bytes to `path`.

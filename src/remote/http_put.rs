@@ -66,29 +66,70 @@ impl HttpPut {
         Ok(response.status())
     }
 
-    /// MKCOL every folder above `path` (those that exist answer 405, which is fine).
+    /// MKCOL every folder above `path`.
     async fn make_collections(&self, path: &str) -> Result<(), String> {
-        let mkcol = Method::from_bytes(b"MKCOL").expect("a valid method name");
         let parts: Vec<&str> = path.split('/').collect();
         for depth in 1..parts.len() {
             let mut url = self.url(&parts[..depth].join("/"));
             url.path_segments_mut()
                 .map_err(|_| "the remote URL cannot hold paths".to_string())?
                 .push("");
-            let response = self
-                .client
-                .request(mkcol.clone(), url)
-                .send()
-                .await
-                .map_err(|error| error.to_string())?;
-            let status = response.status();
-            if !(status.is_success() || status == StatusCode::METHOD_NOT_ALLOWED) {
-                return Err(format!(
-                    "MKCOL {}: server returned {status}",
-                    parts[..depth].join("/")
-                ));
-            }
+            self.mkcol(url).await?;
         }
         Ok(())
+    }
+
+    /// MKCOL every folder of the remote URL's own path (a new remote's folder does not exist
+    /// yet) and the folders warez-pipe writes into (`folders`, parents first). Done once before
+    /// uploading: `object_store` creates missing parents itself, but two uploads racing to
+    /// create one folder make the loser fail (WebDAV answers 405 to a MKCOL of an existing
+    /// folder). Failures are left to the PUTs to report: servers that are no WebDAV (Bazel's
+    /// HTTP cache) refuse MKCOL and need none.
+    pub async fn make_folders(&self, folders: &[&str]) {
+        let base: Vec<String> = self
+            .base
+            .path_segments()
+            .map(|segments| {
+                segments
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut paths: Vec<String> = (1..=base.len())
+            .map(|depth| base[..depth].join("/"))
+            .collect();
+        paths.extend(folders.iter().map(|folder| {
+            base.iter()
+                .map(String::as_str)
+                .chain(folder.split('/'))
+                .collect::<Vec<_>>()
+                .join("/")
+        }));
+        for path in paths {
+            let mut url = self.base.clone();
+            url.set_path(&format!("/{path}/"));
+            if self.mkcol(url).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One MKCOL; an existing folder (405) is fine.
+    async fn mkcol(&self, url: url::Url) -> Result<(), String> {
+        let mkcol = Method::from_bytes(b"MKCOL").expect("a valid method name");
+        let shown = url.path().to_string();
+        let status = self
+            .client
+            .request(mkcol, url)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?
+            .status();
+        if status.is_success() || status == StatusCode::METHOD_NOT_ALLOWED {
+            Ok(())
+        } else {
+            Err(format!("MKCOL {shown}: server returned {status}"))
+        }
     }
 }

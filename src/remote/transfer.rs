@@ -132,6 +132,9 @@ impl Remote {
             .map(|(run, _)| run)
             .collect();
         report.records_present = runs.len() - missing.len();
+        if !missing.is_empty() {
+            self.prepare_upload().await;
+        }
         let mut plan = Plan {
             objects: BTreeMap::new(),
             packs: BTreeMap::new(),
