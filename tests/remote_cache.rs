@@ -189,6 +189,10 @@ fn server_down(kind: Kind) {
     warez(&project, &remote, &["push", PIPELINE])
         .assert_code(1)
         .assert_stderr_contains(&format!("remote {}", remote.url));
+    warez(&small_clone(&project), &remote, &["status", PIPELINE])
+        .assert_code(1)
+        .assert_stderr_contains(&format!("warning: remote {}", remote.url))
+        .assert_stdout_contains("stale");
 }
 
 #[test]

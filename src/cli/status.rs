@@ -33,8 +33,14 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let (_, mut states) = loaded.assess(&selected)?;
     if let Some(remote) = args.remote.open(&loaded.pipeline)? {
         for state in states.iter_mut().filter(|s| !s.fresh && !s.restorable) {
-            if let Some(key) = &state.key {
-                state.restorable_from_remote = remote.has_run(key)?;
+            let Some(key) = &state.key else { continue };
+            match remote.has_run(key) {
+                Ok(found) => state.restorable_from_remote = found,
+                // The local state is what `status` reports; the remote only adds to it.
+                Err(error) => {
+                    eprintln!("warning: {error}");
+                    break;
+                }
             }
         }
     }
