@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use warez_pipe::data::dataset::Ratings;
 use warez_pipe::stages::{find_kind, Params, Progress, StageContext};
 
-const ORIGINAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
+const ORIGINAL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/data/ratings_uuid_small.csv"
+);
 const HEADER: &str = "customerId,productId,scaled_purchase_freq";
 const C1: &str = "19823025-6551-4edd-ace1-56c2c4e22fc7";
 const C2: &str = "e9a87a97-38df-4858-86df-9b02defccd5c";

@@ -7,7 +7,10 @@ mod engine_support;
 use engine_support::{Project, PIPELINE};
 use warez_pipe::data::dataset::Ratings;
 
-const ORIGINAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
+const ORIGINAL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/data/ratings_uuid_small.csv"
+);
 
 /// Ingest of `data/ratings.csv`, and a command stage that reads only the two maps.
 const INGEST_AND_MAPS_REPORT: &str = r#"

@@ -10,7 +10,10 @@ use warez_pipe::data::idmap::IdMap;
 use warez_pipe::model::checkpoint;
 use warez_pipe::model::metrics::TrainingMetrics;
 
-const SMALL_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
+const SMALL_DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/data/ratings_uuid_small.csv"
+);
 
 const PIPELINE_YAML: &str = r#"name: rec
 model_path: models/rec
@@ -27,8 +30,7 @@ stages:
 fn predict_scores_a_trained_model_like_the_reference_forward_pass() {
     runtime_support::ort_dylib();
     let project = Project::new();
-    let ratings = std::fs::read_to_string(SMALL_DATA)
-        .expect("the seed small data set (data/ratings_uuid_small.csv)");
+    let ratings = std::fs::read_to_string(SMALL_DATA).expect("the seed small data set (data/ratings_uuid_small.csv)");
     project
         .file("data/ratings.csv", &ratings)
         .pipeline(PIPELINE_YAML);

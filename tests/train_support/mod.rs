@@ -24,7 +24,10 @@ pub fn init_onnxruntime() {
 
 /// The seed notebook's ratings (`data/ratings_uuid_small.csv`, a copy of the seed's small data set), ingested.
 pub fn small_ratings() -> Ratings {
-    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
+    let csv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/ratings_uuid_small.csv"
+    );
     read_ratings_file(Path::new(csv), OnBadRows::Error, &NoProgress)
         .expect("reading data/ratings_uuid_small.csv")
         .ratings
