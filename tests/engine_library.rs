@@ -67,6 +67,7 @@ fn run_all(project: &Path) -> Vec<Outcome> {
         force: false,
         jobs: 2,
         dry_run: false,
+        remote: None,
     };
     let report = exec::run(
         &pipeline,

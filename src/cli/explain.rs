@@ -20,7 +20,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     let pipeline = &loaded.pipeline;
     let selected = or_exit!(loaded.select(std::slice::from_ref(&args.stage)));
-    let (lock, states) = loaded.assess(&selected)?;
+    let (lock, states) = loaded.assess(&selected, None)?;
     let state = states
         .iter()
         .find(|state| state.stage == args.stage)

@@ -12,6 +12,9 @@ mod metrics;
 mod model_dir;
 mod pipeline_args;
 mod predict;
+mod pull;
+mod push;
+mod remote_args;
 mod run;
 mod status;
 
@@ -37,6 +40,10 @@ enum Command {
     Run(run::RunArgs),
     /// Show each stage as fresh or stale, and why.
     Status(status::StatusArgs),
+    /// Upload the lock file's run records and their objects to the remote cache.
+    Push(push::PushArgs),
+    /// Restore the lock file's outputs from the local cache or the remote, running nothing.
+    Pull(pull::PullArgs),
     /// Print the stage graph (text, dot or mermaid).
     Dag(dag::DagArgs),
     /// Explain exactly what changed for one stage since its recorded run.
@@ -60,6 +67,8 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
+        Command::Push(args) => push::run(args),
+        Command::Pull(args) => pull::run(args),
         Command::Dag(args) => dag::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Gc(args) => gc::run(args),

@@ -4,14 +4,16 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
 use super::cache_arg::CacheArg;
 use crate::engine::dag::Dag;
-use crate::engine::exec::{self, StageStatus};
-use crate::engine::fingerprint::StatCache;
+use crate::engine::exec::{self, Judge, StageStatus};
+use crate::engine::fingerprint::{StageKey, StatCache};
 use crate::engine::kind::Registry;
+use crate::engine::remote::Remote;
 use crate::engine::spec::{self, Override, Pipeline, SpecError};
 use crate::engine::store::{LockFile, Store};
 
@@ -48,22 +50,36 @@ impl Loaded {
         })
     }
 
-    /// How the `selected` stages stand against the lock file (for `status` and `explain`). A
-    /// broken lock file counts as absent, with a warning; it is left as it is.
+    /// How the `selected` stages stand against the lock file (for `status` and `explain`);
+    /// with a remote, which stale ones it holds.
     pub fn assess(
         &self,
         selected: &BTreeSet<usize>,
+        remote: Option<&Remote>,
     ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
         let store = Store::open(&self.cache_dir)?;
         let stats = StatCache::load(store.stat_cache_file());
-        let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
-            eprintln!(
-                "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
-                 cache holds and rewrites it)"
-            );
-            LockFile::default()
-        });
-        let states = exec::assess(&self.pipeline, &self.dag, selected, &lock, &store, &stats);
+        let lock = LockFile::read(&self.pipeline.lock_file())?;
+        let remote_warned = AtomicBool::new(false);
+        // The local state is what `status` reports; the remote only adds to it.
+        let remote_has = |key: &StageKey| match remote.map(|remote| remote.has_run(key)) {
+            Some(Ok(found)) => found,
+            Some(Err(error)) => {
+                if !remote_warned.swap(true, Ordering::Relaxed) {
+                    eprintln!("warning: {error}");
+                }
+                false
+            }
+            None => false,
+        };
+        let judge = Judge {
+            pipeline: &self.pipeline,
+            store: &store,
+            stats: &stats,
+            force: false,
+            remote_has: remote.map(|_| &remote_has as _),
+        };
+        let states = exec::assess(&judge, &self.dag, selected, &lock);
         // The stat cache only saves re-hashing next time: failing to write it changes nothing.
         let _ = stats.save();
         Ok((lock, states))

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
+use super::remote_args::RemoteArgs;
 use crate::engine::exec::{self, Interrupts, RunOptions, Ui};
 use crate::engine::fingerprint::StatCache;
 use crate::engine::store::{RunLock, Store};
@@ -20,6 +21,8 @@ SIGINT / SIGTERM (running commands stopped, previous outputs kept, nothing recor
 pub struct RunArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Run the selected stages even when they are up to date.
     #[arg(long)]
     pub force: bool,
@@ -89,6 +92,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             force: args.force,
             jobs,
             dry_run: args.dry_run,
+            remote: args.remote.open(&loaded.pipeline)?,
         };
         let report = exec::run(
             &loaded.pipeline,

@@ -7,6 +7,7 @@ use clap::Args;
 use console::style;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
+use super::remote_args::RemoteArgs;
 
 #[derive(Debug, Args)]
 #[command(
@@ -16,6 +17,8 @@ use super::pipeline_args::{or_exit, PipelineArgs};
 pub struct StatusArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Only this stage and the stages it needs (repeatable).
     #[arg(long = "stage", value_name = "NAME")]
     pub stages: Vec<String>,
@@ -27,7 +30,8 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     let selected = or_exit!(loaded.select(&args.stages));
-    let (_, states) = loaded.assess(&selected)?;
+    let remote = args.remote.open(&loaded.pipeline)?;
+    let (_, states) = loaded.assess(&selected, remote.as_ref())?;
     let all_fresh = states.iter().all(|state| state.fresh);
     if args.json {
         println!(
@@ -48,6 +52,8 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
             let mut lines: Vec<String> = state.reasons.iter().map(ToString::to_string).collect();
             if state.restorable {
                 lines.push("(cached: `run` restores it)".to_string());
+            } else if state.restorable_from_remote {
+                lines.push("(in the remote: `run` or `pull` restores it)".to_string());
             }
             lines.extend(
                 state

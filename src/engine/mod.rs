@@ -13,5 +13,6 @@ pub mod exec;
 pub mod files;
 pub mod fingerprint;
 pub mod kind;
+pub mod remote;
 pub mod spec;
 pub mod store;

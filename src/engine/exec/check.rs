@@ -217,6 +217,8 @@ pub fn check(
         force: false,
         jobs,
         dry_run: false,
+        // A from-scratch rebuild: nothing may come from a remote.
+        remote: None,
     };
     let rebuild = super::run(
         &copy,

@@ -1,5 +1,7 @@
-//! Is a stage up to date? Its key against the lock file, and its outputs against the hashes
-//! recorded there. Shared by `run`, `status` and `explain`. Errors name the input or output;
+//! Is a stage up to date, and if not, what does bringing it up to date take? Its key against
+//! the lock file, its outputs against the hashes recorded there, and the run caches (local,
+//! then remote) for a run of the same key. [`decide`] is the one decision behind `run`,
+//! `run --dry-run`, `status` and `explain`: they differ only in what they do with it. Errors name the input or output;
 //! the stage's name is added once, where they are shown.
 
 use anyhow::{Context, Result};
@@ -8,7 +10,7 @@ use crate::engine::fingerprint::{
     canonical_param, hash_path, Content, DirtyReason, KeyInputs, StageKey, StatCache,
 };
 use crate::engine::spec::{Pipeline, Stage};
-use crate::engine::store::LockedStage;
+use crate::engine::store::{LockedStage, RunRecord, Store};
 
 /// A stage's key now, and why (if at all) it differs from the recorded run.
 pub struct Evaluation {
@@ -99,6 +101,74 @@ pub fn evaluate(
     })
 }
 
+/// Where a stale stage's outputs come from.
+pub enum Decision {
+    /// Key and outputs match the lock file: nothing to do.
+    UpToDate,
+    /// Up to date although stages above it ran in this run (named): they reproduced exactly
+    /// what it reads (early cutoff).
+    CutOff { reran: Vec<String> },
+    /// Its key ran before and the local cache holds that run: restore it.
+    Restore(RunRecord),
+    /// Its key ran before on a machine that shared it: the remote cache holds the run.
+    RestoreRemote,
+    /// Run it.
+    Run,
+}
+
+/// A stage judged against its recorded run: its key now, why it is stale, and what to do.
+pub struct Plan {
+    pub evaluation: Evaluation,
+    pub decision: Decision,
+}
+
+/// What [`decide`] consults besides the stage itself.
+pub struct Judge<'a> {
+    pub pipeline: &'a Pipeline,
+    pub store: &'a Store,
+    pub stats: &'a StatCache,
+    /// `--force`: run even when up to date, restore nothing.
+    pub force: bool,
+    /// Whether the remote cache holds a run of a key (`None`: no remote in use).
+    pub remote_has: Option<&'a (dyn Fn(&StageKey) -> bool + Sync)>,
+}
+
+/// The one decision per stage. `reran`: the stages above it that executed in this run (empty
+/// outside a run).
+pub fn decide(
+    judge: &Judge,
+    stage: &Stage,
+    locked: Option<&LockedStage>,
+    reran: &[&str],
+) -> Result<Plan> {
+    let mut evaluation = evaluate(judge.pipeline, stage, locked, judge.stats)?;
+    let decision = if judge.force {
+        evaluation.reasons.insert(0, DirtyReason::Forced);
+        Decision::Run
+    } else if evaluation.reasons.is_empty() {
+        if reran.is_empty() {
+            Decision::UpToDate
+        } else {
+            Decision::CutOff {
+                reran: reran.iter().map(|name| name.to_string()).collect(),
+            }
+        }
+    } else if let Some(record) = judge.store.record(&evaluation.key) {
+        Decision::Restore(record)
+    } else if judge
+        .remote_has
+        .is_some_and(|remote_has| remote_has(&evaluation.key))
+    {
+        Decision::RestoreRemote
+    } else {
+        Decision::Run
+    };
+    Ok(Plan {
+        evaluation,
+        decision,
+    })
+}
+
 /// Outputs missing or modified since the recorded run.
 fn output_reasons(
     pipeline: &Pipeline,
@@ -133,6 +203,9 @@ pub struct StageStatus {
     pub reasons: Vec<DirtyReason>,
     /// Its current key ran before: `run` would restore it instead of running it.
     pub restorable: bool,
+    /// The remote cache holds its current key (and the local one does not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restorable_from_remote: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<StageKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,13 +215,12 @@ pub struct StageStatus {
 /// The state of every selected stage, in run order. A stage below a stale one is stale too
 /// ("upstream stale"): whether it really reruns depends on what the upstream rerun produces.
 pub fn assess(
-    pipeline: &Pipeline,
+    judge: &Judge,
     dag: &crate::engine::dag::Dag,
     selected: &std::collections::BTreeSet<usize>,
     lock: &crate::engine::store::LockFile,
-    store: &crate::engine::store::Store,
-    stats: &StatCache,
 ) -> Vec<StageStatus> {
+    let pipeline = judge.pipeline;
     let mut states: std::collections::BTreeMap<usize, StageStatus> = Default::default();
     for index in dag.order_of(selected) {
         let stage = &pipeline.stages[index];
@@ -166,16 +238,20 @@ pub fn assess(
             fresh: false,
             reasons: Vec::new(),
             restorable: false,
+            restorable_from_remote: false,
             key: None,
             error: None,
         };
-        match evaluate(pipeline, stage, lock.stages.get(&stage.name), stats) {
-            Ok(evaluation) => {
-                reasons.extend(evaluation.reasons);
-                status.restorable = !reasons.is_empty()
-                    && !upstream_stale
-                    && store.record(&evaluation.key).is_some();
-                status.key = Some(evaluation.key);
+        match decide(judge, stage, lock.stages.get(&stage.name), &[]) {
+            Ok(plan) => {
+                reasons.extend(plan.evaluation.reasons);
+                // Below a stale stage, what its inputs will be is not known yet.
+                if !upstream_stale {
+                    status.restorable = matches!(plan.decision, Decision::Restore(_));
+                    status.restorable_from_remote =
+                        matches!(plan.decision, Decision::RestoreRemote);
+                }
+                status.key = Some(plan.evaluation.key);
             }
             // Inputs an upstream stage has yet to write are expected to be missing.
             Err(_) if upstream_stale => {}

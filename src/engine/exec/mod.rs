@@ -27,6 +27,7 @@
 mod check;
 mod freshness;
 mod interrupt;
+mod remote_hooks;
 mod stage_run;
 mod summary;
 mod ui;
@@ -38,14 +39,18 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 pub use check::{check, CheckReport, Mismatch};
-pub use freshness::{assess, evaluate, key_inputs, output_contents, Evaluation, StageStatus};
+pub use freshness::{
+    assess, decide, evaluate, key_inputs, output_contents, Decision, Evaluation, Judge, Plan,
+    StageStatus,
+};
 pub use interrupt::Interrupts;
 pub use summary::{Outcome, RunReport, StageReport};
 pub use ui::{StageProgress, Ui};
 
 use crate::engine::dag::Dag;
-use crate::engine::fingerprint::{DirtyReason, StatCache};
+use crate::engine::fingerprint::{DirtyReason, StageKey, StatCache};
 use crate::engine::kind::Pool;
+use crate::engine::remote::Remote;
 use crate::engine::spec::{Action, Pipeline};
 use crate::engine::store::{LockFile, LockedStage, RecordedOutput, Replacement, RunRecord, Store};
 
@@ -56,7 +61,12 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Only say what would run.
     pub dry_run: bool,
+    /// The shared remote cache: read through on a local miss, written through after a run.
+    pub remote: Option<Remote>,
 }
+
+/// How a run asks the remote whether it holds a key.
+type RemoteHas<'a> = dyn Fn(&StageKey) -> bool + Sync + 'a;
 
 /// Everything the workers share during one run.
 struct Engine<'a> {
@@ -164,7 +174,19 @@ impl Engine<'_> {
             .cloned()
     }
 
+    /// What [`decide`] consults, with `remote_has` asking the remote when one is in use.
+    fn judge<'j>(&'j self, remote_has: &'j RemoteHas<'j>) -> Judge<'j> {
+        Judge {
+            pipeline: self.pipeline,
+            store: self.store,
+            stats: self.stats,
+            force: self.options.force,
+            remote_has: self.options.remote.as_ref().map(|_| remote_has as _),
+        }
+    }
+
     fn dry_run(&self, dag: &Dag, order: &[usize]) -> BTreeMap<usize, StageReport> {
+        let remote_has = |key: &StageKey| self.remote_has(key);
         let mut reports: BTreeMap<usize, StageReport> = BTreeMap::new();
         for &index in order {
             let stage = &self.pipeline.stages[index];
@@ -185,29 +207,19 @@ impl Engine<'_> {
                     .collect();
                 StageReport::new(stage, Outcome::WouldRun).with_reasons(reasons)
             } else {
-                match evaluate(
-                    self.pipeline,
-                    stage,
-                    self.locked(&stage.name).as_ref(),
-                    self.stats,
-                ) {
-                    Ok(mut evaluation) => {
-                        if self.options.force {
-                            evaluation.reasons.insert(0, DirtyReason::Forced);
-                        }
-                        if evaluation.reasons.is_empty() {
+                let judge = self.judge(&remote_has);
+                match decide(&judge, stage, self.locked(&stage.name).as_ref(), &[]) {
+                    Ok(plan) => match plan.decision {
+                        Decision::UpToDate | Decision::CutOff { .. } => {
                             StageReport::new(stage, Outcome::UpToDate)
-                        } else {
-                            let outcome = if !self.options.force
-                                && self.store.record(&evaluation.key).is_some()
-                            {
-                                Outcome::WouldRestore
-                            } else {
-                                Outcome::WouldRun
-                            };
-                            StageReport::new(stage, outcome).with_reasons(evaluation.reasons)
                         }
-                    }
+                        Decision::Restore(_) | Decision::RestoreRemote => {
+                            StageReport::new(stage, Outcome::WouldRestore)
+                                .with_reasons(plan.evaluation.reasons)
+                        }
+                        Decision::Run => StageReport::new(stage, Outcome::WouldRun)
+                            .with_reasons(plan.evaluation.reasons),
+                    },
                     Err(error) => StageReport::new(stage, Outcome::Failed)
                         .with_error(format!("{error:#}"), None),
                 }
@@ -310,34 +322,38 @@ impl Engine<'_> {
     fn bring_up_to_date(&self, index: usize, reran: &[&str]) -> Result<StageReport> {
         let stage = &self.pipeline.stages[index];
         let locked = self.locked(&stage.name);
-        let mut evaluation = evaluate(self.pipeline, stage, locked.as_ref(), self.stats)?;
-        if self.options.force {
-            evaluation.reasons.insert(0, DirtyReason::Forced);
-        } else if evaluation.reasons.is_empty() {
-            if reran.is_empty() {
-                return Ok(StageReport::new(stage, Outcome::UpToDate));
-            }
-            let note = format!(
-                "`{}` reran; what this stage reads is unchanged",
-                reran.join("`, `")
-            );
-            return Ok(StageReport::new(stage, Outcome::CutOff).with_note(note));
-        }
+        let remote_has = |key: &StageKey| self.remote_has(key);
+        let Plan {
+            evaluation,
+            decision,
+        } = decide(&self.judge(&remote_has), stage, locked.as_ref(), reran)?;
         let _running = self.interrupts.stage_running(&stage.name);
-        if !self.options.force {
-            if let Some(record) = self.store.record(&evaluation.key) {
-                match self.restore(index, locked.as_ref(), &record) {
-                    Ok(swap) => {
-                        self.store.touch_record(&evaluation.key, &record)?;
-                        swap.commit(|| self.commit(index, &evaluation, &record))?;
-                        return Ok(StageReport::new(stage, Outcome::Restored)
-                            .with_reasons(evaluation.reasons));
-                    }
-                    Err(error) => self.ui.say(&format!(
-                        "[{}] cannot restore from the cache ({error:#}); running it",
-                        stage.name
-                    )),
+        let restore = match decision {
+            Decision::UpToDate => return Ok(StageReport::new(stage, Outcome::UpToDate)),
+            Decision::CutOff { reran } => {
+                let note = format!(
+                    "`{}` reran; what this stage reads is unchanged",
+                    reran.join("`, `")
+                );
+                return Ok(StageReport::new(stage, Outcome::CutOff).with_note(note));
+            }
+            Decision::Restore(record) => Some((record, Outcome::Restored, "the cache")),
+            Decision::RestoreRemote => self
+                .fetch_from_remote(index, &evaluation.key)
+                .map(|record| (record, Outcome::RestoredRemote, "the remote")),
+            Decision::Run => None,
+        };
+        if let Some((record, outcome, source)) = restore {
+            match self.restore(index, locked.as_ref(), &record) {
+                Ok(swap) => {
+                    self.store.touch_record(&evaluation.key, &record)?;
+                    swap.commit(|| self.commit(index, &evaluation, &record))?;
+                    return Ok(StageReport::new(stage, outcome).with_reasons(evaluation.reasons));
                 }
+                Err(error) => self.ui.say(&format!(
+                    "[{}] cannot restore from {source} ({error:#}); running it",
+                    stage.name
+                )),
             }
         }
         let progress = self.ui.stage(&stage.name);
@@ -386,6 +402,7 @@ impl Engine<'_> {
             last_used: crate::engine::store::now_unix(),
         };
         self.store.write_record(&evaluation.key, &record)?;
+        self.publish_to_remote(index, &evaluation.key, &record);
         // Outputs this rerun reproduced byte for byte: what is below them is cut off.
         let unchanged_outputs: Vec<String> = locked
             .as_ref()
@@ -584,6 +601,7 @@ mod tests {
             project_dir: dir.path().to_path_buf(),
             model_path: "models/pools".into(),
             cache_dir: dir.path().join("cache"),
+            remote: None,
             stages: vec![
                 stage("train_a", &MACHINE),
                 stage("shared_1", &SHARED),
@@ -598,6 +616,7 @@ mod tests {
             force: false,
             jobs: 4,
             dry_run: false,
+            remote: None,
         };
         let all = (0..pipeline.stages.len()).collect();
         let stats = StatCache::in_memory();

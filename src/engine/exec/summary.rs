@@ -18,6 +18,8 @@ pub enum Outcome {
     CutOff,
     /// Outputs copied back from the cache (the key ran before).
     Restored,
+    /// Outputs downloaded from the remote cache (the key ran elsewhere), then restored.
+    RestoredRemote,
     Ran,
     /// Ran and produced exactly the outputs of its previous run (the stages below are cut off).
     RanSameOutputs,
@@ -39,6 +41,7 @@ impl Outcome {
             Outcome::UpToDate
                 | Outcome::CutOff
                 | Outcome::Restored
+                | Outcome::RestoredRemote
                 | Outcome::Ran
                 | Outcome::RanSameOutputs
         )
@@ -56,6 +59,7 @@ impl Outcome {
             Outcome::Ran
                 | Outcome::RanSameOutputs
                 | Outcome::Restored
+                | Outcome::RestoredRemote
                 | Outcome::Failed
                 | Outcome::InputsChanged
         )
@@ -66,6 +70,7 @@ impl Outcome {
             Outcome::UpToDate => "up to date",
             Outcome::CutOff => "cutoff",
             Outcome::Restored => "restored",
+            Outcome::RestoredRemote => "restored (remote)",
             Outcome::Ran => "ran",
             Outcome::RanSameOutputs => "ran, same outputs",
             Outcome::WouldRun => "would run",
@@ -188,7 +193,10 @@ impl RunReport {
         for report in &self.stages {
             let label = format!("{:<17}", report.outcome.label());
             let label = match report.outcome {
-                Outcome::Ran | Outcome::Restored | Outcome::RanSameOutputs => style(label).green(),
+                Outcome::Ran
+                | Outcome::Restored
+                | Outcome::RestoredRemote
+                | Outcome::RanSameOutputs => style(label).green(),
                 Outcome::UpToDate | Outcome::CutOff => style(label).dim(),
                 Outcome::WouldRun | Outcome::WouldRestore => style(label).yellow(),
                 _ => style(label).red().bold(),

@@ -40,6 +40,11 @@ impl StageKey {
     pub fn as_hash(&self) -> &ContentHash {
         &self.0
     }
+
+    /// A key written as 64 hex digits (e.g. a run record's file name).
+    pub fn parse(text: &str) -> Option<StageKey> {
+        ContentHash::parse(text).map(StageKey)
+    }
 }
 
 impl fmt::Display for StageKey {

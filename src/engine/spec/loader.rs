@@ -125,6 +125,9 @@ impl<'a> Loader<'a> {
                 message: format!("model_path `{model_path}` must stay inside the project folder"),
             });
         }
+        if let Some(remote) = &self.raw.remote {
+            self.check_remote(remote)?;
+        }
         for assignment in overrides {
             if !self.raw.stages.contains_key(&assignment.stage) {
                 return Err(SpecError::Override {
@@ -168,12 +171,28 @@ impl<'a> Loader<'a> {
             project_dir,
             model_path,
             cache_dir,
+            remote: self.raw.remote.clone(),
             stages,
         };
         self.check_outputs(&pipeline)?;
         self.check_protected(&pipeline)?;
         self.check_dependencies(&pipeline)?;
         Ok(pipeline)
+    }
+
+    /// The `remote:` URL must parse and carry no password (the pipeline file is committed).
+    fn check_remote(&self, remote: &str) -> Result<(), SpecError> {
+        let problem = match crate::engine::remote::RemoteUrl::parse(remote) {
+            Err(problem) => problem,
+            Ok(url) if url.has_password() => "a password does not belong in the pipeline file \
+                (it is committed): set WAREZ_REMOTE_PASSWORD, or the whole URL in WAREZ_REMOTE"
+                .to_string(),
+            Ok(_) => return Ok(()),
+        };
+        Err(SpecError::Syntax {
+            at: self.at(self.positions.value("remote")),
+            message: format!("remote: {problem}"),
+        })
     }
 
     fn stage(

@@ -40,6 +40,8 @@ pub struct Pipeline {
     pub model_path: String,
     /// The cache folder in use: `--cache` / `WAREZ_CACHE`, else `<project>/cache`.
     pub cache_dir: PathBuf,
+    /// The top-level `remote:` URL, checked to parse (see `remote::RemoteUrl`).
+    pub remote: Option<String>,
     /// In file order.
     pub stages: Vec<Stage>,
 }

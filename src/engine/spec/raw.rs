@@ -14,6 +14,8 @@ pub struct RawPipeline {
     pub name: Option<String>,
     pub project_dir: Option<String>,
     pub model_path: Option<String>,
+    /// The shared remote cache's URL (`--remote` and `WAREZ_REMOTE` take precedence).
+    pub remote: Option<String>,
     #[serde(default)]
     pub params: IndexMap<String, serde_yaml::Value>,
     pub stages: IndexMap<String, RawStage>,

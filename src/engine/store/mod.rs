@@ -26,6 +26,7 @@
 //! The lock file (`pipelines/x.yaml` → `pipelines/x.lock`, see [`LockFile`]) is the project's
 //! record of the latest run, meant to be committed; `status`/`explain` compare against it.
 
+mod exchange;
 mod gc;
 mod lock_file;
 mod objects;

@@ -122,7 +122,7 @@ impl Store {
 
     /// A folder output's manifest; a corrupt one is removed (so the stage's rerun can store
     /// it again).
-    fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
+    pub(super) fn read_tree(&self, hash: &ContentHash) -> Result<Vec<TreeEntry>, RestoreError> {
         let result = self.peek_tree(hash);
         if let Err(RestoreError::Corrupt(_)) = result {
             let _ = fs::remove_file(self.tree_path(hash));

@@ -54,7 +54,7 @@ pub fn now_unix() -> u64 {
 }
 
 impl Store {
-    fn record_path(&self, key: &StageKey) -> std::path::PathBuf {
+    pub(super) fn record_path(&self, key: &StageKey) -> std::path::PathBuf {
         self.sharded("runs", key.as_hash(), ".json")
     }
 
