@@ -516,10 +516,20 @@ fn a_symlink_loop_in_a_dependency_folder_is_an_error_not_a_hang() {
         let child = project.command(&[command, PIPELINE]).spawn().unwrap();
         let run = wait_with_timeout(child, Duration::from_secs(60), command);
         run.assert_code(1);
-        // `status` reports it in its stage line, `run` in its error.
+        // `status` reports it in stage `a`'s line, `run` in the stage's error.
         let said = format!("{}{}", run.stdout, run.stderr);
+        let stage_line = said
+            .lines()
+            .find(|line| line.contains("input `data/d`: File system loop found"))
+            .unwrap_or_else(|| panic!("{command}: no line names the loop:\n{said}"));
+        assert!(
+            stage_line.contains("stale  a  ")
+                || stage_line.contains("[a]")
+                || said.contains("stage `a`"),
+            "{command}: the loop is not put on stage `a`:\n{said}"
+        );
         for words in [
-            "stage `a`: input `data/d`: File system loop found",
+            "input `data/d`: File system loop found",
             "data/d/sub/up points to an ancestor",
         ] {
             assert!(said.contains(words), "{command}: lacks {words:?}:\n{said}");

@@ -59,7 +59,13 @@ impl Loaded {
     ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
         let store = Store::open(&self.cache_dir)?;
         let stats = StatCache::load(store.stat_cache_file());
-        let lock = LockFile::read(&self.pipeline.lock_file())?;
+        let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
+            eprintln!(
+                "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
+                 cache holds and rewrites it)"
+            );
+            LockFile::default()
+        });
         let remote_warned = AtomicBool::new(false);
         // The local state is what `status` reports; the remote only adds to it.
         let remote_has = |key: &StageKey| match remote.map(|remote| remote.has_run(key)) {

@@ -48,7 +48,7 @@ pub fn run(args: PullArgs) -> Result<ExitCode> {
         .context("emptying the cache's tmp folder")?;
     let stats = StatCache::load(store.stat_cache_file());
     let started = Instant::now();
-    let report = crate::engine::remote::pull(
+    let report = crate::engine::exec::pull(
         &loaded.pipeline,
         &lock,
         &store,

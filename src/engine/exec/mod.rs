@@ -27,6 +27,7 @@
 mod check;
 mod freshness;
 mod interrupt;
+mod pull;
 mod remote_hooks;
 mod stage_run;
 mod summary;
@@ -44,6 +45,7 @@ pub use freshness::{
     StageStatus,
 };
 pub use interrupt::Interrupts;
+pub use pull::{pull, PullReport};
 pub use summary::{Outcome, RunReport, StageReport};
 pub use ui::{StageProgress, Ui};
 

@@ -31,11 +31,9 @@ mod backend;
 mod client;
 mod http_put;
 mod pack;
-mod pull;
 mod transfer;
 mod url;
 
 pub use client::{ErrorKind, Remote, RemoteError, PART_SIZE};
-pub use pull::{pull, PullReport};
 pub use transfer::{PushReport, Quiet, RunToPush, TransferProgress};
 pub use url::{RemoteUrl, Scheme, URL_FORMS};

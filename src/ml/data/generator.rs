@@ -36,7 +36,7 @@ use rand_distr::{Distribution, LogNormal, Normal, Zipf};
 use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
 use super::try_vec;
 use crate::engine::kind::Progress;
-use crate::ml::model::params::MAX_IDS;
+use crate::ml::data::idmap::MAX_IDS;
 
 /// Dimensions of the hidden customer and product vectors.
 const FACTORS: usize = 4;

@@ -16,6 +16,11 @@ use anyhow::{bail, Context, Result};
 
 use super::shown::escape_controls;
 
+/// The most customers (or products) a model can tell apart: ids reach it as float32 (its
+/// `user` and `product` inputs, `[N, 1]`), which holds every whole number exactly only up to
+/// 2²⁴.
+pub const MAX_IDS: u64 = 1 << 24;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdMap {
     ids: Vec<String>,

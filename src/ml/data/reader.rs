@@ -31,7 +31,7 @@ use super::idmap::IdMap;
 use super::shown::shown_field;
 use super::try_vec;
 use crate::engine::kind::Progress;
-use crate::ml::model::params::MAX_IDS;
+use crate::ml::data::idmap::MAX_IDS;
 
 pub const CUSTOMER_COLUMN: &str = "customerId";
 pub const PRODUCT_COLUMN: &str = "productId";

@@ -19,10 +19,6 @@ pub const INPUT_USER: &str = "user";
 pub const INPUT_PRODUCT: &str = "product";
 pub const OUTPUT: &str = "dense_2/BiasAdd";
 
-/// The most customers (or products) a model can tell apart: ids reach it as float32 (the
-/// inputs above, `[N, 1]`), which holds every whole number exactly only up to 2²⁴.
-pub const MAX_IDS: u64 = 1 << 24;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelParams {
     pub n_customers: usize,

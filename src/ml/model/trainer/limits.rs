@@ -22,7 +22,7 @@ use anyhow::{bail, Result};
 use super::dropout::MASKS_IN_FLIGHT;
 use super::{TrainConfig, CATCH_UP_CHUNK, EVAL_CHUNK};
 use crate::ml::data::dataset::Header;
-use crate::ml::model::params::MAX_IDS;
+use crate::ml::data::idmap::MAX_IDS;
 
 /// The largest protobuf message the C++, Java and Python protobuf libraries parse (2 GiB − 1
 /// byte); TensorFlow's GraphDef and every ONNX model are protobuf messages.

@@ -6,7 +6,7 @@ use crate::engine::fingerprint::{hash_path, StatCache};
 use crate::engine::spec::Pipeline;
 use crate::engine::store::{LockFile, RunRecord, Store};
 
-use super::{ErrorKind, Remote, RemoteError};
+use crate::engine::remote::{ErrorKind, Remote, RemoteError};
 
 /// What a pull did.
 #[derive(Debug, Default)]
