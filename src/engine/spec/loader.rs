@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::error::Symlink;
+use super::matrix::{self, Matrices};
 use super::positions::Positions;
 use super::protect;
 use super::raw::{RawPipeline, RawPorts, RawStage};
@@ -18,6 +19,7 @@ pub(super) struct Loader<'a> {
     registry: &'a Registry,
     positions: Positions,
     raw: RawPipeline,
+    matrices: Matrices,
 }
 
 impl<'a> Loader<'a> {
@@ -41,7 +43,7 @@ impl<'a> Loader<'a> {
                 message,
             }
         };
-        let Some(positions) = Positions::index(text) else {
+        let Some(mut positions) = Positions::index(text) else {
             // Not YAML at all: serde_yaml words the syntax error.
             return Err(match serde_yaml::from_str::<serde_yaml::Value>(text) {
                 Err(error) => syntax_error(error),
@@ -78,11 +80,13 @@ impl<'a> Loader<'a> {
         }
         let mut raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
         raw.unprotect();
+        let matrices = matrix::expand(file, &mut raw, &mut positions, registry)?;
         Ok(Loader {
             file,
             registry,
             positions,
             raw,
+            matrices,
         })
     }
 
@@ -128,6 +132,7 @@ impl<'a> Loader<'a> {
         if let Some(remote) = &self.raw.remote {
             self.check_remote(remote)?;
         }
+        let overrides = &self.matrices.overrides(overrides)?;
         for assignment in overrides {
             if !self.raw.stages.contains_key(&assignment.stage) {
                 return Err(SpecError::Override {
@@ -148,7 +153,8 @@ impl<'a> Loader<'a> {
         let mut stages = Vec::with_capacity(self.raw.stages.len());
         for (stage_name, raw) in &self.raw.stages {
             let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-            if stage_name.is_empty() || !stage_name.chars().all(valid) {
+            let origin = self.matrices.origin(stage_name);
+            if origin.is_empty() || !origin.chars().all(valid) {
                 return Err(SpecError::Stage {
                     at: self.at(self.positions.key(&format!("stages/{stage_name}"))),
                     stage: stage_name.clone(),

@@ -17,6 +17,7 @@
 pub mod defaults;
 mod error;
 mod loader;
+mod matrix;
 pub mod path;
 mod positions;
 mod protect;

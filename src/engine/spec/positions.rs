@@ -38,6 +38,27 @@ impl Positions {
             .unwrap_or((1, 1))
     }
 
+    /// Indexes every node under `from` (and `from` itself) also under `to`: a matrix stage's
+    /// variants point into the stage as written.
+    pub fn alias(&mut self, from: &str, to: &str) {
+        for map in [&mut self.keys, &mut self.values] {
+            let copies: Vec<(NodePath, (usize, usize))> = map
+                .iter()
+                .filter_map(|(path, at)| {
+                    let rest = path.strip_prefix(from)?;
+                    (rest.is_empty() || rest.starts_with('/')).then(|| (format!("{to}{rest}"), *at))
+                })
+                .collect();
+            map.extend(copies);
+        }
+    }
+
+    /// Places the node at `path` (key and value) at `at`, replacing what was indexed there.
+    pub fn place(&mut self, path: &str, at: (usize, usize)) {
+        self.keys.insert(path.to_string(), at);
+        self.values.insert(path.to_string(), at);
+    }
+
     /// Where the value of the node at `path` starts (falls back to its key, then its parent).
     pub fn value(&self, path: &str) -> (usize, usize) {
         if let Some(position) = self.values.get(path).or_else(|| self.keys.get(path)) {

@@ -55,7 +55,7 @@ fn unprotect_value(value: &mut serde_yaml::Value) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
     pub kind: Option<String>,
@@ -64,10 +64,12 @@ pub struct RawStage {
     pub outs: Option<RawPorts>,
     #[serde(default)]
     pub params: IndexMap<String, serde_yaml::Value>,
+    /// `matrix:` as written (checked and expanded by `matrix::expand`).
+    pub matrix: Option<serde_yaml::Value>,
 }
 
 /// `deps:`/`outs:`: a list of paths (cmd stages) or a map role → path (built-in kinds).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RawPorts {
     List(Vec<String>),
     Roles(IndexMap<String, String>),
