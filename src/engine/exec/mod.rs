@@ -137,6 +137,10 @@ pub fn run(
                 broken.path.display()
             ));
         }
+    } else if !options.dry_run && engine.lock_holds_removed_stages() {
+        // A stage taken out of the pipeline (or a matrix value) leaves the lock file even
+        // when nothing runs.
+        engine.write_lock_file()?;
     }
     Ok(report)
 }
@@ -507,6 +511,14 @@ impl Engine<'_> {
             return Ok(());
         }
         self.write_lock_file()
+    }
+
+    /// Whether the lock file records a stage the pipeline no longer has.
+    fn lock_holds_removed_stages(&self) -> bool {
+        let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        lock.stages
+            .keys()
+            .any(|name| self.pipeline.stage_index(name).is_none())
     }
 
     /// Writes the lock file: the stages of the pipeline, in its order.
