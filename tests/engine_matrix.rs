@@ -226,6 +226,14 @@ fn matrix_value_not_a_list() {
 }
 
 #[test]
+fn key_unfit_for_a_name() {
+    rejected(
+        &format!("{HEAD}    matrix: {{ x: [1], a-b: [2] }}\n"),
+        "pipelines/p.yaml:7:23: stage `a`: matrix key `a-b`: a key is letters, digits and `_`",
+    );
+}
+
+#[test]
 fn non_scalar_value() {
     rejected(
         &format!("{HEAD}    matrix: {{ x: [1, [2]] }}\n"),

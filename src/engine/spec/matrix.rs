@@ -245,6 +245,12 @@ fn axes(
             return Err((positions.value(&node), "a matrix key is a name".into()));
         };
         let key_node = format!("{node}/{key}");
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((
+                positions.key(&key_node),
+                format!("matrix key `{key}`: a key is letters, digits and `_` (it names the variant and `${{item.KEY}}`)"),
+            ));
+        }
         let Value::Sequence(values) = values else {
             return Err((
                 positions.value(&key_node),
