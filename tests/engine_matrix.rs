@@ -81,6 +81,22 @@ fn downstream_variant_depends_on_its_own_upstream_variant() {
         .assert_stdout_contains("pack@n=32,d=0.2 <- train@n=32,d=0.2\n");
     assert_eq!(dag.stdout.matches(" <- ").count(), 4, "{}", dag.stdout);
     project.run(&[]).assert_code(0);
+    // `--stage` takes one variant (and what it needs), or the matrix stage's name: all of them.
+    let one = project.run(&["--dry-run", "--stage", "pack@n=32,d=0.1"]);
+    one.assert_code(0);
+    assert_eq!(one.outcomes().len(), 2, "{:?}", one.outcomes());
+    let all = project.run(&["--dry-run", "--stage", "train"]);
+    all.assert_code(0);
+    let selected: Vec<String> = all.outcomes().into_keys().collect();
+    assert_eq!(selected.len(), 4, "{selected:?}");
+    assert!(
+        selected.iter().all(|name| name.starts_with("train@")),
+        "{selected:?}"
+    );
+    project
+        .run(&["--stage", "tra"])
+        .assert_code(2)
+        .assert_stderr_contains("no stage `tra`");
     // `--set` on the matrix stage reaches every variant; each pack reruns below its own train.
     let again = project.run(&["--set", "train.epochs=3"]);
     again.assert_code(0);

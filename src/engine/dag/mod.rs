@@ -112,12 +112,15 @@ impl Dag {
         let mut selected = BTreeSet::new();
         let reversed = Reversed(&self.graph);
         for name in names {
-            let index = pipeline
-                .stage_index(name)
-                .ok_or_else(|| pipeline.unknown_stage(name))?;
-            let mut dfs = Dfs::new(reversed, NodeIndex::new(index));
-            while let Some(node) = dfs.next(reversed) {
-                selected.insert(node.index());
+            let indexes = pipeline.stages_named(name);
+            if indexes.is_empty() {
+                return Err(pipeline.unknown_stage(name));
+            }
+            for index in indexes {
+                let mut dfs = Dfs::new(reversed, NodeIndex::new(index));
+                while let Some(node) = dfs.next(reversed) {
+                    selected.insert(node.index());
+                }
             }
         }
         Ok(selected)

@@ -97,6 +97,23 @@ impl Pipeline {
         self.stages.iter().position(|stage| stage.name == name)
     }
 
+    /// What `--stage name` means: the stage `name`, or every variant (`name@…`) of the matrix
+    /// stage `name`; empty when there is none.
+    pub fn stages_named(&self, name: &str) -> Vec<usize> {
+        match self.stage_index(name) {
+            Some(index) => vec![index],
+            None => (self.stages.iter().enumerate())
+                .filter(|(_, stage)| {
+                    stage
+                        .name
+                        .strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with('@'))
+                })
+                .map(|(index, _)| index)
+                .collect(),
+        }
+    }
+
     /// The error for a `--stage` name that is not in the pipeline.
     pub fn unknown_stage(&self, name: &str) -> SpecError {
         SpecError::UnknownStage {
