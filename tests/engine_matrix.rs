@@ -97,6 +97,15 @@ fn downstream_variant_depends_on_its_own_upstream_variant() {
         .run(&["--stage", "tra"])
         .assert_code(2)
         .assert_stderr_contains("no stage `tra`");
+    // `explain` takes one variant; the matrix stage's name is an error suggesting one.
+    project
+        .warez(&["explain", "train@n=16,d=0.2", PIPELINE])
+        .assert_code(0)
+        .assert_stdout_contains("stage `train@n=16,d=0.2`");
+    project
+        .warez(&["explain", "train", PIPELINE])
+        .assert_code(2)
+        .assert_stderr_contains("no stage `train` in the pipeline (did you mean `train@");
     // `--set` on the matrix stage reaches every variant; each pack reruns below its own train.
     let again = project.run(&["--set", "train.epochs=3"]);
     again.assert_code(0);

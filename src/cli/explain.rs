@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::pipeline_args::{or_exit, PipelineArgs};
+use super::pipeline_args::{or_exit, PipelineArgs, INVALID_PIPELINE};
 use crate::engine::fingerprint::DirtyReason;
 
 #[derive(Debug, Args)]
@@ -19,6 +19,12 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     let pipeline = &loaded.pipeline;
+    if pipeline.stage_index(&args.stage).is_none() {
+        // Also a matrix stage's name, which selects several variants: explain takes one (the
+        // error suggests the closest variant).
+        eprintln!("error: {}", pipeline.unknown_stage(&args.stage));
+        return Ok(ExitCode::from(INVALID_PIPELINE));
+    }
     let selected = or_exit!(loaded.select(std::slice::from_ref(&args.stage)));
     let (lock, states) = loaded.assess(&selected, None)?;
     let state = states
