@@ -221,13 +221,16 @@ pub(super) fn expand(
 /// param gets) and its place in the file.
 type Cell = (String, Value, (usize, usize));
 
-/// The matrix's keys and their values, checked: a map of non-empty lists of distinct scalars.
-#[allow(clippy::type_complexity)]
+/// One matrix key and its values.
+type Axis = (String, Vec<Cell>);
+
+/// The matrix's keys and their values, checked: a map of non-empty lists of distinct scalars
+/// (an error: where and what).
 fn axes(
     matrix: &Value,
     prefix: &str,
     positions: &Positions,
-) -> Result<Vec<(String, Vec<Cell>)>, ((usize, usize), String)> {
+) -> Result<Vec<Axis>, ((usize, usize), String)> {
     let node = format!("{prefix}/matrix");
     let Value::Mapping(map) = matrix else {
         return Err((
@@ -298,7 +301,7 @@ fn axes(
 }
 
 /// Every combination of one value per key, the first key outermost.
-fn cartesian(axes: &[(String, Vec<Cell>)]) -> Vec<Vec<(String, Cell)>> {
+fn cartesian(axes: &[Axis]) -> Vec<Vec<(String, Cell)>> {
     axes.iter()
         .fold(vec![Vec::new()], |combinations, (key, cells)| {
             combinations
@@ -320,20 +323,17 @@ fn default_outputs_in_folder(
     outputs: &[crate::engine::kind::OutputRole],
     variant: &str,
 ) {
-    let roles = match stage
-        .outs
-        .get_or_insert_with(|| RawPorts::Roles(IndexMap::new()))
-    {
-        RawPorts::Roles(roles) => roles,
-        RawPorts::List(paths) if paths.is_empty() => {
-            stage.outs = Some(RawPorts::Roles(IndexMap::new()));
-            let Some(RawPorts::Roles(roles)) = &mut stage.outs else {
-                unreachable!("just set")
-            };
-            roles
-        }
-        // A list on a built-in kind: the loader rejects it.
-        RawPorts::List(_) => return,
+    let empty = match &stage.outs {
+        None => true,
+        Some(RawPorts::List(paths)) => paths.is_empty(),
+        Some(RawPorts::Roles(_)) => false,
+    };
+    if empty {
+        stage.outs = Some(RawPorts::Roles(IndexMap::new()));
+    }
+    // A non-empty list on a built-in kind: the loader rejects it.
+    let Some(RawPorts::Roles(roles)) = &mut stage.outs else {
+        return;
     };
     for output in outputs {
         roles
