@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::ops::Bound;
 
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -198,22 +197,7 @@ impl<'a> OutputIndex<'a> {
     /// The stages with an output that `path` is, lies inside, or contains
     /// (`path::overlaps`), possibly repeated.
     fn overlapping<'s>(&'s self, path: &'s str) -> impl Iterator<Item = usize> + 's {
-        // Outputs that are `path` or one of its parent folders.
-        let folders = path
-            .match_indices('/')
-            .map(|(at, _)| &path[..at])
-            .filter(|folder| !folder.is_empty())
-            .chain([path])
-            .filter_map(|folder| self.producers.get(folder));
-        // Outputs inside `path`: the keys from `path/` up to `path0` ('0' follows '/').
-        let inside = self
-            .producers
-            .range::<str, _>((
-                Bound::Excluded(format!("{path}/").as_str()),
-                Bound::Excluded(format!("{path}0").as_str()),
-            ))
-            .map(|(_, stages)| stages);
-        folders.chain(inside).flatten().copied()
+        path::overlapping(&self.producers, path).flatten().copied()
     }
 }
 
