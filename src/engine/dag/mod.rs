@@ -3,7 +3,7 @@
 //! everything the selected stages need, cycle errors with the whole chain, and the text, dot
 //! and mermaid renderings of `warez-pipe dag`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use petgraph::algo::toposort;
@@ -25,15 +25,10 @@ impl Dag {
         for _ in &pipeline.stages {
             graph.add_node(());
         }
+        let producers = OutputIndex::new(pipeline);
         for (consumer, stage) in pipeline.stages.iter().enumerate() {
-            for (producer, other) in pipeline.stages.iter().enumerate() {
-                let needs = stage.deps.iter().any(|dep| {
-                    other
-                        .outs
-                        .iter()
-                        .any(|out| path::overlaps(&dep.path, &out.path))
-                });
-                if needs {
+            for dep in &stage.deps {
+                for producer in producers.overlapping(&dep.path) {
                     graph.update_edge(NodeIndex::new(producer), NodeIndex::new(consumer), ());
                 }
             }
@@ -181,6 +176,31 @@ impl Dag {
             .collect();
         edges.sort_unstable();
         edges
+    }
+}
+
+/// Every declared output with the stages that declare it, sorted by path, so the producers a
+/// dependency overlaps are found by a few range lookups instead of a scan of every output
+/// (a pipeline of n stages would otherwise cost n² comparisons to plan).
+struct OutputIndex<'a> {
+    producers: BTreeMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> OutputIndex<'a> {
+    fn new(pipeline: &'a Pipeline) -> Self {
+        let mut producers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, stage) in pipeline.stages.iter().enumerate() {
+            for out in &stage.outs {
+                producers.entry(out.path.as_str()).or_default().push(index);
+            }
+        }
+        OutputIndex { producers }
+    }
+
+    /// The stages with an output that `path` is, lies inside, or contains
+    /// (`path::overlaps`), possibly repeated.
+    fn overlapping<'s>(&'s self, path: &'s str) -> impl Iterator<Item = usize> + 's {
+        path::overlapping(&self.producers, path).flatten().copied()
     }
 }
 

@@ -496,7 +496,9 @@ impl<'a> Loader<'a> {
     }
 
     fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
-        let mut seen: Vec<(usize, &str)> = Vec::new();
+        // Each output seen so far → (its place in file order, its stage); the first overlapping
+        // one in file order is named.
+        let mut seen: BTreeMap<&str, (usize, usize, &str)> = BTreeMap::new();
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, out) in stage.outs.iter().enumerate() {
                 if out.path == "." {
@@ -514,21 +516,21 @@ impl<'a> Loader<'a> {
                         path: out.path.clone(),
                     });
                 }
-                if let Some((other, other_path)) = seen
-                    .iter()
-                    .find(|(_, seen)| path::overlaps(seen, &out.path))
-                {
+                let first_overlapping = path::overlapping(&seen, &out.path).min().copied();
+                if let Some((_, other, other_path)) = first_overlapping {
                     return Err(SpecError::DuplicateOutput {
                         at: self.port_location(pipeline, index, "outs", port),
                         stage: stage.name.clone(),
                         path: out.path.clone(),
                         other: format!(
                             "stage `{}` (as `{other_path}`)",
-                            pipeline.stages[*other].name
+                            pipeline.stages[other].name
                         ),
                     });
                 }
-                seen.push((index, out.path.as_str()));
+                let place = seen.len();
+                seen.entry(out.path.as_str())
+                    .or_insert((place, index, out.path.as_str()));
             }
         }
         Ok(())

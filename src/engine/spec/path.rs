@@ -1,6 +1,9 @@
 //! Pipeline paths: written relative to the project folder, kept normalized (`a/./b/../c` →
 //! `a/c`, `/`-separated) so that two spellings of one file compare equal and hash alike.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 /// Normalizes a relative path lexically; a leading `..` that leaves the project is kept.
 /// Absolute paths stay absolute.
 pub fn normalize(path: &str) -> String {
@@ -40,6 +43,29 @@ pub fn is_within(path: &str, folder: &str) -> bool {
 /// Whether one of the two paths is, or is inside, the other.
 pub fn overlaps(a: &str, b: &str) -> bool {
     is_within(a, b) || is_within(b, a)
+}
+
+/// The values of the `paths` keys that overlap `path` (`overlaps`): `path` itself and its
+/// parent folders by lookup, the paths inside it by one range, so a check against n paths
+/// costs a few lookups rather than n comparisons.
+pub fn overlapping<'m, V>(
+    paths: &'m BTreeMap<&str, V>,
+    path: &'m str,
+) -> impl Iterator<Item = &'m V> + 'm {
+    let folders = path
+        .match_indices('/')
+        .map(|(at, _)| &path[..at])
+        .filter(|folder| !folder.is_empty())
+        .chain([path])
+        .filter_map(|folder| paths.get(folder));
+    // The paths inside `path`: the keys from `path/` up to `path0` ('0' follows '/').
+    let inside = paths
+        .range::<str, _>((
+            Bound::Excluded(format!("{path}/").as_str()),
+            Bound::Excluded(format!("{path}0").as_str()),
+        ))
+        .map(|(_, value)| value);
+    folders.chain(inside)
 }
 
 /// Replaces every `${name}` in `text` using `lookup`; names it does not know are an error.
