@@ -162,7 +162,7 @@ pub fn check(
         })
         .map(|dep| dep.path.as_str())
         .collect();
-    // Sources may sit above the project (`../shared/x.csv`): nest the copy deep enough that
+    // Sources may sit above the project (`../inputs/x.csv`): nest the copy deep enough that
     // they land inside the temporary folder too.
     let depth = sources
         .iter()
