@@ -115,6 +115,8 @@ fn a_nan_loss_stops_training_naming_the_step_and_records_nothing() {
     project.run(&[]).assert_code(0);
     let lock = project.read("pipelines/p.lock");
     let records = run_records(&project);
+    let model = project.read("models/rec/metrics.json");
+    let checkpoint = std::fs::read(project.abs("models/rec/checkpoint.onnx")).unwrap();
     let run = run(&project, &["--set", "train.learning_rate=1e30"]);
     run.assert_code(1)
         .assert_stderr_contains("epoch 1, step ")
@@ -129,17 +131,15 @@ fn a_nan_loss_stops_training_naming_the_step_and_records_nothing() {
     );
     assert_eq!(run_records(&project), records, "a run record was written");
     assert!(cache_tmp(&project).is_empty());
-    // The recorded model is still the one `run` restores.
+    // The last good model is still in place, byte for byte, and up to date.
+    assert_eq!(project.read("models/rec/metrics.json"), model);
+    assert_eq!(
+        std::fs::read(project.abs("models/rec/checkpoint.onnx")).unwrap(),
+        checkpoint
+    );
     let again = project.run(&[]);
     again.assert_code(0);
-    assert!(
-        matches!(
-            again.outcomes()["train"].as_str(),
-            "restored" | "up_to_date"
-        ),
-        "{:?}",
-        again.outcomes()
-    );
+    assert_eq!(again.outcomes()["train"].as_str(), "up_to_date");
     assert!(!project.read("models/rec/metrics.json").contains("null"));
 }
 
