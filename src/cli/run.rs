@@ -32,7 +32,8 @@ pub struct RunArgs {
     /// Say what would run or be restored, and why; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Stages run at once [default: the number of cores].
+    /// Cores to fill: stages run at once while the cores they declare fit (a training stage
+    /// declares 2) [default: the number of cores].
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
     /// Print the run report as JSON on stdout.

@@ -95,6 +95,17 @@ impl Dag {
         stages
     }
 
+    /// The stages that read outputs of `stage`.
+    pub fn downstream(&self, stage: usize) -> Vec<usize> {
+        let mut stages: Vec<usize> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(stage), Direction::Outgoing)
+            .map(NodeIndex::index)
+            .collect();
+        stages.sort_unstable();
+        stages
+    }
+
     /// The named stages and everything they need; every stage when `names` is empty.
     pub fn select(
         &self,

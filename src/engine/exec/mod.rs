@@ -1,5 +1,5 @@
 //! Running a pipeline: decide per stage (up to date, restore from the cache, or run), schedule
-//! the runs on `-j` workers with pools, record results, report.
+//! the runs within `-j` cores, record results, report.
 //!
 //! Per selected stage, in dependency order, once everything it needs has finished:
 //! 1. hash its inputs (stat cache) and compute its key;
@@ -16,8 +16,9 @@
 //! Outputs are replaced through a swap (`store/swap.rs`): the previous outputs stay aside until
 //! the lock file entry is written. A failed stage records nothing and gets its previous outputs
 //! back, so the lock file's entry and hashes still describe what is on disk and `status` says
-//! why it is stale; stages that need it are skipped, the others go on. Stages of
-//! [`Pool::Machine`] run alone. SIGINT and SIGTERM are handled in `interrupt`.
+//! why it is stale; stages that need it are skipped, the others go on. Stages start as soon as
+//! what they need is done and the cores they declare fit within `-j` (see `packing`). SIGINT
+//! and SIGTERM are handled in `interrupt`.
 //!
 //! A broken lock file (see [`crate::engine::store::BrokenLockFile`]) counts as absent: every stage is
 //! then restored from the run cache (or run), and the lock file is written once at the end,
@@ -27,6 +28,7 @@
 mod check;
 mod freshness;
 mod interrupt;
+mod packing;
 mod pull;
 mod remote_hooks;
 mod stage_run;
@@ -51,7 +53,6 @@ pub use ui::{StageProgress, Ui};
 
 use crate::engine::dag::Dag;
 use crate::engine::fingerprint::{DirtyReason, StageKey, StatCache};
-use crate::engine::kind::Pool;
 use crate::engine::remote::Remote;
 use crate::engine::spec::{Action, Pipeline};
 use crate::engine::store::{LockFile, LockedStage, RecordedOutput, Replacement, RunRecord, Store};
@@ -235,79 +236,56 @@ impl Engine<'_> {
         reports
     }
 
-    /// Starts each stage when its upstream stages are done, up to `jobs` at once; a
-    /// [`Pool::Machine`] stage waits for an empty machine and keeps it to itself.
+    /// Starts each stage when its upstream stages are done, packing them so the cores they
+    /// declare never exceed `jobs` (see `packing`).
     fn schedule(&self, dag: &Dag, order: &[usize]) -> BTreeMap<usize, StageReport> {
-        let selected: BTreeSet<usize> = order.iter().copied().collect();
+        let stages = &self.pipeline.stages;
+        let mut packing = packing::Packing::new(dag, stages.len(), order, self.options.jobs, |s| {
+            self.cores(s)
+        });
         let mut reports: BTreeMap<usize, StageReport> = BTreeMap::new();
-        let mut pending: Vec<usize> = order.to_vec();
-        let mut running: BTreeMap<usize, Pool> = BTreeMap::new();
+        let mut running = 0usize;
         let (done_tx, done_rx) = mpsc::channel::<(usize, StageReport)>();
-        std::thread::scope(|scope| {
-            loop {
-                // Skip stages whose upstream failed; start the ready ones that fit.
-                let mut index = 0;
-                while index < pending.len() {
-                    let stage = pending[index];
-                    let upstream: Vec<usize> = dag
-                        .upstream(stage)
-                        .into_iter()
-                        .filter(|u| selected.contains(u))
-                        .collect();
-                    if let Some(&failed) = upstream
-                        .iter()
-                        .find(|u| reports.get(u).is_some_and(|r| !r.outcome.is_success()))
-                    {
-                        let name = &self.pipeline.stages[failed].name;
-                        reports.insert(
-                            stage,
-                            StageReport::new(&self.pipeline.stages[stage], Outcome::Skipped)
-                                .with_error(format!("not run: `{name}` did not succeed"), None),
-                        );
-                        pending.remove(index);
-                        continue;
-                    }
-                    let ready = upstream.iter().all(|u| reports.contains_key(u));
-                    let pool = self.pool(stage);
-                    let machine_busy = running.values().any(|p| *p == Pool::Machine);
-                    let fits = match pool {
-                        Pool::Machine => running.is_empty(),
-                        Pool::Shared => !machine_busy && running.len() < self.options.jobs.max(1),
-                    };
-                    if ready && fits {
-                        pending.remove(index);
-                        running.insert(stage, pool);
-                        let reran: Vec<&str> = upstream
-                            .iter()
-                            .filter(|u| reports[u].outcome.executed())
-                            .map(|u| self.pipeline.stages[*u].name.as_str())
-                            .collect();
-                        let done_tx = done_tx.clone();
-                        scope.spawn(move || {
-                            let report = self.process(stage, &reran);
-                            let _ = done_tx.send((stage, report));
-                        });
-                        continue;
-                    }
-                    index += 1;
-                }
-                if running.is_empty() {
-                    break;
-                }
-                let Ok((stage, report)) = done_rx.recv() else {
-                    break;
-                };
-                running.remove(&stage);
-                reports.insert(stage, report);
+        std::thread::scope(|scope| loop {
+            while let Some(stage) = packing.next_to_start() {
+                let reran: Vec<&str> = dag
+                    .upstream(stage)
+                    .into_iter()
+                    .filter(|up| reports.get(up).is_some_and(|r| r.outcome.executed()))
+                    .map(|up| stages[up].name.as_str())
+                    .collect();
+                let done_tx = done_tx.clone();
+                running += 1;
+                scope.spawn(move || {
+                    let report = self.process(stage, &reran);
+                    let _ = done_tx.send((stage, report));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((stage, report)) = done_rx.recv() else {
+                break;
+            };
+            running -= 1;
+            let skipped = packing.finished(stage, report.outcome.is_success());
+            reports.insert(stage, report);
+            for (stage, failed) in skipped {
+                let name = &stages[failed].name;
+                reports.insert(
+                    stage,
+                    StageReport::new(&stages[stage], Outcome::Skipped)
+                        .with_error(format!("not run: `{name}` did not succeed"), None),
+                );
             }
         });
         reports
     }
 
-    fn pool(&self, stage: usize) -> Pool {
+    fn cores(&self, stage: usize) -> usize {
         match &self.pipeline.stages[stage].action {
-            Action::Kind(kind) => kind.pool(),
-            Action::Cmd(_) => Pool::Shared,
+            Action::Kind(kind) => kind.cores(),
+            Action::Cmd(_) => 1,
         }
     }
 
@@ -546,10 +524,13 @@ mod tests {
     use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
     use crate::engine::spec::{Location, Port, Stage};
 
-    /// Spans (stage, start, end) of every [`Sleeper`] run.
-    static SPANS: Mutex<Vec<(String, Instant, Instant)>> = Mutex::new(Vec::new());
+    type Span = (String, Instant, Instant);
 
-    struct Sleeper(Pool);
+    /// Spans (stage, start, end) of every [`Sleeper`] run, per test (tests run in parallel).
+    static SPANS: Mutex<BTreeMap<String, Vec<Span>>> = Mutex::new(BTreeMap::new());
+
+    /// Sleeps 400 ms, declaring `.0` cores; records its span under its pipeline's model path.
+    struct Sleeper(usize);
 
     impl StageKind for Sleeper {
         fn name(&self) -> &'static str {
@@ -573,26 +554,29 @@ mod tests {
         fn check_params(&self, _params: &Params) -> Result<()> {
             Ok(())
         }
-        fn pool(&self) -> Pool {
+        fn cores(&self) -> usize {
             self.0
         }
         fn run(&self, ctx: &StageContext) -> Result<()> {
             let start = Instant::now();
             std::thread::sleep(Duration::from_millis(400));
             std::fs::write(ctx.output("out")?, ctx.stage)?;
-            SPANS
-                .lock()
-                .unwrap()
-                .push((ctx.stage.to_string(), start, Instant::now()));
+            let test = ctx.params.str("test")?.to_string();
+            SPANS.lock().unwrap().entry(test).or_default().push((
+                ctx.stage.to_string(),
+                start,
+                Instant::now(),
+            ));
             Ok(())
         }
     }
 
-    static SHARED: Sleeper = Sleeper(Pool::Shared);
-    static MACHINE: Sleeper = Sleeper(Pool::Machine);
+    static ONE_CORE: Sleeper = Sleeper(1);
+    static TWO_CORES: Sleeper = Sleeper(2);
+    static EIGHT_CORES: Sleeper = Sleeper(8);
 
-    #[test]
-    fn machine_pool_stages_run_alone_and_shared_ones_together() {
+    /// Runs independent sleeper stages at `-j jobs`; returns their spans.
+    fn run_sleepers(test: &str, stages: &[(&str, &'static Sleeper)], jobs: usize) -> Vec<Span> {
         let dir = tempfile::tempdir().unwrap();
         let stage = |name: &str, kind: &'static Sleeper| Stage {
             name: name.to_string(),
@@ -607,28 +591,25 @@ mod tests {
                     column: 1,
                 },
             }],
-            params: Params::default(),
+            params: Params::new(BTreeMap::from([("test".to_string(), test.into())])),
         };
         let pipeline = Pipeline {
-            name: "pools".into(),
+            name: "cores".into(),
             file: dir.path().join("p.yaml"),
             project_dir: dir.path().to_path_buf(),
-            model_path: "models/pools".into(),
+            model_path: "models/cores".into(),
             cache_dir: dir.path().join("cache"),
             remote: None,
-            stages: vec![
-                stage("train_a", &MACHINE),
-                stage("shared_1", &SHARED),
-                stage("train_b", &MACHINE),
-                stage("shared_2", &SHARED),
-                stage("shared_3", &SHARED),
-            ],
+            stages: stages
+                .iter()
+                .map(|(name, kind)| stage(name, kind))
+                .collect(),
         };
         let dag = Dag::build(&pipeline).unwrap();
         let store = Store::open(&dir.path().join("cache")).unwrap();
         let options = RunOptions {
             force: false,
-            jobs: 4,
+            jobs,
             dry_run: false,
             remote: None,
         };
@@ -646,26 +627,74 @@ mod tests {
         )
         .unwrap();
         assert!(report.ok, "{}", report.table());
-        let spans = SPANS.lock().unwrap().clone();
-        let overlaps =
-            |a: &(String, Instant, Instant), b: &(String, Instant, Instant)| a.1 < b.2 && b.1 < a.2;
-        for a in &spans {
-            for b in &spans {
-                if a.0 != b.0 && a.0.starts_with("train") && overlaps(a, b) {
-                    panic!("{} ran beside {}", a.0, b.0);
-                }
-            }
+        for (name, _) in stages {
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("out").join(name)).unwrap(),
+                *name
+            );
         }
-        let shared: Vec<_> = spans.iter().filter(|s| s.0.starts_with("shared")).collect();
+        SPANS.lock().unwrap().remove(test).unwrap()
+    }
+
+    fn overlap(a: &Span, b: &Span) -> bool {
+        a.0 != b.0 && a.1 < b.2 && b.1 < a.2
+    }
+
+    /// The most cores in use at any moment, given each stage's cores by name prefix.
+    fn peak_cores(spans: &[Span], cores: impl Fn(&str) -> usize) -> usize {
+        spans
+            .iter()
+            .map(|at| {
+                spans
+                    .iter()
+                    .filter(|s| s.1 <= at.1 && at.1 < s.2)
+                    .map(|s| cores(&s.0))
+                    .sum()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn stages_are_packed_so_their_cores_never_exceed_jobs() {
+        let spans = run_sleepers(
+            "packed",
+            &[
+                ("two_a", &TWO_CORES),
+                ("one_1", &ONE_CORE),
+                ("two_b", &TWO_CORES),
+                ("one_2", &ONE_CORE),
+                ("one_3", &ONE_CORE),
+                ("huge", &EIGHT_CORES),
+            ],
+            3,
+        );
+        let cores = |name: &str| match name {
+            "huge" => 3,
+            name if name.starts_with("two") => 2,
+            _ => 1,
+        };
+        assert!(peak_cores(&spans, cores) <= 3, "{spans:?}");
+        let huge = spans.iter().find(|s| s.0 == "huge").unwrap();
         assert!(
-            shared
+            !spans.iter().any(|s| overlap(s, huge)),
+            "a stage declaring more than -j runs alone: {spans:?}"
+        );
+        let ones: Vec<&Span> = spans.iter().filter(|s| s.0.starts_with("one")).collect();
+        assert!(
+            spans
                 .iter()
-                .any(|a| shared.iter().any(|b| a.0 != b.0 && overlaps(a, b))),
-            "shared stages ran together"
+                .any(|a| a.0.starts_with("two") && ones.iter().any(|b| overlap(a, b))),
+            "a 1-core stage fills the core a 2-core one leaves: {spans:?}"
         );
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("out/train_b")).unwrap(),
-            "train_b"
-        );
+    }
+
+    #[test]
+    fn two_stages_of_two_cores_run_together_at_four_jobs_and_alone_at_two() {
+        let stages = [("train_a", &TWO_CORES), ("train_b", &TWO_CORES)];
+        let four = run_sleepers("four", &stages, 4);
+        assert!(overlap(&four[0], &four[1]), "at -j 4: {four:?}");
+        let two = run_sleepers("two", &stages, 2);
+        assert!(!overlap(&two[0], &two[1]), "at -j 2: {two:?}");
     }
 }

@@ -8,7 +8,8 @@
 //! - every param it reads, with its default (global params of the same name override the
 //!   default, stage params override those, `--set stage.param=value` overrides everything);
 //! - a version, bumped whenever the kind's output for the same inputs changes;
-//! - a pool: [`Pool::Machine`] kinds (training) run alone, never beside another such stage;
+//! - how many cores one of its runs keeps busy ([`StageKind::cores`], 1 unless it says more):
+//!   the scheduler packs stages so the cores in use never exceed `-j`;
 //! - how reproducible its outputs are ([`Reproducibility`]), which is what `run --check`
 //!   expects of them — a separate matter from where the kind runs.
 //!
@@ -25,15 +26,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 
 pub use registry::Registry;
-
-/// Where a stage may run: beside others, or with the whole machine to itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pool {
-    /// Runs beside other stages, up to `-j`.
-    Shared,
-    /// Takes every core: never runs at the same time as any other stage.
-    Machine,
-}
 
 /// How far a kind's outputs follow from its inputs and params alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +92,11 @@ pub trait StageKind: Send + Sync {
     fn params(&self) -> Vec<ParamSpec>;
     /// Checks resolved params before anything runs. Errors name the param.
     fn check_params(&self, params: &Params) -> Result<()>;
-    /// Whether the kind needs the whole machine.
-    fn pool(&self) -> Pool {
-        Pool::Shared
+    /// How many cores one run of the kind keeps busy. The scheduler starts a stage only when
+    /// the cores of the stages running beside it plus its own stay within `-j`; a stage that
+    /// declares more than `-j` runs alone. It never changes what the stage writes.
+    fn cores(&self) -> usize {
+        1
     }
     /// Whether its outputs are bit-identical on every machine or floating-point results.
     fn reproducibility(&self) -> Reproducibility {

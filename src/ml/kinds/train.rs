@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 
 use crate::engine::kind::{
-    OutputRole, ParamSpec, Params, Pool, Reproducibility, StageContext, StageKind,
+    OutputRole, ParamSpec, Params, Reproducibility, StageContext, StageKind,
 };
 use crate::ml::data::dataset::Ratings;
 use crate::ml::model::graphs::optimizer::AdamConfig;
@@ -118,8 +118,9 @@ impl StageKind for Train {
         Self::config(params).map(|_| ())
     }
 
-    fn pool(&self) -> Pool {
-        Pool::Machine
+    /// One ONNX Runtime thread runs the steps, one more feeds it batches.
+    fn cores(&self) -> usize {
+        2
     }
 
     fn reproducibility(&self) -> Reproducibility {
