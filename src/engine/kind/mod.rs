@@ -18,6 +18,7 @@
 
 pub mod cmd;
 mod registry;
+pub mod select;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
