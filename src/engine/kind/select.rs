@@ -172,8 +172,7 @@ impl StageKind for Select {
             let path = ctx.input(&format!("{}/{metrics_role}", variant.stage))?;
             let value = metric_value(path, metric).map_err(|problem| {
                 anyhow!(
-                    "stage `{}`: metric `{metric}` {problem} in `{file}` (the `{metrics_role}` output of `{}`)",
-                    ctx.stage,
+                    "metric `{metric}` in `{file}` (the `{metrics_role}` output of `{}`) {problem}",
                     variant.stage
                 )
             })?;
@@ -228,7 +227,7 @@ fn as_f64(number: &serde_json::Number) -> f64 {
 }
 
 /// The number at the dotted `path` of the JSON file `file` (a part that is a whole number
-/// indexes a list); the error completes "metric `…` ….".
+/// indexes a list, `-1` its last item); the error completes "metric `…` in `…` …".
 fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
     let text = fs::read(file).map_err(|error| format!("cannot be read ({error})"))?;
     let root: serde_json::Value = serde_json::from_slice(&text)
@@ -237,13 +236,11 @@ fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
     for part in path.split('.') {
         let next = match node {
             serde_json::Value::Object(map) => map.get(part),
-            serde_json::Value::Array(items) => {
-                part.parse::<usize>().ok().and_then(|i| items.get(i))
-            }
+            serde_json::Value::Array(items) => list_index(part, items.len()).map(|i| &items[i]),
             _ => None,
         };
         node = next.ok_or_else(|| {
-            let keys = match node {
+            let there = match node {
                 serde_json::Value::Object(map) if !map.is_empty() => format!(
                     " (keys there: {})",
                     map.keys()
@@ -251,9 +248,16 @@ fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+                serde_json::Value::Array(items) => format!(" (a list of {} items)", items.len()),
                 _ => String::new(),
             };
-            format!("is not there: no `{part}`{keys}")
+            let mut found = Vec::new();
+            paths_to_key(&root, part, "", &mut found);
+            let elsewhere = match found.as_slice() {
+                [] => String::new(),
+                found => format!("; `{part}` is at `{}`", found.join("`, `")),
+            };
+            format!("is missing: no `{part}`{there}{elsewhere}")
         })?;
     }
     match node {
@@ -261,6 +265,42 @@ fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
             Ok(number.clone())
         }
         other => Err(format!("is {other}, not a number")),
+    }
+}
+
+/// A path part as an index into a list of `len` items: `0`, `1`, … from the front, `-1`, `-2`,
+/// … from the back.
+fn list_index(part: &str, len: usize) -> Option<usize> {
+    match part.strip_prefix('-') {
+        Some(back) => len.checked_sub(back.parse::<usize>().ok().filter(|n| *n > 0)?),
+        None => part.parse::<usize>().ok().filter(|index| *index < len),
+    }
+}
+
+/// Every dotted path in `node` that ends in the key `key` (a list's last item as `-1`), for
+/// the error that names a key at the wrong place.
+fn paths_to_key(node: &serde_json::Value, key: &str, prefix: &str, found: &mut Vec<String>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            for (name, child) in map {
+                let path = format!("{prefix}{name}");
+                if name == key {
+                    found.push(path.clone());
+                }
+                paths_to_key(child, key, &format!("{path}."), found);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                let index = if index + 1 == items.len() {
+                    "-1".to_string()
+                } else {
+                    index.to_string()
+                };
+                paths_to_key(child, key, &format!("{prefix}{index}."), found);
+            }
+        }
+        _ => {}
     }
 }
 
