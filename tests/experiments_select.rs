@@ -5,8 +5,9 @@
 //! and the shipped recommender sweep, whose parallel run gives the bytes of a sequential one.
 //!
 //! The fast tests sweep a `cmd` stage: `train.sh` writes `metrics.json` with the loss it reads
-//! from `conf/<lr>.txt` (so a test sets each variant's metric by editing one file) and a model
-//! file naming the variant.
+//! from `conf/<lr>.txt` (so a test sets each variant's metric by editing one file) plus the
+//! param `penalty` × (lr − 2)² (a param that changes every variant but lr=2's bytes), and a
+//! model file naming the variant.
 
 mod engine_support;
 
@@ -15,7 +16,7 @@ use std::path::Path;
 use engine_support::{Project, Run, PIPELINE};
 use serde_json::json;
 
-const TRAIN_SH: &str = r#"loss=$(cat conf/$1.txt)
+const TRAIN_SH: &str = r#"loss=$(awk -v base="$(cat conf/$1.txt)" -v p="$3" -v lr="$1" 'BEGIN { print base + p * (lr - 2) ^ 2 }')
 mkdir -p out/$1
 printf '{"loss": %s, "nested": {"scores": [%s, 7]}, "text": "x"}\n' "$loss" "$loss" > out/$1/metrics.json
 echo "model lr=$1 seed=$2" > out/$1/model.txt
@@ -28,10 +29,10 @@ fn sweep(lr_values: &str, select: &str) -> String {
         r#"name: s
 stages:
   train:
-    cmd: sh train.sh ${{item.lr}} ${{params.seed}}
+    cmd: sh train.sh ${{item.lr}} ${{params.seed}} ${{params.penalty}}
     deps: [train.sh, conf/${{item.lr}}.txt]
     outs: [out/${{item.lr}}/metrics.json, out/${{item.lr}}/model.txt]
-    params: {{seed: 7}}
+    params: {{seed: 7, penalty: 0}}
     matrix:
       lr: {lr_values}
   best:
@@ -90,7 +91,7 @@ fn select_copies_the_minimum_variant_and_records_every_variant() {
         json!({
             "stage": format!("train@lr={lr}"),
             "matrix": {"lr": lr},
-            "params": {"seed": 7},
+            "params": {"penalty": 0, "seed": 7},
             "metric": loss,
             "outputs": {
                 "metrics": format!("out/{lr}/metrics.json"),
@@ -178,6 +179,32 @@ fn a_losing_variant_that_changes_reruns_with_select_and_the_stages_below_are_cut
     let chosen = selection(&project);
     assert_eq!(chosen["winner"], "train@lr=2");
     assert_eq!(chosen["variants"][2]["metric"], json!(0.8));
+}
+
+#[test]
+fn a_param_change_that_keeps_the_winners_bytes_reruns_select_and_cuts_off_the_stages_below() {
+    let project = toy(&[(1, "0.5"), (2, "0.25"), (3, "0.75")], MIN_LOSS);
+    run_ok(&project);
+    let winner = project.tree("models/s");
+    let run = project.run(&["--set", "train.penalty=1"]);
+    run.assert_code(0);
+    assert_eq!(
+        sorted(run.with_outcome("ran")),
+        ["best", "train@lr=1", "train@lr=3"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.with_outcome("ran_same_outputs"),
+        ["train@lr=2"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.with_outcome("cut_off"), ["use"], "{}", run.stdout);
+    let chosen = selection(&project);
+    assert_eq!(chosen["variants"][0]["metric"], json!(1.5));
+    assert_eq!(chosen["variants"][0]["params"]["penalty"], json!(1));
+    assert_eq!(project.tree("models/s")["model.txt"], winner["model.txt"]);
 }
 
 #[test]
