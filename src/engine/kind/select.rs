@@ -8,7 +8,7 @@
 //! best:
 //!   kind: select
 //!   from: train                                # a matrix stage
-//!   params: {metric: val_msle, mode: min}      # metric: a name or a dotted path (`final.loss`)
+//!   params: {metric: epochs.-1.val_msle, mode: min}   # a key or a dotted path into the JSON
 //! ```
 //!
 //! The loader (`spec::loader`) resolves a select stage from its `from:` stage's variants: its
@@ -128,7 +128,7 @@ impl StageKind for Select {
             ParamSpec::new(
                 "metric",
                 serde_yaml::Value::Null,
-                "the number compared: a key of the metrics JSON, or a dotted path (`final.val_msle`, `history.0.loss`)",
+                "the number compared: a key of the metrics JSON, or a dotted path (`validation.mse`, `epochs.-1.val_msle`: `-1` is a list's last item)",
             ),
             ParamSpec::new("mode", "min", "`min`: the smallest metric wins; `max`: the largest"),
             ParamSpec::new(
@@ -227,7 +227,8 @@ fn as_f64(number: &serde_json::Number) -> f64 {
 }
 
 /// The number at the dotted `path` of the JSON file `file` (a part that is a whole number
-/// indexes a list, `-1` its last item); the error completes "metric `…` in `…` …".
+/// indexes a list, `-1` its last item); the error completes "metric `…` in `…` …". Walked by
+/// hand: serde_json's `Value::pointer` takes `/a/0/b` and cannot count from a list's end.
 fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
     let text = fs::read(file).map_err(|error| format!("cannot be read ({error})"))?;
     let root: serde_json::Value = serde_json::from_slice(&text)
