@@ -19,6 +19,7 @@
 
 pub mod cmd;
 mod registry;
+pub mod select;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! The kinds a pipeline may name in `kind:`: a value the caller builds and hands to the engine
 //! (the CLI gives it the recommender's kinds, a test its own), so the engine links no kind it
-//! does not use.
+//! does not use — besides its own generic ones ([`select`](super::select)), which every
+//! registry holds.
 
 use super::StageKind;
 
@@ -10,8 +11,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry of `kinds`; their names must be distinct (a programming error otherwise).
-    pub fn new(kinds: Vec<&'static dyn StageKind>) -> Registry {
+    /// A registry of `kinds` and the engine's own; their names must be distinct (a programming
+    /// error otherwise).
+    pub fn new(mut kinds: Vec<&'static dyn StageKind>) -> Registry {
+        kinds.push(&super::select::Select);
         for (index, kind) in kinds.iter().enumerate() {
             assert!(
                 kinds[..index]

@@ -12,7 +12,7 @@ use super::raw::{RawPipeline, RawPorts, RawStage};
 use super::{
     closest, defaults, path, Action, Location, Override, Pipeline, Port, SpecError, Stage,
 };
-use crate::engine::kind::{param_text, Params, Registry, StageKind};
+use crate::engine::kind::{param_text, select, Params, Registry, StageKind};
 
 pub(super) struct Loader<'a> {
     file: &'a Path,
@@ -150,7 +150,11 @@ impl<'a> Loader<'a> {
                 });
             }
         }
-        let mut stages = Vec::with_capacity(self.raw.stages.len());
+        let overrides_of = |stage: &str| -> Vec<&Override> {
+            overrides.iter().filter(|o| o.stage == stage).collect()
+        };
+        // Select stages last: they are resolved from their `from:` stage's variants.
+        let mut slots: Vec<Option<Stage>> = Vec::with_capacity(self.raw.stages.len());
         for (stage_name, raw) in &self.raw.stages {
             let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
             let origin = self.matrices.origin(stage_name);
@@ -161,12 +165,24 @@ impl<'a> Loader<'a> {
                     message: "a stage name is letters, digits, `_` and `-`".into(),
                 });
             }
-            let stage_overrides: Vec<&Override> = overrides
-                .iter()
-                .filter(|o| &o.stage == stage_name)
-                .collect();
-            stages.push(self.stage(stage_name, raw, &model_path, &stage_overrides)?);
+            slots.push(if is_select(raw) {
+                None
+            } else {
+                Some(self.stage(stage_name, raw, &model_path, &overrides_of(stage_name))?)
+            });
         }
+        let mut selects = Vec::new();
+        for (index, (stage_name, raw)) in self.raw.stages.iter().enumerate() {
+            if slots[index].is_none() {
+                let overrides = overrides_of(stage_name);
+                let stage = self.select_stage(stage_name, raw, &model_path, &overrides, &slots)?;
+                selects.push((index, stage));
+            }
+        }
+        for (index, stage) in selects {
+            slots[index] = Some(stage);
+        }
+        let stages: Vec<Stage> = slots.into_iter().flatten().collect();
         let cache_dir = match cache {
             Some(dir) => dir.to_path_buf(),
             None => project_dir.join("cache"),
@@ -201,6 +217,21 @@ impl<'a> Loader<'a> {
         })
     }
 
+    /// `text` (the node `node` of stage `name`) with `${model_path}` expanded, normalized.
+    fn expand_path(
+        &self,
+        name: &str,
+        model_path: &str,
+        node: &str,
+        text: &str,
+    ) -> Result<String, SpecError> {
+        path::expand(text, |var| {
+            (var == "model_path").then(|| model_path.to_string())
+        })
+        .map(|expanded| path::normalize(&expanded))
+        .map_err(|message| self.stage_error(name, node, message))
+    }
+
     fn stage(
         &self,
         name: &str,
@@ -208,13 +239,14 @@ impl<'a> Loader<'a> {
         model_path: &str,
         overrides: &[&Override],
     ) -> Result<Stage, SpecError> {
-        let expand_path = |node: &str, text: &str| {
-            path::expand(text, |var| {
-                (var == "model_path").then(|| model_path.to_string())
-            })
-            .map(|expanded| path::normalize(&expanded))
-            .map_err(|message| self.stage_error(name, node, message))
-        };
+        let expand_path = |node: &str, text: &str| self.expand_path(name, model_path, node, text);
+        if raw.from.is_some() {
+            return Err(self.stage_error(
+                name,
+                "from",
+                format!("`from:` belongs to a stage of kind `{}`", select::NAME),
+            ));
+        }
         match (&raw.kind, &raw.cmd) {
             (Some(kind_name), None) => {
                 let Some(kind) = self.registry.find(kind_name) else {
@@ -238,27 +270,11 @@ impl<'a> Loader<'a> {
                         })
                     })
                     .collect::<Result<Vec<_>, SpecError>>()?;
-                let out_roles: Vec<&str> = kind.outputs().iter().map(|out| out.role).collect();
-                let given = self.roles(name, "outs", raw.outs.as_ref(), &out_roles, false)?;
-                let mut outs = Vec::new();
-                for output in kind.outputs() {
-                    let (path, at) = match given.iter().find(|(role, _)| role == output.role) {
-                        Some((role, text)) => {
-                            let node = format!("outs/{role}");
-                            (expand_path(&node, text)?, self.node_location(name, &node))
-                        }
-                        // A defaulted output has no node of its own: point at the stage.
-                        None => (
-                            path::normalize(&format!("{model_path}/{}", output.default_name)),
-                            self.at(self.positions.key(&format!("stages/{name}"))),
-                        ),
-                    };
-                    outs.push(Port {
-                        role: Some(output.role.to_string()),
-                        path,
-                        at,
-                    });
-                }
+                let roles = kind
+                    .outputs()
+                    .iter()
+                    .map(|out| (out.role, out.default_name));
+                let outs = self.output_ports(name, raw, model_path, roles)?;
                 let params = self.kind_params(name, raw, kind, overrides)?;
                 Ok(Stage {
                     name: name.to_string(),
@@ -340,6 +356,196 @@ impl<'a> Loader<'a> {
                 message: "needs `kind:` (a built-in stage) or `cmd:` (a shell command)".into(),
             }),
         }
+    }
+
+    /// A built-in kind's outputs: each `(role, default file name)` at its path in `outs:`, else
+    /// at `${model_path}/<default file name>`.
+    fn output_ports<'r>(
+        &self,
+        name: &str,
+        raw: &RawStage,
+        model_path: &str,
+        roles: impl Iterator<Item = (&'r str, &'r str)> + Clone,
+    ) -> Result<Vec<Port>, SpecError> {
+        let declared: Vec<&str> = roles.clone().map(|(role, _)| role).collect();
+        let given = self.roles(name, "outs", raw.outs.as_ref(), &declared, false)?;
+        let mut outs = Vec::new();
+        for (role, default_name) in roles {
+            let (path, at) = match given.iter().find(|(given, _)| given == role) {
+                Some((role, text)) => {
+                    let node = format!("outs/{role}");
+                    let path = self.expand_path(name, model_path, &node, text)?;
+                    (path, self.node_location(name, &node))
+                }
+                // A defaulted output has no node of its own: point at the stage.
+                None => (
+                    path::normalize(&format!("{model_path}/{default_name}")),
+                    self.at(self.positions.key(&format!("stages/{name}"))),
+                ),
+            };
+            outs.push(Port {
+                role: Some(role.to_string()),
+                path,
+                at,
+            });
+        }
+        Ok(outs)
+    }
+
+    /// A `select` stage (see `kind::select`): its deps are every output of every variant of
+    /// its `from:` stage (`slots`: every other stage, resolved), its outputs those roles and
+    /// `selection`; the params `from` and `variants` describe the variants.
+    fn select_stage(
+        &self,
+        name: &str,
+        raw: &RawStage,
+        model_path: &str,
+        overrides: &[&Override],
+        slots: &[Option<Stage>],
+    ) -> Result<Stage, SpecError> {
+        let kind: &'static dyn StageKind = &select::Select;
+        if self.matrices.origin(name) != name {
+            return Err(self.stage_error(
+                name,
+                "matrix",
+                "a select stage has no `matrix:` (it compares the variants of its `from:` stage)",
+            ));
+        }
+        let has_deps = match &raw.deps {
+            None => false,
+            Some(RawPorts::List(paths)) => !paths.is_empty(),
+            Some(RawPorts::Roles(roles)) => !roles.is_empty(),
+        };
+        if has_deps {
+            return Err(self.stage_error(
+                name,
+                "deps",
+                "a select stage takes no `deps:`: it depends on every output of every variant of its `from:` stage",
+            ));
+        }
+        let Some(from) = &raw.from else {
+            return Err(SpecError::Stage {
+                at: self.at(self.positions.key(&format!("stages/{name}"))),
+                stage: name.to_string(),
+                message: "a select stage needs `from: STAGE`, the matrix stage whose variants it compares".into(),
+            });
+        };
+        let from_error = |message: String| self.stage_error(name, "from", message);
+        let Some(variants) = self.matrices.variants(from) else {
+            if self.raw.stages.contains_key(from) {
+                return Err(from_error(format!(
+                    "stage `{from}` is not a matrix stage (it has no `matrix:`): select compares the variants of one"
+                )));
+            }
+            let mut names: Vec<&str> = (self.raw.stages.keys())
+                .map(|stage| self.matrices.origin(stage))
+                .collect();
+            names.dedup();
+            return Err(from_error(format!(
+                "no stage `{from}`{}",
+                closest(from, names)
+                    .map(|close| format!(" (did you mean `{close}`?)"))
+                    .unwrap_or_default()
+            )));
+        };
+        let mut resolved = Vec::with_capacity(variants.len());
+        for variant in variants {
+            let stage = (self.raw.stages.get_index_of(&variant.name))
+                .and_then(|index| slots[index].as_ref())
+                .ok_or_else(|| from_error(format!("stage `{from}` is itself a select stage")))?;
+            resolved.push((variant, stage, variant_outputs(stage)));
+        }
+        let Some((first, _, roles)) = resolved.first() else {
+            return Err(from_error(format!("stage `{from}` has no variants")));
+        };
+        for (variant, _, outputs) in &resolved {
+            let names: Vec<&str> = outputs.iter().map(|out| out.role.as_str()).collect();
+            if let Some(role) = (names.iter().enumerate())
+                .find(|(index, role)| names[..*index].contains(role))
+                .map(|(_, role)| role)
+            {
+                return Err(from_error(format!(
+                    "variant `{}` has two outputs named `{role}` (a cmd stage's outputs are named by their file name without extension)",
+                    variant.name
+                )));
+            }
+            let first_names: Vec<&str> = roles.iter().map(|out| out.role.as_str()).collect();
+            if names != first_names {
+                return Err(from_error(format!(
+                    "the variants of `{from}` name their outputs differently (`{}`: {}; `{}`: {}): select copies the winner's to one place",
+                    first.name,
+                    first_names.join(", "),
+                    variant.name,
+                    names.join(", ")
+                )));
+            }
+            if names.contains(&select::SELECTION_ROLE) {
+                return Err(from_error(format!(
+                    "stage `{from}` has an output named `{}`, which select writes itself",
+                    select::SELECTION_ROLE
+                )));
+            }
+        }
+        let output_roles = (roles.iter())
+            .map(|out| (out.role.as_str(), out.default_name.as_str()))
+            .chain(
+                kind.outputs()
+                    .iter()
+                    .map(|out| (out.role, out.default_name)),
+            );
+        let outs = self.output_ports(name, raw, model_path, output_roles)?;
+        let mut params = self.kind_params(name, raw, kind, overrides)?;
+        let metrics_role = params.str(select::METRICS_ROLE_PARAM).unwrap_or_default();
+        if !roles.iter().any(|out| out.role == metrics_role) {
+            let message = format!(
+                "stage `{from}` has no output `{metrics_role}` holding the metrics (its outputs: {}); `{}` names it",
+                roles
+                    .iter()
+                    .map(|out| out.role.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                select::METRICS_ROLE_PARAM
+            );
+            let node = format!("params/{}", select::METRICS_ROLE_PARAM);
+            return Err(if raw.params.contains_key(select::METRICS_ROLE_PARAM) {
+                self.stage_error(name, &node, message)
+            } else {
+                from_error(message)
+            });
+        }
+        let mut deps = Vec::new();
+        let mut specs = Vec::with_capacity(resolved.len());
+        for (variant, stage, outputs) in &resolved {
+            for out in outputs {
+                deps.push(Port {
+                    role: Some(format!("{}/{}", variant.name, out.role)),
+                    path: out.path.clone(),
+                    at: self.node_location(name, "from"),
+                });
+            }
+            specs.push(select::VariantSpec {
+                stage: variant.name.clone(),
+                matrix: variant.values.clone(),
+                params: (stage.params.iter())
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
+                outputs: (outputs.iter())
+                    .map(|out| (out.role.clone(), out.path.clone()))
+                    .collect(),
+            });
+        }
+        params.insert(select::FROM_PARAM, from.as_str().into());
+        params.insert(
+            select::VARIANTS_PARAM,
+            serde_yaml::to_value(specs).map_err(|error| from_error(error.to_string()))?,
+        );
+        Ok(Stage {
+            name: name.to_string(),
+            action: Action::Kind(kind),
+            deps,
+            outs,
+            params,
+        })
     }
 
     /// Checks a role map of a built-in kind against the roles it declares.
@@ -656,6 +862,48 @@ impl<'a> Loader<'a> {
         }
         Ok(())
     }
+}
+
+fn is_select(raw: &RawStage) -> bool {
+    raw.kind.as_deref() == Some(select::NAME) && raw.cmd.is_none()
+}
+
+/// One output of a variant as a select stage sees it.
+struct VariantOutput {
+    /// The kind's role; a cmd stage's output: its file name without extension.
+    role: String,
+    /// The file name the selected copy gets under `model_path`.
+    default_name: String,
+    path: String,
+}
+
+fn variant_outputs(stage: &Stage) -> Vec<VariantOutput> {
+    stage
+        .outs
+        .iter()
+        .map(|out| {
+            let file = Path::new(&out.path);
+            let file_name = file.file_name().unwrap_or_default().to_string_lossy();
+            let default_name = match (&stage.action, &out.role) {
+                (Action::Kind(kind), Some(role)) => (kind.outputs().iter())
+                    .find(|output| output.role == role)
+                    .map_or(file_name.to_string(), |output| {
+                        output.default_name.to_string()
+                    }),
+                _ => file_name.to_string(),
+            };
+            VariantOutput {
+                role: out.role.clone().unwrap_or_else(|| {
+                    file.file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                }),
+                default_name,
+                path: out.path.clone(),
+            }
+        })
+        .collect()
 }
 
 /// serde_yaml's message without its " at line L column C" (the location leads instead).

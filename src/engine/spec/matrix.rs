@@ -36,7 +36,13 @@ pub(super) struct Matrices {
 struct MatrixStage {
     name: String,
     keys: Vec<String>,
-    variants: Vec<String>,
+    variants: Vec<Variant>,
+}
+
+/// One variant of a matrix stage: its stage name and its matrix values (in key order).
+pub(super) struct Variant {
+    pub name: String,
+    pub values: IndexMap<String, Value>,
 }
 
 impl Matrices {
@@ -44,8 +50,16 @@ impl Matrices {
     pub(super) fn origin<'a>(&'a self, stage: &'a str) -> &'a str {
         self.stages
             .iter()
-            .find(|matrix| matrix.variants.iter().any(|variant| variant == stage))
+            .find(|matrix| matrix.variants.iter().any(|variant| variant.name == stage))
             .map_or(stage, |matrix| matrix.name.as_str())
+    }
+
+    /// The variants of the matrix stage `stage`, in expansion order (`None`: no matrix stage).
+    pub(super) fn variants(&self, stage: &str) -> Option<&[Variant]> {
+        self.stages
+            .iter()
+            .find(|matrix| matrix.name == stage)
+            .map(|matrix| matrix.variants.as_slice())
     }
 
     /// `--set` with a matrix stage's name applies to each of its variants.
@@ -66,7 +80,7 @@ impl Matrices {
                 });
             }
             expanded.extend(matrix.variants.iter().map(|variant| Override {
-                stage: variant.clone(),
+                stage: variant.name.clone(),
                 ..assignment.clone()
             }));
         }
@@ -205,7 +219,12 @@ pub(super) fn expand(
                 default_outputs_in_folder(&mut copy, kind.outputs(), &variant);
             }
             stages.insert(variant.clone(), copy);
-            variants.push(variant);
+            variants.push(Variant {
+                name: variant,
+                values: (combination.into_iter())
+                    .map(|(key, (_, value, _))| (key, value))
+                    .collect(),
+            });
         }
         matrices.stages.push(MatrixStage {
             name,

@@ -6,7 +6,8 @@
 //! [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
 //! `${model_path}` expanded, normalized relative to the project folder), and its params
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
-//! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). `${model_path}` and
+//! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). A `select` stage is
+//! resolved last, from the variants of its `from:` matrix stage (see `kind::select`). `${model_path}` and
 //! `${params.x}` may stand unquoted even inside `[ ]`/`{ }` (see `path::protect_variables`). Cross-stage checks follow: an output written twice, an output leaving the
 //! project, an output touching what [`protect`] guards (the project's root, `.git`, the cache,
 //! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,

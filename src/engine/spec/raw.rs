@@ -66,6 +66,8 @@ pub struct RawStage {
     pub params: IndexMap<String, serde_yaml::Value>,
     /// `matrix:` as written (checked and expanded by `matrix::expand`).
     pub matrix: Option<serde_yaml::Value>,
+    /// A `select` stage's matrix stage, whose variants it compares.
+    pub from: Option<String>,
 }
 
 /// `deps:`/`outs:`: a list of paths (cmd stages) or a map role → path (built-in kinds).
