@@ -26,6 +26,7 @@
 
 mod check;
 mod freshness;
+mod history;
 mod interrupt;
 mod pull;
 mod remote_hooks;
@@ -44,6 +45,7 @@ pub use freshness::{
     assess, decide, evaluate, key_inputs, output_contents, Decision, Evaluation, Judge, Plan,
     StageStatus,
 };
+pub use history::{History, StageHistory, Work};
 pub use interrupt::Interrupts;
 pub use pull::{pull, PullReport};
 pub use summary::{Outcome, RunReport, StageReport};
@@ -126,6 +128,11 @@ pub fn run(
         engine.schedule(dag, &order)
     };
     let report = RunReport::new(pipeline, reports, options.dry_run);
+    if !options.dry_run {
+        if let Some(warning) = history::record(store, &report) {
+            ui.say(&warning);
+        }
+    }
     if let Some(broken) = broken.filter(|_| !options.dry_run) {
         if report.ok {
             engine.write_lock_file()?;
