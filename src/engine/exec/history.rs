@@ -156,7 +156,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(History::load(&store).of("p").is_none());
-        assert_eq!(record(&store, &report(&[("a", Outcome::Failed, 1.5)])), None);
+        assert_eq!(
+            record(&store, &report(&[("a", Outcome::Failed, 1.5)])),
+            None
+        );
         let history = History::load(&store);
         let a = &history.of("p").unwrap()["a"];
         assert_eq!(a.outcome, Outcome::Failed);

@@ -141,9 +141,9 @@ impl Store {
             "stat-cache.json",
             "history.json",
         ]
-            .iter()
-            .map(|name| self.root.join(name))
-            .collect()
+        .iter()
+        .map(|name| self.root.join(name))
+        .collect()
     }
 
     /// Empties `tmp/` (left over by killed runs); call only while holding the run lock.
