@@ -2,8 +2,10 @@
 //! runs: `cmd` stages stand in for training (each variant copies a prepared `metrics.json`),
 //! selection (a prepared `selection.json` in the select kind's shape) and packaging (a
 //! `RecommenderModel` Avro file written with the library), so every expected number is known.
+//! One test sweeps the real `train` kind on the seed data set and packages a variant.
 
 mod engine_support;
+mod runtime_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -69,7 +71,8 @@ fn metrics(val_msle: f64, mse: f64) -> TrainingMetrics {
     }
 }
 
-/// `train` over 3 × 2 variants; with `select`, a `best` stage (metric, mode) and `package`.
+/// `train` over 3 × 2 variants; with `select`, a `best` stage (metric, mode) that, like the
+/// select kind, also writes the winner's metrics.json, and `package`.
 fn pipeline(sizes: &str, select: Option<(&str, &str)>) -> String {
     let mut yaml = format!(
         r#"name: s
@@ -90,9 +93,9 @@ stages:
             .collect();
         yaml += &format!(
             r#"  best:
-    cmd: cp data/selection.json ${{model_path}}/selection.json
+    cmd: cp data/selection.json ${{model_path}}/selection.json && cp data/m-8-0.2.json ${{model_path}}/metrics.json
     deps: [{}, data/selection.json]
-    outs: ["${{model_path}}/selection.json"]
+    outs: ["${{model_path}}/selection.json", "${{model_path}}/metrics.json"]
     params: {{ metric: {metric}, mode: {mode} }}
   package:
     cmd: cp data/model.avro ${{model_path}}/recommender.avro
@@ -360,6 +363,10 @@ fn the_report_is_self_contained_and_draws_the_metrics_files() {
         "{html}"
     );
     assert!(html.contains("data-stage=\"best\" data-result=\"ran\""));
+    assert!(
+        !html.contains("Model <code>best</code>"),
+        "the select stage's copy of the winner's metrics is no model of its own"
+    );
     // The model selected and packaged, its id escaped.
     assert!(html.contains("data-winner=\"train@size=8,rate=0.2\""));
     assert!(!html.contains(MODEL_ID));
@@ -403,14 +410,10 @@ fn the_report_defaults_to_model_path_and_never_overwrites_a_stage_file() {
 #[test]
 fn a_pipeline_without_a_matrix_reports_its_one_model() {
     let project = Project::new();
+    std::fs::create_dir_all(project.abs("data")).unwrap();
     metrics(0.02, 0.3)
         .write_json(&project.abs("data/m.json"))
-        .unwrap_or_else(|_| {
-            std::fs::create_dir_all(project.abs("data")).unwrap();
-            metrics(0.02, 0.3)
-                .write_json(&project.abs("data/m.json"))
-                .unwrap()
-        });
+        .unwrap();
     project.pipeline(
         "name: one\nmodel_path: models/one\nstages:\n  train:\n    cmd: cp data/m.json ${model_path}/metrics.json\n    deps: [data/m.json]\n    outs: [\"${model_path}/metrics.json\"]\n",
     );
@@ -523,4 +526,94 @@ fn dag_folds_a_matrix_into_one_node_unless_asked_for_variants() {
             .stdout
             .contains(&format!("{}\n", variant_name(size, rate))));
     }
+}
+
+const SMALL_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ratings_uuid_small.csv");
+
+/// The real kinds: ingest, a 2 × 2 sweep of `train`, one variant exported and packaged.
+const REAL_SWEEP: &str = r#"name: rec
+model_path: models/rec
+stages:
+  ingest:
+    kind: ingest
+    deps: { ratings: data/ratings.csv }
+  train:
+    kind: train
+    deps: { ratings: "${model_path}/ratings.bin" }
+    matrix: { n_factors: [4, 8], epochs: [1, 2] }
+  export_tf:
+    kind: export_tf
+    deps: { checkpoint: "${model_path}/train@n_factors=8,epochs=2/checkpoint.onnx" }
+  write_avro:
+    kind: write_avro
+    deps:
+      graph: ${model_path}/optimized_ProductRecommender.pb
+      customer_map: ${model_path}/customer_map.txt
+      product_map: ${model_path}/product_map.txt
+      schema: avro/RecommenderModel.avsc
+    params: { model_id: sweep-model }
+"#;
+
+#[test]
+fn a_real_sweep_is_ranked_and_reported_from_what_train_wrote() {
+    runtime_support::ort_dylib();
+    let project = Project::new();
+    let ratings = std::fs::read_to_string(SMALL_DATA).unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro/RecommenderModel.avsc");
+    project
+        .file("data/ratings.csv", &ratings)
+        .file(
+            "avro/RecommenderModel.avsc",
+            &std::fs::read_to_string(schema).unwrap(),
+        )
+        .pipeline(REAL_SWEEP);
+    project.run(&[]).assert_code(0);
+
+    let shown = metrics_json(&project);
+    let sweep = &shown["sweeps"][0];
+    assert_eq!(sweep["columns"], serde_json::json!(["n_factors", "epochs"]));
+    let variants = sweep["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 4);
+    let mut last = f64::NEG_INFINITY;
+    for variant in variants {
+        let on_disk =
+            TrainingMetrics::read_json(&project.abs(variant["file"].as_str().unwrap())).unwrap();
+        let metric = variant["metric"].as_f64().unwrap();
+        assert_eq!(metric, on_disk.epochs.last().unwrap().val_msle);
+        assert!(metric >= last, "ranked lowest first: {sweep}");
+        last = metric;
+        assert_eq!(
+            variant["params"]["epochs"].as_u64().unwrap() as usize,
+            on_disk.epochs.len()
+        );
+    }
+
+    let html = report(&project);
+    for variant in variants {
+        let stage = variant["stage"].as_str().unwrap();
+        let on_disk =
+            TrainingMetrics::read_json(&project.abs(variant["file"].as_str().unwrap())).unwrap();
+        let start = html
+            .find(&format!("aria-label=\"loss per epoch of {stage}\""))
+            .unwrap();
+        let chart = &html[start..start + html[start..].find("</svg>").unwrap()];
+        let drawn: Vec<f64> = attributes(chart, "circle", "data-val-msle")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let expected: Vec<f64> = on_disk.epochs.iter().map(|e| e.val_msle).collect();
+        assert_eq!(drawn, expected, "{stage}");
+    }
+    assert!(html.contains("data-stage=\"train ×4 variants\" data-result=\"4 ran\""));
+    // The packaged record: its id and maps, the rows the packaged variant was trained on.
+    let lines = |path: &str| project.read(path).lines().count().to_string();
+    assert_eq!(attributes(&html, "td", "data-model-id"), ["sweep-model"]);
+    assert_eq!(
+        attributes(&html, "td", "data-customers"),
+        [lines("models/rec/customer_map.txt")]
+    );
+    assert_eq!(
+        attributes(&html, "td", "data-products"),
+        [lines("models/rec/product_map.txt")]
+    );
 }

@@ -138,7 +138,8 @@ impl Variant {
 pub fn sweeps(pipeline: &Pipeline, dag: &Dag) -> Vec<Sweep> {
     let mut by_stage: Vec<(&str, bool, Vec<usize>)> = Vec::new();
     for (index, stage) in pipeline.stages.iter().enumerate() {
-        if metrics_output(stage).is_none() {
+        // A select stage writes the winner's metrics too: it is no model of its own.
+        if metrics_output(stage).is_none() || selection_output(stage).is_some() {
             continue;
         }
         let (base, matrix) = match stage.name.split_once('@') {
@@ -214,27 +215,25 @@ fn sweep(pipeline: &Pipeline, dag: &Dag, stage: String, matrix: bool, members: &
     }
 }
 
+/// The output of a select stage that holds its selection.
+fn selection_output(stage: &Stage) -> Option<&Port> {
+    stage.outs.iter().find(|out| {
+        out.role.as_deref() == Some("selection")
+            || Path::new(&out.path).file_name() == Some("selection.json".as_ref())
+    })
+}
+
 /// The stage reading every variant's outputs that writes a `selection` (`selection.json`).
 fn select_stage(pipeline: &Pipeline, dag: &Dag, members: &[usize]) -> Option<usize> {
     (0..pipeline.stages.len()).find(|&index| {
-        let stage = &pipeline.stages[index];
-        let writes_selection = stage.outs.iter().any(|out| {
-            out.role.as_deref() == Some("selection")
-                || Path::new(&out.path).file_name() == Some("selection.json".as_ref())
-        });
         let upstream = dag.upstream(index);
-        writes_selection && members.iter().all(|member| upstream.contains(member))
+        selection_output(&pipeline.stages[index]).is_some()
+            && members.iter().all(|member| upstream.contains(member))
     })
 }
 
 fn selector(pipeline: &Pipeline, stage: &Stage) -> Selector {
-    let file = stage
-        .outs
-        .iter()
-        .find(|out| {
-            out.role.as_deref() == Some("selection")
-                || Path::new(&out.path).file_name() == Some("selection.json".as_ref())
-        })
+    let file = selection_output(stage)
         .map(|out| out.path.clone())
         .unwrap_or_default();
     let path = pipeline.abs(&file);
