@@ -75,7 +75,7 @@ fn variants_are_named_in_order_and_substitute_item_values() {
 fn downstream_variant_depends_on_its_own_upstream_variant() {
     let project = Project::new();
     project.pipeline(&sweep("[16, 32]"));
-    let dag = project.warez(&["dag", PIPELINE]);
+    let dag = project.warez(&["dag", PIPELINE, "--variants"]);
     dag.assert_code(0)
         .assert_stdout_contains("pack@n=16,d=0.1 <- train@n=16,d=0.1\n")
         .assert_stdout_contains("pack@n=32,d=0.2 <- train@n=32,d=0.2\n");

@@ -12,6 +12,11 @@
 //! from the cache: switching a param back makes the restored run current and the one it replaced
 //! previous. (A copy rotated by this command would instead compare against whatever was current
 //! when the command last ran.) Records whose objects `gc` collected are skipped.
+//!
+//! A pipeline with a sweep (a `matrix:` stage whose variants write `metrics.json`, see
+//! [`super::sweep`]) shows every variant in one table instead, ranked by the selection metric,
+//! the params that differ as columns, each with the change since that variant's previous run
+//! (found as above, per variant's file). `--model-dir` always shows the one folder's model.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +27,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::cache_arg::CacheArg;
-use super::model_dir::{self, ModelLocation};
+use super::model_dir::{self, ModelLocation, DEFAULT_PIPELINE};
+use super::sweep::{self, Mode, Selector, Sweep, Variant};
 use crate::engine::store::{RecordedOutput, Store};
 use crate::ml::model::metrics::{RegressionScores, TrainingMetrics};
 
@@ -37,12 +43,23 @@ pub struct MetricsArgs {
     model_dir: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArg,
-    /// Print JSON: {"file", "current", "previous", "change"}
+    /// Print JSON: {"file", "current", "previous", "change"}; for a sweep
+    /// {"pipeline", "sweeps": [{"stage", "metric", "mode", "selector", "columns", "variants"}]}
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: MetricsArgs) -> Result<ExitCode> {
+    if args.model_dir.is_none() {
+        if let Some(report) = sweep_report(&args)? {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let location = model_dir::locate(
         args.pipeline.as_deref(),
         args.model_dir.as_deref(),
@@ -204,6 +221,232 @@ impl Report {
         }
         text
     }
+}
+
+/// Every sweep of the pipeline with each variant's previous run; none when the pipeline has
+/// no sweep (or does not load: then the single model is shown, as without a matrix).
+fn sweep_report(args: &MetricsArgs) -> Result<Option<SweepReport>> {
+    let file = args
+        .pipeline
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_PIPELINE));
+    if !file.is_file() {
+        return Ok(None);
+    }
+    let (pipeline, dag) = match sweep::load(file, args.cache.dir()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("warning: {error:#}; showing the model in model_path only");
+            return Ok(None);
+        }
+    };
+    let sweeps: Vec<Sweep> = sweep::sweeps(&pipeline, &dag)
+        .into_iter()
+        .filter(|sweep| sweep.matrix)
+        .collect();
+    if sweeps.is_empty() {
+        return Ok(None);
+    }
+    let location = ModelLocation {
+        model_dir: pipeline.abs(&pipeline.model_path),
+        project_dir: Some(pipeline.project_dir.clone()),
+        cache_dir: Some(pipeline.cache_dir.clone()),
+    };
+    let mut rows = Vec::new();
+    for sweep in sweeps {
+        let mut variants = Vec::new();
+        for variant in sweep.variants {
+            let previous = match &variant.metrics {
+                Some(_) => previous_metrics(&location, &pipeline.abs(&variant.file))?,
+                None => None,
+            };
+            variants.push(VariantRow::new(&sweep.metric, variant, previous));
+        }
+        rows.push(SweepRows {
+            stage: sweep.stage,
+            metric: sweep.metric,
+            mode: sweep.mode,
+            selector: sweep.selector,
+            columns: sweep.columns,
+            variants,
+        });
+    }
+    Ok(Some(SweepReport {
+        pipeline: pipeline.name.clone(),
+        sweeps: rows,
+    }))
+}
+
+/// `metrics` of a pipeline with sweeps.
+#[derive(Serialize)]
+struct SweepReport {
+    pipeline: String,
+    sweeps: Vec<SweepRows>,
+}
+
+/// A [`sweep::Sweep`] with each variant's change since its previous run.
+#[derive(Serialize)]
+struct SweepRows {
+    stage: String,
+    metric: String,
+    mode: Mode,
+    selector: Option<Selector>,
+    columns: Vec<String>,
+    variants: Vec<VariantRow>,
+}
+
+#[derive(Serialize)]
+struct VariantRow {
+    #[serde(flatten)]
+    variant: Variant,
+    previous: Option<PreviousRun>,
+    /// The selection metric now minus in the previous run.
+    metric_change: Option<f64>,
+    change: Option<Change>,
+}
+
+impl VariantRow {
+    fn new(metric: &str, variant: Variant, previous: Option<PreviousRun>) -> VariantRow {
+        let before = previous.as_ref().and_then(|previous| {
+            let json = serde_json::to_value(&previous.metrics).ok()?;
+            sweep::metric_value(&json, metric)
+        });
+        VariantRow {
+            metric_change: variant.metric.zip(before).map(|(now, before)| now - before),
+            change: previous
+                .as_ref()
+                .zip(variant.metrics.as_ref())
+                .map(|(previous, current)| Change::between(&previous.metrics, current)),
+            previous,
+            variant,
+        }
+    }
+}
+
+impl SweepReport {
+    /// One table per sweep: rank, the differing params, the metric and its change, the
+    /// validation scores, the variant's name.
+    fn text(&self) -> String {
+        let mut text = String::new();
+        for sweep in &self.sweeps {
+            let trained = sweep
+                .variants
+                .iter()
+                .filter(|row| row.variant.metrics.is_some());
+            text += &format!(
+                "{}: {} variants ({} trained), by {} ({})\n",
+                sweep.stage,
+                sweep.variants.len(),
+                trained.count(),
+                sweep.metric,
+                sweep.mode.describe()
+            );
+            match &sweep.selector {
+                Some(selector) => match (&selector.selection, &selector.unreadable) {
+                    (Some(selection), _) => {
+                        text += &format!("selected by `{}`: {}\n", selector.stage, selection.winner)
+                    }
+                    (None, Some(problem)) => {
+                        text +=
+                            &format!("selection of `{}` unreadable: {problem}\n", selector.stage)
+                    }
+                    (None, None) => text += &format!("`{}` has not selected yet\n", selector.stage),
+                },
+                None => text += "no select stage\n",
+            }
+            let mut header = vec!["rank".to_string()];
+            header.extend(sweep.columns.iter().cloned());
+            header.extend(
+                [
+                    sweep.metric.as_str(),
+                    "since previous",
+                    "val MSE",
+                    "val MAE",
+                    "val R²",
+                    "variant",
+                ]
+                .map(String::from),
+            );
+            let mut table = vec![header];
+            let mut rank = 0;
+            for row in &sweep.variants {
+                let variant = &row.variant;
+                let mut cells = Vec::new();
+                cells.push(match (&variant.metrics, variant.selected) {
+                    (Some(_), selected) => {
+                        rank += 1;
+                        format!("{}{rank}", if selected { "*" } else { "" })
+                    }
+                    (None, _) => "-".to_string(),
+                });
+                cells.extend(sweep.columns.iter().map(|column| variant.column(column)));
+                match (&variant.metrics, &variant.problem) {
+                    (Some(metrics), _) => {
+                        cells.push(decimal(variant.metric));
+                        cells.push(row.metric_change.map_or_else(
+                            || "first run".to_string(),
+                            |change| format!("{change:+.6}"),
+                        ));
+                        cells.push(decimal(Some(metrics.validation.mse)));
+                        cells.push(decimal(Some(metrics.validation.mae)));
+                        cells.push(decimal(metrics.validation.r2));
+                    }
+                    (None, problem) => {
+                        cells.push(match problem {
+                            Some(_) => "unreadable".to_string(),
+                            None => "not trained".to_string(),
+                        });
+                        cells.extend(["", "", "", ""].map(String::from));
+                    }
+                }
+                cells.push(variant.stage.clone());
+                table.push(cells);
+            }
+            text += &aligned(&table);
+            for row in &sweep.variants {
+                if let Some(problem) = &row.variant.problem {
+                    text += &format!("{}: {problem}\n", row.variant.stage);
+                }
+            }
+            if sweep.variants.iter().any(|row| row.variant.selected) {
+                text += "* the selected variant\n";
+            }
+            text += "\n";
+        }
+        text
+    }
+}
+
+/// The rows as columns: the first and last (text) left-aligned, the others right-aligned.
+fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(column, cell)| {
+                let width = widths[column];
+                if column + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:>width$}")
+                }
+            })
+            .collect();
+        text += cells.join("  ").trim_end();
+        text += "\n";
+    }
+    text
 }
 
 /// A metric with six decimals, or `n/a` when it is undefined (R² of equal ratings).

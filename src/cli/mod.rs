@@ -15,8 +15,10 @@ mod predict;
 mod pull;
 mod push;
 mod remote_args;
+mod report;
 mod run;
 mod status;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -60,6 +62,9 @@ enum Command {
     Metrics(metrics::MetricsArgs),
     /// Read a RecommenderModel Avro file (with or without embedded schema) and summarise it.
     Inspect(inspect::InspectArgs),
+    /// Write one self-contained HTML page: stage results, loss curves, the variants compared,
+    /// the model selected and packaged.
+    Report(report::ReportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Report(args) => report::run(args),
     };
     match outcome {
         Ok(code) => code,

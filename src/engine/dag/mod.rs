@@ -1,7 +1,10 @@
 //! The stage graph: an edge `a → b` when one of `b`'s dependencies is (or is inside, or
 //! contains) one of `a`'s outputs. Gives the topological order, `--stage` selection with
 //! everything the selected stages need, cycle errors with the whole chain, and the text, dot
-//! and mermaid renderings of `warez-pipe dag`.
+//! and mermaid renderings of `warez-pipe dag` (with each matrix stage's variants folded into
+//! one node: [`groups`]).
+
+mod groups;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -12,6 +15,8 @@ use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
 
 use crate::engine::spec::{path, Pipeline, SpecError};
+
+pub use groups::{Group, Grouped};
 
 /// Stages are identified by their index in `Pipeline::stages`; node `i` is stage `i`.
 pub struct Dag {

@@ -27,6 +27,7 @@
 
 mod check;
 mod freshness;
+mod history;
 mod interrupt;
 mod packing;
 mod pull;
@@ -46,6 +47,7 @@ pub use freshness::{
     assess, decide, evaluate, key_inputs, output_contents, Decision, Evaluation, Judge, Plan,
     StageStatus,
 };
+pub use history::{History, StageHistory, Work};
 pub use interrupt::Interrupts;
 pub use pull::{pull, PullReport};
 pub use summary::{Outcome, RunReport, StageReport};
@@ -127,6 +129,11 @@ pub fn run(
         engine.schedule(dag, &order)
     };
     let report = RunReport::new(pipeline, reports, options.dry_run);
+    if !options.dry_run {
+        if let Some(warning) = history::record(store, &report) {
+            ui.say(&warning);
+        }
+    }
     if let Some(broken) = broken.filter(|_| !options.dry_run) {
         if report.ok {
             engine.write_lock_file()?;

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use console::style;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::fingerprint::DirtyReason;
 use crate::engine::spec::{Pipeline, Stage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Key and outputs match the lock file; nothing done.
@@ -53,7 +53,7 @@ impl Outcome {
     }
 
     /// Whether the stage did work worth timing.
-    fn worked(self) -> bool {
+    pub fn worked(self) -> bool {
         matches!(
             self,
             Outcome::Ran
@@ -65,7 +65,8 @@ impl Outcome {
         )
     }
 
-    fn label(self) -> &'static str {
+    /// How the summary table and the report name it.
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::UpToDate => "up to date",
             Outcome::CutOff => "cutoff",

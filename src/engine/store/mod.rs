@@ -7,6 +7,7 @@
 //! trees/ab/cdef…          a folder output's tree manifest (see fingerprint::Content), named by its hash
 //! runs/ab/cdef….json      run record of one stage key: {"stage", "outputs": [{"path","hash","tree"}], "last_used"}
 //! stat-cache.json         (path, size, mtime, ctime, inode) → hash; only a speed-up
+//! history.json            each stage's last result and time (see exec/history.rs); only informative
 //! run.lock                held (flock) by the running `warez-pipe run`; holds its pid
 //! swaps/<stage>-….json    journal of a stage's outputs being replaced (see swap.rs)
 //! tmp/                    temp files of atomic writes and staging folders of built-in stages
@@ -106,6 +107,10 @@ impl Store {
         self.root.join("stat-cache.json")
     }
 
+    pub fn history_file(&self) -> PathBuf {
+        self.root.join("history.json")
+    }
+
     fn sharded(&self, dir: &str, hash: &ContentHash, extension: &str) -> PathBuf {
         let hex = hash.as_str();
         self.root
@@ -127,10 +132,18 @@ impl Store {
     /// Everything in the cache folder that warez-pipe itself writes and `clean --cache-too`
     /// may remove (never `tools/`, never files it does not know).
     pub fn owned_entries(&self) -> Vec<PathBuf> {
-        ["objects", "trees", "runs", "tmp", "logs", "stat-cache.json"]
-            .iter()
-            .map(|name| self.root.join(name))
-            .collect()
+        [
+            "objects",
+            "trees",
+            "runs",
+            "tmp",
+            "logs",
+            "stat-cache.json",
+            "history.json",
+        ]
+        .iter()
+        .map(|name| self.root.join(name))
+        .collect()
     }
 
     /// Empties `tmp/` (left over by killed runs); call only while holding the run lock.
