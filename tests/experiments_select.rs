@@ -7,7 +7,7 @@
 //! The fast tests sweep a `cmd` stage: `train.sh` writes `metrics.json` with the loss it reads
 //! from `conf/<lr>.txt` (so a test sets each variant's metric by editing one file) plus the
 //! param `penalty` × (lr − 2)² (a param that changes every variant but lr=2's bytes), and a
-//! model file naming the variant.
+//! model file and a folder naming the variant.
 
 mod engine_support;
 
@@ -20,6 +20,7 @@ const TRAIN_SH: &str = r#"loss=$(awk -v base="$(cat conf/$1.txt)" -v p="$3" -v l
 mkdir -p out/$1
 printf '{"loss": %s, "nested": {"scores": [%s, 7]}, "text": "x"}\n' "$loss" "$loss" > out/$1/metrics.json
 echo "model lr=$1 seed=$2" > out/$1/model.txt
+mkdir -p out/$1/weights/layer && echo "w$1" > out/$1/weights/layer/w.txt
 "#;
 
 /// The toy sweep over `lr: LR_VALUES`, `best` with `SELECT` as its body, and `use` reading
@@ -31,7 +32,7 @@ stages:
   train:
     cmd: sh train.sh ${{item.lr}} ${{params.seed}} ${{params.penalty}}
     deps: [train.sh, conf/${{item.lr}}.txt]
-    outs: [out/${{item.lr}}/metrics.json, out/${{item.lr}}/model.txt]
+    outs: [out/${{item.lr}}/metrics.json, out/${{item.lr}}/model.txt, out/${{item.lr}}/weights]
     params: {{seed: 7, penalty: 0}}
     matrix:
       lr: {lr_values}
@@ -79,7 +80,7 @@ fn select_copies_the_minimum_variant_and_records_every_variant() {
     let project = toy(&[(1, "0.5"), (2, "0.25"), (3, "0.75")], MIN_LOSS);
     let run = run_ok(&project);
     assert_eq!(run.with_outcome("ran").len(), 5, "{}", run.stdout);
-    for file in ["model.txt", "metrics.json"] {
+    for file in ["model.txt", "metrics.json", "weights/layer/w.txt"] {
         assert_eq!(
             std::fs::read(project.abs(&format!("models/s/{file}"))).unwrap(),
             std::fs::read(project.abs(&format!("out/2/{file}"))).unwrap(),
@@ -96,6 +97,7 @@ fn select_copies_the_minimum_variant_and_records_every_variant() {
             "outputs": {
                 "metrics": format!("out/{lr}/metrics.json"),
                 "model": format!("out/{lr}/model.txt"),
+                "weights": format!("out/{lr}/weights"),
             },
         })
     };
@@ -307,7 +309,7 @@ fn bad_select_stages_are_rejected_at_their_place() {
         "    kind: select\n    from: train\n    params: {metric: loss, metrics_role: scores}",
         "metrics_role: scores",
         "scores",
-        "stage `train` has no output `scores` holding the metrics (its outputs: metrics, model)",
+        "stage `train` has no output `scores` holding the metrics (its outputs: metrics, model, weights)",
     );
     rejected(
         "    kind: select\n    from: train\n    params: {metric: \"loss..x\"}",
