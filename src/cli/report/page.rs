@@ -28,6 +28,7 @@ svg text { font: 12px system-ui, sans-serif; fill: #1d232a; }
 svg text.name { font-weight: 600; }
 svg text.time, svg text.tick { fill: #57606a; font-size: 11px; }
 svg text.title { font-weight: 600; }
+svg.graph, svg.bars { max-width: 100%; height: auto; }
 .graph .edge { fill: none; stroke: #555; stroke-width: 1.5; }
 .graph .node rect { stroke: #444; stroke-width: 1; }
 .ran rect { fill: #c9f2d0; } .restored rect { fill: #cfe3ff; } .fresh rect { fill: #eceff1; }
