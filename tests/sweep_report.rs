@@ -617,3 +617,18 @@ fn a_real_sweep_is_ranked_and_reported_from_what_train_wrote() {
         [lines("models/rec/product_map.txt")]
     );
 }
+
+/// The stages' results are only informative: failing to record them warns, the run succeeds.
+#[test]
+fn a_history_that_cannot_be_written_is_a_warning_not_a_failed_run() {
+    let project = project("[8, 16, 32]", None, 0);
+    std::fs::create_dir_all(project.abs("cache/history.json/blocked")).unwrap();
+    let run = project.run(&[]);
+    run.assert_code(0)
+        .assert_stderr_contains("warning: could not record the stages' results in ");
+    assert_eq!(run.with_outcome("ran").len(), 6);
+    assert!(project.exists("pipelines/p.lock"));
+    // The report still works, without results.
+    let html = report(&project);
+    assert!(html.contains("data-result=\"6 no run recorded\""), "{html}");
+}

@@ -6,7 +6,8 @@
 //! The selection metric is the select stage's (`metric`/`mode` params of the stage that reads
 //! the variants and writes a `selection` output, `selection.json`) when the pipeline has one,
 //! else `val_msle`, lowest first. A metric is `val_msle` or `train_msle` (the last epoch's), or
-//! a dotted path into `metrics.json` (`validation.mse`, `epochs.0.val_msle`). Values are always
+//! a dotted path into `metrics.json` as the select kind reads it (`validation.mse`,
+//! `epochs.0.val_msle`, `epochs.-1.val_msle`: `-1` is a list's last item). Values are always
 //! read from the variants' metrics files, so they are current even before the select stage
 //! reruns; the winner is the one `selection.json` names.
 
@@ -343,11 +344,20 @@ pub fn metric_value(metrics: &serde_json::Value, metric: &str) -> Option<f64> {
     metric
         .split('.')
         .try_fold(metrics, |node, part| match node {
-            serde_json::Value::Array(items) => items.get(part.parse::<usize>().ok()?),
+            serde_json::Value::Array(items) => items.get(list_index(part, items.len())?),
             serde_json::Value::Object(fields) => fields.get(part),
             _ => None,
         })?
         .as_f64()
+}
+
+/// A path part as an index into a list of `len` items: `0`, `1`, … from the front, `-1`, `-2`,
+/// … from the back (as the select kind reads it).
+fn list_index(part: &str, len: usize) -> Option<usize> {
+    match part.strip_prefix('-') {
+        Some(back) => len.checked_sub(back.parse::<usize>().ok().filter(|n| *n > 0)?),
+        None => part.parse::<usize>().ok(),
+    }
 }
 
 /// A pipeline file's validated pipeline and graph, for the commands that read sweeps.
@@ -381,6 +391,10 @@ mod tests {
         assert_eq!(metric_value(&metrics, "train_msle"), Some(0.3));
         assert_eq!(metric_value(&metrics, "validation.mse"), Some(1.5));
         assert_eq!(metric_value(&metrics, "epochs.0.val_msle"), Some(0.4));
+        assert_eq!(metric_value(&metrics, "epochs.-1.val_msle"), Some(0.2));
+        assert_eq!(metric_value(&metrics, "epochs.-2.train_msle"), Some(0.5));
+        assert_eq!(metric_value(&metrics, "epochs.-3.val_msle"), None);
+        assert_eq!(metric_value(&metrics, "epochs.-0.val_msle"), None);
         assert_eq!(metric_value(&metrics, "validation.r2"), None);
         assert_eq!(metric_value(&metrics, "epochs.x"), None);
     }

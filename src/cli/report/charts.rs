@@ -26,9 +26,9 @@ pub struct Node {
     pub title: String,
 }
 
-const NODE_WIDTH: f64 = 230.0;
+const NODE_WIDTH: f64 = 260.0;
 const NODE_HEIGHT: f64 = 62.0;
-const COLUMN_GAP: f64 = 60.0;
+const COLUMN_GAP: f64 = 44.0;
 const ROW_GAP: f64 = 18.0;
 
 /// The graph, one column per layer, `nodes[i]` drawn for `grouped.groups[i]`.
@@ -192,28 +192,54 @@ const BAR_SLOT: f64 = 30.0;
 const BAR_LABEL_WIDTH: f64 = 330.0;
 const BAR_LENGTH: f64 = 520.0;
 
-/// Horizontal bars, one per variant, from zero (or the lowest value, when negative).
+/// Horizontal bars, one per variant. The axis starts at zero, unless the values all have one
+/// sign and lie close together (as a sweep's losses do): then it starts one spread of the values
+/// short of the smallest, so the differences show, and the chart says where it starts.
 pub fn bar_chart(metric: &str, bars: &[Bar]) -> Markup {
-    let low = bars.iter().map(|bar| bar.value).fold(0.0_f64, f64::min);
-    let high = bars.iter().map(|bar| bar.value).fold(0.0_f64, f64::max);
-    let x = Scale::new(low, high, BAR_LABEL_WIDTH, BAR_LABEL_WIDTH + BAR_LENGTH);
+    let low = bars
+        .iter()
+        .map(|bar| bar.value)
+        .fold(f64::INFINITY, f64::min);
+    let high = bars
+        .iter()
+        .map(|bar| bar.value)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let (start, end) = if low >= 0.0 {
+        ((low - (high - low)).max(0.0), high)
+    } else if high <= 0.0 {
+        (low, (high + (high - low)).min(0.0))
+    } else {
+        (low, high)
+    };
+    let x = Scale::new(start, end, BAR_LABEL_WIDTH, BAR_LABEL_WIDTH + BAR_LENGTH);
+    // Bars grow from the axis end nearest zero.
+    let origin = if start > 0.0 {
+        start
+    } else if end < 0.0 {
+        end
+    } else {
+        0.0
+    };
     let width = BAR_LABEL_WIDTH + BAR_LENGTH + 110.0;
-    let height = 30.0 + bars.len() as f64 * BAR_SLOT;
+    let height = 48.0 + bars.len() as f64 * BAR_SLOT;
     html! {
         svg class="chart bars" width=(width) height=(height) viewBox={"0 0 " (width) " " (height)}
             role="img" aria-label={(metric) " per variant"} data-metric=(metric) {
             text x=(BAR_LABEL_WIDTH) y="16" class="title" { (metric) }
             @for (index, bar) in bars.iter().enumerate() {
                 @let top = 26.0 + index as f64 * BAR_SLOT;
-                @let (start, end) = (x.at(bar.value.min(0.0)), x.at(bar.value.max(0.0)));
+                @let (from, to) = (x.at(bar.value.min(origin)), x.at(bar.value.max(origin)));
                 g class={"bar" @if bar.selected { " selected" }} data-variant=(bar.label) data-value=(bar.value) {
                     title { (bar.label) ": " (metric) " " (bar.value) }
                     text x=(BAR_LABEL_WIDTH - 8.0) y=(top + 16.0) text-anchor="end" {
                         @if bar.selected { "★ " } (bar.label)
                     }
-                    rect x=(start) y=(top) width=((end - start).max(1.0)) height=(BAR_SLOT - 8.0) {}
-                    text x=(end + 6.0) y=(top + 16.0) class="value" { (format!("{:.6}", bar.value)) }
+                    rect x=(from) y=(top) width=((to - from).max(1.0)) height=(BAR_SLOT - 8.0) {}
+                    text x=(to + 6.0) y=(top + 16.0) class="value" { (format!("{:.6}", bar.value)) }
                 }
+            }
+            text x=(x.at(origin)) y=(height - 6.0) class="tick" text-anchor="middle" {
+                @if origin == 0.0 { "0" } @else { "axis from " (format!("{origin:.6}")) }
             }
         }
     }

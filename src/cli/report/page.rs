@@ -28,6 +28,7 @@ svg text { font: 12px system-ui, sans-serif; fill: #1d232a; }
 svg text.name { font-weight: 600; }
 svg text.time, svg text.tick { fill: #57606a; font-size: 11px; }
 svg text.title { font-weight: 600; }
+svg.graph, svg.bars { max-width: 100%; height: auto; }
 .graph .edge { fill: none; stroke: #555; stroke-width: 1.5; }
 .graph .node rect { stroke: #444; stroke-width: 1; }
 .ran rect { fill: #c9f2d0; } .restored rect { fill: #cfe3ff; } .fresh rect { fill: #eceff1; }
@@ -110,10 +111,18 @@ fn urgency(class: &str) -> u8 {
     }
 }
 
-/// `12.30 s at 2026-…`, with the last work for a stage found up to date.
+/// A stage's last result.
+fn result_of(history: Option<&StageHistory>) -> &'static str {
+    history.map_or(NO_RUN, |history| history.outcome.label())
+}
+
+/// What a stage without a recorded result shows.
+const NO_RUN: &str = "no run recorded";
+
+/// `12.30 s at 2026-…`, with the last work for a stage found up to date (empty: no result).
 fn time_of(history: Option<&StageHistory>) -> String {
     let Some(history) = history else {
-        return "no run recorded".to_string();
+        return String::new();
     };
     match history.last_work {
         Some(work) if !history.outcome.worked() => format!(
@@ -143,7 +152,7 @@ fn stages(contents: &Contents) -> Markup {
                     format!(
                         "{}: {} ({})",
                         pipeline.stages[stage].name,
-                        last.map_or("not run yet", |h| h.outcome.label()),
+                        result_of(last),
                         time_of(last)
                     )
                 })
@@ -157,7 +166,7 @@ fn stages(contents: &Contents) -> Markup {
             let (result, time) = if group.matrix {
                 let mut counts: Vec<(&str, usize)> = Vec::new();
                 for &stage in &group.members {
-                    let label = history(stage).map_or("not run", |h| h.outcome.label());
+                    let label = result_of(history(stage));
                     match counts.iter_mut().find(|(l, _)| *l == label) {
                         Some((_, count)) => *count += 1,
                         None => counts.push((label, 1)),
@@ -181,17 +190,13 @@ fn stages(contents: &Contents) -> Markup {
                     .max();
                 (
                     summary.join(", "),
-                    latest.map_or("no run recorded".to_string(), |at| {
+                    latest.map_or(String::new(), |at| {
                         format!("{seconds:.2} s in all, {}", date(at))
                     }),
                 )
             } else {
                 let last = history(group.members[0]);
-                (
-                    last.map_or("not run yet", |h| h.outcome.label())
-                        .to_string(),
-                    time_of(last),
-                )
+                (result_of(last).to_string(), time_of(last))
             };
             Node {
                 label: group.label(),
@@ -207,7 +212,7 @@ fn stages(contents: &Contents) -> Markup {
         p class="legend" {
             span class="ran" { "ran" } span class="restored" { "restored" }
             span class="fresh" { "up to date / cut off" } span class="failed" { "failed" }
-            span class="skipped" { "skipped" } span class="none" { "no run recorded" }
+            span class="skipped" { "skipped" } span class="none" { (NO_RUN) }
         }
         (charts::stage_graph(&contents.grouped, &nodes))
         table class="stages" {
@@ -216,10 +221,10 @@ fn stages(contents: &Contents) -> Markup {
                 @for &stage in contents.grouped.groups.iter().flat_map(|g| &g.members) {
                     @let last = history(stage);
                     tr data-stage=(pipeline.stages[stage].name)
-                        data-result=(last.map_or("none", |h| h.outcome.label())) {
+                        data-result=(result_of(last)) {
                         td { code { (pipeline.stages[stage].name) } }
                         td { (crate::cli::sweep::kind_name(&pipeline.stages[stage])) }
-                        td class=(class(last.map(|h| h.outcome))) { (last.map_or("not run yet", |h| h.outcome.label())) }
+                        td class=(class(last.map(|h| h.outcome))) { (result_of(last)) }
                         td { (time_of(last)) }
                     }
                 }
