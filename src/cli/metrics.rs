@@ -29,6 +29,7 @@ use serde::Serialize;
 use super::cache_arg::CacheArg;
 use super::model_dir::{self, ModelLocation, DEFAULT_PIPELINE};
 use super::sweep::{self, Mode, Selector, Sweep, Variant};
+use crate::engine::kind::select::metric_at;
 use crate::engine::store::{RecordedOutput, Store};
 use crate::ml::model::metrics::{RegressionScores, TrainingMetrics};
 
@@ -308,8 +309,9 @@ struct VariantRow {
 impl VariantRow {
     fn new(metric: &str, variant: Variant, previous: Option<PreviousRun>) -> VariantRow {
         let before = previous.as_ref().and_then(|previous| {
-            let json = serde_json::to_value(&previous.metrics).ok()?;
-            sweep::metric_value(&json, metric)
+            metric_at(&previous.metrics.to_json(), metric)
+                .ok()?
+                .as_f64()
         });
         VariantRow {
             metric_change: variant.metric.zip(before).map(|(now, before)| now - before),

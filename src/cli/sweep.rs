@@ -5,9 +5,10 @@
 //!
 //! The selection metric is the select stage's (`metric`/`mode` params of the stage that reads
 //! the variants and writes a `selection` output, `selection.json`) when the pipeline has one,
-//! else `val_msle`, lowest first. A metric is `val_msle` or `train_msle` (the last epoch's), or
-//! a dotted path into `metrics.json` as the select kind reads it (`validation.mse`,
-//! `epochs.0.val_msle`, `epochs.-1.val_msle`: `-1` is a list's last item). Values are always
+//! else `val_msle` (the last epoch's, a top-level key of train's `metrics.json`), lowest first. A
+//! metric is a key or a dotted path into `metrics.json`, read exactly as the select kind reads
+//! it ([`metric_at`]: `validation.mse`, `epochs.0.val_msle`, `epochs.-1.val_msle` where `-1` is
+//! a list's last item). Values are always
 //! read from the variants' metrics files, so they are current even before the select stage
 //! reruns; the winner is the one `selection.json` names.
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::dag::Dag;
 use crate::engine::kind::param_text;
+use crate::engine::kind::select::metric_at;
 use crate::engine::spec::{Action, Pipeline, Port, Stage};
 use crate::ml::model::metrics::TrainingMetrics;
 
@@ -266,7 +268,10 @@ fn variant(pipeline: &Pipeline, stage: &Stage, metric: &str, winner: Option<&str
     let path = pipeline.abs(&file);
     let (metrics, value, problem) = if path.is_file() {
         match read_metrics(&path) {
-            Ok((metrics, json)) => (Some(metrics), metric_value(&json, metric), None),
+            Ok((metrics, json)) => {
+                let value = metric_at(&json, metric).ok().and_then(|n| n.as_f64());
+                (Some(metrics), value, None)
+            }
             Err(error) => (None, None, Some(format!("{error:#}"))),
         }
     } else {
@@ -294,7 +299,7 @@ fn variant(pipeline: &Pipeline, stage: &Stage, metric: &str, winner: Option<&str
 /// Reads a metrics file both typed and as JSON (for dotted metric paths).
 fn read_metrics(path: &Path) -> Result<(TrainingMetrics, serde_json::Value)> {
     let metrics = TrainingMetrics::read_json(path)?;
-    let json = serde_json::to_value(&metrics).context("metrics as JSON")?;
+    let json = metrics.to_json();
     Ok((metrics, json))
 }
 
@@ -335,31 +340,6 @@ fn columns(variants: &[Variant]) -> Vec<String> {
     columns
 }
 
-/// The value of `metric` in a metrics file (see the module doc).
-pub fn metric_value(metrics: &serde_json::Value, metric: &str) -> Option<f64> {
-    if metric == "val_msle" || metric == "train_msle" {
-        let last = metrics.get("epochs")?.as_array()?.last()?;
-        return last.get(metric)?.as_f64();
-    }
-    metric
-        .split('.')
-        .try_fold(metrics, |node, part| match node {
-            serde_json::Value::Array(items) => items.get(list_index(part, items.len())?),
-            serde_json::Value::Object(fields) => fields.get(part),
-            _ => None,
-        })?
-        .as_f64()
-}
-
-/// A path part as an index into a list of `len` items: `0`, `1`, … from the front, `-1`, `-2`,
-/// … from the back (as the select kind reads it).
-fn list_index(part: &str, len: usize) -> Option<usize> {
-    match part.strip_prefix('-') {
-        Some(back) => len.checked_sub(back.parse::<usize>().ok().filter(|n| *n > 0)?),
-        None => part.parse::<usize>().ok(),
-    }
-}
-
 /// A pipeline file's validated pipeline and graph, for the commands that read sweeps.
 pub fn load(file: &Path, cache: Option<&Path>) -> Result<(Pipeline, Dag)> {
     let registry = crate::ml::registry();
@@ -379,25 +359,6 @@ pub fn kind_name(stage: &Stage) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_are_named_or_dotted_paths() {
-        let metrics = serde_json::json!({
-            "epochs": [{"epoch": 1, "train_msle": 0.5, "val_msle": 0.4},
-                       {"epoch": 2, "train_msle": 0.3, "val_msle": 0.2}],
-            "validation": {"mse": 1.5, "mae": 0.9},
-        });
-        assert_eq!(metric_value(&metrics, "val_msle"), Some(0.2));
-        assert_eq!(metric_value(&metrics, "train_msle"), Some(0.3));
-        assert_eq!(metric_value(&metrics, "validation.mse"), Some(1.5));
-        assert_eq!(metric_value(&metrics, "epochs.0.val_msle"), Some(0.4));
-        assert_eq!(metric_value(&metrics, "epochs.-1.val_msle"), Some(0.2));
-        assert_eq!(metric_value(&metrics, "epochs.-2.train_msle"), Some(0.5));
-        assert_eq!(metric_value(&metrics, "epochs.-3.val_msle"), None);
-        assert_eq!(metric_value(&metrics, "epochs.-0.val_msle"), None);
-        assert_eq!(metric_value(&metrics, "validation.r2"), None);
-        assert_eq!(metric_value(&metrics, "epochs.x"), None);
-    }
 
     #[test]
     fn matrix_values_come_from_the_variant_name() {

@@ -8,7 +8,7 @@
 //! best:
 //!   kind: select
 //!   from: train                                # a matrix stage
-//!   params: {metric: epochs.-1.val_msle, mode: min}   # a key or a dotted path into the JSON
+//!   params: {metric: val_msle, mode: min}   # a key or a dotted path into the JSON
 //! ```
 //!
 //! The loader (`spec::loader`) resolves a select stage from its `from:` stage's variants: its
@@ -226,14 +226,21 @@ fn as_f64(number: &serde_json::Number) -> f64 {
     number.as_f64().unwrap_or(f64::NAN)
 }
 
-/// The number at the dotted `path` of the JSON file `file` (a part that is a whole number
-/// indexes a list, `-1` its last item); the error completes "metric `…` in `…` …". Walked by
-/// hand: serde_json's `Value::pointer` takes `/a/0/b` and cannot count from a list's end.
+/// The number at the dotted `path` of the JSON file `file`; the error completes "metric `…` in
+/// `…` …".
 fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
     let text = fs::read(file).map_err(|error| format!("cannot be read ({error})"))?;
     let root: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|error| format!("cannot be read: the file is not JSON ({error})"))?;
-    let mut node = &root;
+    metric_at(&root, path)
+}
+
+/// The finite number at the dotted `path` of `root` (a part that is a whole number indexes a
+/// list, `-1` its last item); the error completes "metric `…` …" and says where a missing key
+/// is instead. `metrics` and `report` rank variants with it too. Walked by hand: serde_json's
+/// `Value::pointer` takes `/a/0/b` and cannot count from a list's end.
+pub fn metric_at(root: &serde_json::Value, path: &str) -> Result<serde_json::Number, String> {
+    let mut node = root;
     for part in path.split('.') {
         let next = match node {
             serde_json::Value::Object(map) => map.get(part),
@@ -253,7 +260,7 @@ fn metric_value(file: &Path, path: &str) -> Result<serde_json::Number, String> {
                 _ => String::new(),
             };
             let mut found = Vec::new();
-            paths_to_key(&root, part, "", &mut found);
+            paths_to_key(root, part, "", &mut found);
             let elsewhere = match found.as_slice() {
                 [] => String::new(),
                 found => format!("; `{part}` is at `{}`", found.join("`, `")),
@@ -321,4 +328,39 @@ fn copy_output(source: &Path, dest: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(root: &serde_json::Value, path: &str) -> Option<f64> {
+        metric_at(root, path)
+            .ok()
+            .and_then(|number| number.as_f64())
+    }
+
+    #[test]
+    fn metrics_are_keys_or_dotted_paths_counting_from_either_end() {
+        let metrics = serde_json::json!({
+            "val_msle": 0.2,
+            "epochs": [{"epoch": 1, "train_msle": 0.5, "val_msle": 0.4},
+                       {"epoch": 2, "train_msle": 0.3, "val_msle": 0.2}],
+            "validation": {"mse": 1.5, "mae": 0.9, "note": "text"},
+        });
+        assert_eq!(at(&metrics, "val_msle"), Some(0.2));
+        assert_eq!(at(&metrics, "validation.mse"), Some(1.5));
+        assert_eq!(at(&metrics, "epochs.0.val_msle"), Some(0.4));
+        assert_eq!(at(&metrics, "epochs.-1.val_msle"), Some(0.2));
+        assert_eq!(at(&metrics, "epochs.-2.train_msle"), Some(0.5));
+        assert_eq!(at(&metrics, "epochs.-3.val_msle"), None);
+        assert_eq!(at(&metrics, "epochs.-0.val_msle"), None);
+        assert_eq!(at(&metrics, "epochs.2.val_msle"), None);
+        assert_eq!(at(&metrics, "validation.r2"), None);
+        assert_eq!(at(&metrics, "epochs.x"), None);
+        let error = metric_at(&metrics, "train_msle").unwrap_err();
+        assert!(error.contains("`epochs.-1.train_msle`"), "{error}");
+        let error = metric_at(&metrics, "validation.note").unwrap_err();
+        assert!(error.contains("not a number"), "{error}");
+    }
 }

@@ -45,7 +45,7 @@ impl StageKind for Train {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn inputs(&self) -> &'static [&'static str] {

@@ -90,9 +90,23 @@ impl TrainingMetrics {
         if let Some((name, value)) = self.numbers().find(|(_, value)| !value.is_finite()) {
             bail!("metric `{name}` is {value}, which metrics.json cannot hold");
         }
-        let mut text = serde_json::to_string_pretty(self).context("serializing metrics")?;
+        let mut text = serde_json::to_string_pretty(&self.file()).context("serializing metrics")?;
         text.push('\n');
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The JSON `metrics.json` holds, for metric paths (`val_msle`, `validation.mse`, …).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.file()).expect("metrics serialize: strings, numbers and lists")
+    }
+
+    fn file(&self) -> MetricsFile<'_> {
+        let last = self.epochs.last();
+        MetricsFile {
+            val_msle: last.map(|epoch| epoch.val_msle),
+            train_msle: last.map(|epoch| epoch.train_msle),
+            metrics: self,
+        }
     }
 
     /// Every float with its name (`epochs[0].val_msle`, `validation.mse`, …).
@@ -123,8 +137,30 @@ impl TrainingMetrics {
     pub fn read_json(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let parse = || -> serde_json::Result<Self> {
+            // The top-level losses repeat the last epoch's (files written before they were
+            // added lack them); every other key must be a field.
+            let mut json: serde_json::Value = serde_json::from_str(&text)?;
+            if let Some(fields) = json.as_object_mut() {
+                fields.remove("val_msle");
+                fields.remove("train_msle");
+            }
+            serde_json::from_value(json)
+        };
+        parse().with_context(|| format!("parsing {}", path.display()))
     }
+}
+
+/// `metrics.json` as written: the last epoch's losses first, as top-level keys — the numbers a
+/// sweep ranks its variants by (`select` with `metric: val_msle`) — then [`TrainingMetrics`].
+#[derive(Serialize)]
+struct MetricsFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_msle: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train_msle: Option<f64>,
+    #[serde(flatten)]
+    metrics: &'a TrainingMetrics,
 }
 
 #[cfg(test)]
@@ -232,6 +268,8 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), first);
         let text = String::from_utf8(first).unwrap();
         let keys: Vec<usize> = [
+            "\"val_msle\": 0.0081",
+            "\"train_msle\": 0.0125",
             "\"epochs\"",
             "\"validation\"",
             "\"baseline\"",
@@ -252,5 +290,25 @@ mod tests {
         let error = format!("{:#}", TrainingMetrics::read_json(&path).unwrap_err());
         assert!(error.contains("metrics.json"), "{error}");
         assert!(error.contains("validation"), "{error}");
+    }
+
+    #[test]
+    fn files_without_the_top_level_losses_still_read_and_unknown_keys_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        sample().write_json(&path).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("val_msle");
+        fields.remove("train_msle");
+        std::fs::write(&path, json.to_string()).unwrap();
+        assert_eq!(TrainingMetrics::read_json(&path).unwrap(), sample());
+        json.as_object_mut()
+            .unwrap()
+            .insert("surprise".into(), 1.into());
+        std::fs::write(&path, json.to_string()).unwrap();
+        let error = format!("{:#}", TrainingMetrics::read_json(&path).unwrap_err());
+        assert!(error.contains("surprise"), "{error}");
     }
 }
