@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/bench/out
-csv=${1:-$out/ratings_1m.csv}
+csv=$(realpath -m "${1:-$out/ratings_1m.csv}")
 seeds=${SEEDS:-42 1 2}
 python=${PYTHON:-.venv/bin/python}
 keras=${KERAS:-1}

@@ -31,7 +31,7 @@
 //! [`params`]: super::params
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -177,11 +177,8 @@ pub fn write(path: &Path, data: &Path, params: ParamsView, adam: AdamView) -> Re
                 min_bytes: EXTERNAL_MIN_BYTES,
             }),
         )?;
-        for file in [data_file, model_file] {
-            file.into_inner()
-                .map_err(|error| error.into_error())?
-                .sync_all()?;
-        }
+        data_file.flush()?;
+        model_file.flush()?;
         Ok(())
     };
     write().with_context(|| format!("writing checkpoint {}", path.display()))

@@ -315,9 +315,7 @@ pub fn write_model_file(path: &Path, model: &ModelProto, payloads: &[Payload]) -
     let write = || -> Result<()> {
         let mut out = BufWriter::new(File::create(path)?);
         write_model(&mut out, model, payloads, None)?;
-        out.into_inner()
-            .map_err(|error| error.into_error())?
-            .sync_all()?;
+        out.flush()?;
         Ok(())
     };
     write().with_context(|| format!("writing {}", path.display()))
