@@ -4,16 +4,22 @@
 # one epoch moves with the seed by about as much as the two trainers differ). Writes
 # bench/out/train.md.
 #
+# Every figure is recorded with what produced it: the CPU model, the commit (with `+dirty` when
+# the worktree had changes), the load average when the run ended, and the train stage's peak RSS.
+#
 # usage: bench/train.sh [RATINGS_CSV]   (default: the 1M-row file bench/ingest.sh generates)
-#        SEEDS="42 1 2" (default) picks the seeds.
+#        SEEDS="42 1 2" (default) picks the seeds; KERAS=0 skips the Keras side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/bench/out
-csv=${1:-$out/ratings_1m.csv}
+csv=$(realpath -m "${1:-$out/ratings_1m.csv}")
 seeds=${SEEDS:-42 1 2}
 python=${PYTHON:-.venv/bin/python}
+keras=${KERAS:-1}
 mkdir -p "$out"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +dirty)
 cargo build --release --quiet --bin warez-pipe
 warez=$root/target/release/warez-pipe
 if [ ! -f "$csv" ]; then
@@ -39,10 +45,11 @@ stages:
 YAML
 : > "$out/train_warez.jsonl"; : > "$out/train_keras.jsonl"
 for seed in $seeds; do
-    (cd "$work" && "$warez" run pipeline.yaml --set "train.seed=$seed" --json > run.json 2> run.log)
-    python3 - "$work" "$seed" >> "$out/train_warez.jsonl" <<'PY'
+    (cd "$work" && /usr/bin/time -f '%M' -o time.txt "$warez" run pipeline.yaml --set "train.seed=$seed" --json > run.json 2> run.log)
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    python3 - "$work" "$seed" "$cpu" "$commit" "$load" >> "$out/train_warez.jsonl" <<'PY'
 import json, re, sys
-work, seed = sys.argv[1], int(sys.argv[2])
+work, seed, cpu, commit, load = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
 run = {s["stage"]: s for s in json.load(open(f"{work}/run.json"))["stages"]}
 metrics = json.load(open(f"{work}/model/metrics.json"))
 loop = re.search(r"\((\d+) training samples/s\)", open(f"{work}/run.log").read())
@@ -53,8 +60,14 @@ print(json.dumps({
     "stage_samples_per_second": round(metrics["train_rows"] * len(metrics["epochs"]) / run["train"]["seconds"]),
     "loop_samples_per_second": int(loop.group(1)),
     "val_msle": metrics["epochs"][-1]["val_msle"],
+    # The whole run (ingest is restored from the cache after the first seed).
+    "peak_rss_mib": round(int(open(f"{work}/time.txt").read().split()[-1]) / 1024),
+    "cpu": cpu,
+    "commit": commit,
+    "load": load,
 }))
 PY
+    [ "$keras" = 1 ] || continue
     bench/train_keras.sh "$csv" "$out/train_keras_$seed.json" "$seed" > /dev/null 2>&1
     python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/train_keras_$seed.json" >> "$out/train_keras.jsonl"
 done
@@ -64,20 +77,24 @@ import json, statistics, sys
 out, csv = sys.argv[1], sys.argv[2].rsplit("/", 1)[-1]
 w = [json.loads(line) for line in open(f"{out}/train_warez.jsonl")]
 k = [json.loads(line) for line in open(f"{out}/train_keras.jsonl")]
+loads = ", ".join(f"{r['load']:.1f}" for r in w)
 med = lambda rows, key: statistics.median(r[key] for r in rows)
 mean = lambda rows, key: statistics.fmean(r[key] for r in rows)
 seeds = ", ".join(str(r["seed"]) for r in w)
 print(f"# Training, 1 epoch at batch 64 on `{csv}` ({w[0]['train_rows']:,} training rows), seeds {seeds}\n")
+print(f"CPU: {w[0]['cpu']}; warez-pipe at commit {w[0]['commit']}; load average at the end of each run: {loads}.\n")
 print("| | samples/s, training loop | samples/s, whole stage | validation MSLE, mean (per seed) |")
 print("|---|---|---|---|")
 per = lambda rows: ", ".join(f"{r['val_msle']:.5f}" for r in rows)
 print(f"| warez-pipe `train` | {med(w, 'loop_samples_per_second'):,.0f} | {med(w, 'stage_samples_per_second'):,.0f} | {mean(w, 'val_msle'):.5f} ({per(w)}) |")
-print(f"| {k[0]['framework']} | {med(k, 'samples_per_second'):,.0f} | — | {mean(k, 'val_msle'):.5f} ({per(k)}) |")
-ratio = med(w, 'loop_samples_per_second') / med(k, 'samples_per_second')
-print(f"| ratio warez-pipe / Keras | {ratio:.0f}× | | {mean(w, 'val_msle') / mean(k, 'val_msle'):.3f} |")
+if k:
+    print(f"| {k[0]['framework']} | {med(k, 'samples_per_second'):,.0f} | — | {mean(k, 'val_msle'):.5f} ({per(k)}) |")
+    ratio = med(w, 'loop_samples_per_second') / med(k, 'samples_per_second')
+    print(f"| ratio warez-pipe / Keras | {ratio:.0f}× | | {mean(w, 'val_msle') / mean(k, 'val_msle'):.3f} |")
 print()
 print("Samples/s are medians. The training loop is timed the same way on both sides (first batch to")
 print("validation); the whole stage adds building the graphs, ONNX Runtime sessions, scoring the")
 print("validation rows and writing every artifact.")
+print(f"Peak RSS of the run (ingest + train), median: {med(w, 'peak_rss_mib'):,.0f} MiB.")
 PY
 cat "$out/train.md"

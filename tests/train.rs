@@ -236,15 +236,23 @@ fn the_stage_writes_artifacts_that_onnx_checks_and_onnxruntime_runs() {
     );
     assert_eq!(metrics.epochs.len(), 2);
 
-    // A bar over the steps with the running loss, one line per epoch with both losses.
+    // A bar over the samples with the running loss, the speed and the time left, one line per
+    // epoch with both losses (the run is too short for plain progress lines).
     let steps = 2 * metrics.train_rows.div_ceil(32);
+    let samples = 2 * metrics.train_rows;
     assert_eq!(
         *progress.total.lock().unwrap(),
-        Some((steps, "steps".to_string()))
+        Some((samples, "samples".to_string()))
     );
-    assert_eq!(*progress.last_position.lock().unwrap(), steps);
+    assert_eq!(*progress.last_position.lock().unwrap(), samples);
     let messages = progress.messages.lock().unwrap();
-    assert!(!messages.is_empty() && messages.iter().all(|m| m.starts_with("loss 0.")));
+    assert!(
+        !messages.is_empty()
+            && messages.iter().all(|m| m.starts_with("loss 0.")
+                && m.contains("k samples/s, ")
+                && m.ends_with(" left")),
+        "{messages:?}"
+    );
     let lines = progress.lines.lock().unwrap();
     assert_eq!(lines.len(), 2, "{lines:?}");
     for (line, epoch) in lines.iter().zip(&metrics.epochs) {
@@ -258,6 +266,17 @@ fn the_stage_writes_artifacts_that_onnx_checks_and_onnxruntime_runs() {
     let (params, adam) = checkpoint::read(&out.join("checkpoint.onnx")).unwrap();
     assert_eq!(params.n_customers, ratings.n_customers as usize);
     assert_eq!(adam.step, steps);
+    // The tables live in the external data file, the model file holds only their references.
+    let data_len = std::fs::metadata(out.join("checkpoint.onnx.data"))
+        .unwrap()
+        .len();
+    assert!(data_len >= 3 * 4 * params.customer_embedding.len() as u64);
+    assert!(
+        std::fs::metadata(out.join("checkpoint.onnx"))
+            .unwrap()
+            .len()
+            < 20_000
+    );
 
     // Python's onnx checks every file; onnxruntime loads each and scores pairs with the eval
     // graph, which must agree with the checkpoint's weights.
@@ -279,7 +298,20 @@ for name in ["training_model", "optimizer_model", "eval_model", "checkpoint"]:
 session = ort.InferenceSession(f"{out}/eval_model.onnx", providers=["CPUExecutionProvider"])
 ids = np.array(pairs, dtype=np.float32)
 scores = session.run(["dense_2/BiasAdd"], {"user": ids[:, :1], "product": ids[:, 1:]})[0]
-print(json.dumps([float(s) for s in scores[:, 0]]))
+# The checkpoint's tensors as onnx (external data loaded) and onnxruntime (running the model
+# returns every initializer) read them.
+names = ["customer_embedding", "adam/v/customer_embedding", "dense_2/bias"]
+frame = onnx.load(f"{out}/checkpoint.onnx", load_external_data=False)
+external = [t.name for t in frame.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+model = onnx.load(f"{out}/checkpoint.onnx", load_external_data=True)
+by_onnx = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+run = ort.InferenceSession(f"{out}/checkpoint.onnx", providers=["CPUExecutionProvider"]).run(names, {})
+print(json.dumps({
+    "scores": [float(s) for s in scores[:, 0]],
+    "external": external,
+    "onnx": {name: by_onnx[name].ravel().tolist() for name in names},
+    "onnxruntime": {name: value.ravel().tolist() for name, value in zip(names, run)},
+}))
 "#;
     let output = Command::new(train_support::test_python())
         .args(["-c", script])
@@ -292,8 +324,34 @@ print(json.dumps([float(s) for s in scores[:, 0]]))
         "onnx.checker / onnxruntime rejected an artifact:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let scores: Vec<f32> = serde_json::from_slice(&output.stdout).unwrap();
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let floats = |value: &serde_json::Value| -> Vec<f32> {
+        let values = value.as_array().unwrap();
+        values.iter().map(|v| v.as_f64().unwrap() as f32).collect()
+    };
+    let scores = floats(&read["scores"]);
+    assert_eq!(scores.len(), expected.len());
     for (score, expected) in scores.iter().zip(&expected) {
         assert!((score - expected).abs() < 1e-5, "{score} vs {expected}");
+    }
+    let external = read["external"].as_array().unwrap();
+    for name in [
+        "customer_embedding",
+        "adam/m/customer_embedding",
+        "adam/v/dense_1/kernel",
+    ] {
+        assert!(external.iter().any(|e| e == name), "{name}: {external:?}");
+    }
+    for reader in ["onnx", "onnxruntime"] {
+        let tensors = &read[reader];
+        assert_eq!(
+            floats(&tensors["customer_embedding"]),
+            params.customer_embedding
+        );
+        assert_eq!(
+            floats(&tensors["adam/v/customer_embedding"]),
+            adam.v.customer_embedding
+        );
+        assert_eq!(floats(&tensors["dense_2/bias"]), params.dense_2_bias);
     }
 }

@@ -112,7 +112,14 @@ pub fn schema_path() -> PathBuf {
 /// A checkpoint, id maps and the schema in `dir`, for `params`; returns the checkpoint path.
 pub fn write_checkpoint(dir: &Path, params: &ModelParams) -> PathBuf {
     let path = dir.join("checkpoint.onnx");
-    checkpoint::write(&path, params, &AdamState::zeros_like(params)).unwrap();
+    let adam = AdamState::zeros_like(params);
+    checkpoint::write(
+        &path,
+        &checkpoint::data_path(&path),
+        params.view(),
+        adam.view(),
+    )
+    .unwrap();
     path
 }
 

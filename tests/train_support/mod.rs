@@ -36,6 +36,7 @@ pub struct Artifacts {
     pub optimizer_model: PathBuf,
     pub eval_model: PathBuf,
     pub checkpoint: PathBuf,
+    pub checkpoint_data: PathBuf,
 }
 
 impl Artifacts {
@@ -45,15 +46,17 @@ impl Artifacts {
             optimizer_model: dir.join("optimizer_model.onnx"),
             eval_model: dir.join("eval_model.onnx"),
             checkpoint: dir.join("checkpoint.onnx"),
+            checkpoint_data: dir.join("checkpoint.onnx.data"),
         }
     }
 
-    pub fn all(&self) -> [&Path; 4] {
+    pub fn all(&self) -> [&Path; 5] {
         [
             &self.training_model,
             &self.optimizer_model,
             &self.eval_model,
             &self.checkpoint,
+            &self.checkpoint_data,
         ]
     }
 }
@@ -67,6 +70,7 @@ pub fn train(ratings: &Ratings, config: &TrainConfig, dir: &Path) -> (Trained, A
         optimizer_model: &artifacts.optimizer_model,
         eval_model: &artifacts.eval_model,
         checkpoint: &artifacts.checkpoint,
+        checkpoint_data: &artifacts.checkpoint_data,
     };
     let trained = trainer::fit(ratings, config, &paths, &NoProgress).expect("training");
     (trained, artifacts)

@@ -1,6 +1,8 @@
 //! The `train` stage kind: fits the recommender on `ratings.bin` in ONNX Runtime (see
 //! [`crate::ml::model::trainer`]) and writes the training, optimizer and eval graphs, the checkpoint
-//! and `metrics.json`. Before reading the ratings it checks, from their header and the params,
+//! (`checkpoint.onnx` with its external data `checkpoint.onnx.data`, output role
+//! `checkpoint_data`, which must be declared in the same folder: the checkpoint names it by file
+//! name) and `metrics.json`. Before reading the ratings it checks, from their header and the params,
 //! that the run fits the machine's memory and the model's formats ([`limits`]).
 
 use anyhow::{Context, Result};
@@ -44,6 +46,7 @@ impl StageKind for Train {
         "train"
     }
 
+    /// 3: the checkpoint's large tensors moved to the `checkpoint_data` output.
     fn version(&self) -> u32 {
         3
     }
@@ -69,6 +72,10 @@ impl StageKind for Train {
             OutputRole {
                 role: "checkpoint",
                 default_name: "checkpoint.onnx",
+            },
+            OutputRole {
+                role: "checkpoint_data",
+                default_name: "checkpoint.onnx.data",
             },
             OutputRole {
                 role: "metrics",
@@ -145,6 +152,7 @@ impl StageKind for Train {
             optimizer_model: ctx.output("optimizer_model")?,
             eval_model: ctx.output("eval_model")?,
             checkpoint: ctx.output("checkpoint")?,
+            checkpoint_data: ctx.output("checkpoint_data")?,
         };
         let trained = trainer::fit(&ratings, &config, &paths, ctx.progress).context("training")?;
         trained.metrics.write_json(ctx.output("metrics")?)

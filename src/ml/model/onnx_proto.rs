@@ -9,8 +9,29 @@
 //!
 //! Below the messages are small constructors ([`tensor_f32`], [`node`], [`tensor_value_info`],
 //! …) so the graph builders read as graphs, and [`TensorProto::f32_values`] to read tensors back.
+//!
+//! # Large tensors: streamed, and stored outside the model when asked
+//! [`write_model`] writes a model whose big float32 initializers (the embedding tables and their
+//! Adam moments) come straight from the caller's buffers ([`Payload`]): the model is encoded
+//! around them, so no copy of a table is made, neither as `raw_data` nor as encoded bytes.
+//! With [`ExternalData`] the payloads of at least `min_bytes` go to a side file instead, per
+//! the ONNX external data convention (`data_location` EXTERNAL, `external_data` entries
+//! `location`, `offset`, `length`; `location` relative to the model's folder), which lifts
+//! protobuf's 2 GiB message limit. prost has no streaming encoder, so the framing (a field
+//! tag and a varint length before each message) is written here by hand around prost's
+//! encoding of everything but the payloads.
+//!
+//! The model records the blake3 hash of every external tensor's bytes in `metadata_props`
+//! ([`EXTERNAL_HASH_PREFIX`]): the model file's bytes then change whenever the data does (so a
+//! stage reading only the model still sees a new key), and [`ModelFile`] checks each tensor's
+//! bytes against it as it reads them.
 
-use anyhow::{bail, ensure, Result};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use prost::Message;
 
 use attribute_proto::AttributeType;
 use tensor_proto::DataType;
@@ -121,6 +142,324 @@ impl TensorProto {
     }
 }
 
+/// A float32 tensor's name, dims and type without its values: the slot of a [`Payload`].
+pub fn tensor_f32_placeholder(name: &str, dims: &[i64]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        name: name.to_string(),
+        ..Default::default()
+    }
+}
+
+/// `metadata_props` key prefix of an external tensor's blake3 hash (hex), followed by its name.
+pub const EXTERNAL_HASH_PREFIX: &str = "warez-pipe:blake3:";
+
+/// The values of the float32 initializer `name` of a model being written (its slot in the model
+/// is a [`tensor_f32_placeholder`]).
+pub struct Payload<'a> {
+    pub name: String,
+    pub values: &'a [f32],
+}
+
+/// Where [`write_model`] puts payloads of at least `min_bytes`: `file`, referenced from the
+/// model as `location` (a file name in the model's folder).
+pub struct ExternalData<'a> {
+    pub location: &'a str,
+    pub file: &'a mut dyn Write,
+    pub min_bytes: usize,
+}
+
+/// A payload on its way out: encoded whole (external or small), or a header whose `raw_data`
+/// field follows from the caller's buffer.
+enum Encoded<'a> {
+    Whole(Vec<u8>),
+    Inline { header: Vec<u8>, values: &'a [f32] },
+}
+
+impl Encoded<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Encoded::Whole(bytes) => bytes.len(),
+            Encoded::Inline { header, values } => {
+                let data = 4 * values.len();
+                header.len() + 1 + prost::encoding::encoded_len_varint(data as u64) + data
+            }
+        }
+    }
+}
+
+/// Protobuf wire tags (field number << 3 | wire type 2, length-delimited) written by hand.
+const MODEL_GRAPH_TAG: u8 = (7 << 3) | 2;
+const GRAPH_INITIALIZER_TAG: u8 = (5 << 3) | 2;
+const TENSOR_RAW_DATA_TAG: u8 = (9 << 3) | 2;
+
+/// Writes `model` to `out`, each initializer named by a payload taking its values from it
+/// (inline, or in `external` when given and the payload is large enough). Returns an error for
+/// a payload that has no placeholder or does not fill its dims.
+pub fn write_model(
+    out: &mut dyn Write,
+    model: &ModelProto,
+    payloads: &[Payload],
+    mut external: Option<ExternalData>,
+) -> Result<()> {
+    let mut model = model.clone();
+    let mut graph = model.graph.take().unwrap_or_default();
+    let initializers = std::mem::take(&mut graph.initializer);
+    for payload in payloads {
+        let slot = initializers
+            .iter()
+            .find(|tensor| tensor.name == payload.name)
+            .with_context(|| format!("no initializer `{}` to hold its values", payload.name))?;
+        ensure!(
+            slot.element_count() == payload.values.len() && slot.raw_data.is_empty(),
+            "initializer `{}`: dims {:?} do not fit {} values",
+            payload.name,
+            slot.dims,
+            payload.values.len()
+        );
+    }
+    let mut offset = 0u64;
+    let mut encoded = Vec::with_capacity(initializers.len());
+    for mut tensor in initializers {
+        let Some(payload) = payloads.iter().find(|payload| payload.name == tensor.name) else {
+            encoded.push(Encoded::Whole(tensor.encode_to_vec()));
+            continue;
+        };
+        let length = 4 * payload.values.len() as u64;
+        match external
+            .as_mut()
+            .filter(|external| length >= external.min_bytes as u64)
+        {
+            Some(external) => {
+                let hash = write_f32_le(external.file, payload.values, true)?;
+                tensor.set_data_location(tensor_proto::DataLocation::External);
+                tensor.external_data = [
+                    ("location", external.location.to_string()),
+                    ("offset", offset.to_string()),
+                    ("length", length.to_string()),
+                ]
+                .into_iter()
+                .map(|(key, value)| StringStringEntryProto {
+                    key: key.to_string(),
+                    value,
+                })
+                .collect();
+                model.metadata_props.push(StringStringEntryProto {
+                    key: format!("{EXTERNAL_HASH_PREFIX}{}", tensor.name),
+                    value: hash.expect("hashed").to_hex().to_string(),
+                });
+                offset += length;
+                encoded.push(Encoded::Whole(tensor.encode_to_vec()));
+            }
+            None => encoded.push(Encoded::Inline {
+                header: tensor.encode_to_vec(),
+                values: payload.values,
+            }),
+        }
+    }
+
+    let graph_fields = graph.encode_to_vec();
+    let graph_len = graph_fields.len()
+        + encoded
+            .iter()
+            .map(|part| 1 + prost::encoding::encoded_len_varint(part.len() as u64) + part.len())
+            .sum::<usize>();
+    let mut framing = model.encode_to_vec();
+    framing.push(MODEL_GRAPH_TAG);
+    prost::encoding::encode_varint(graph_len as u64, &mut framing);
+    framing.extend_from_slice(&graph_fields);
+    out.write_all(&framing)?;
+    for part in &encoded {
+        let mut header = vec![GRAPH_INITIALIZER_TAG];
+        prost::encoding::encode_varint(part.len() as u64, &mut header);
+        match part {
+            Encoded::Whole(bytes) => header.extend_from_slice(bytes),
+            Encoded::Inline {
+                header: tensor,
+                values,
+            } => {
+                header.extend_from_slice(tensor);
+                header.push(TENSOR_RAW_DATA_TAG);
+                prost::encoding::encode_varint(4 * values.len() as u64, &mut header);
+            }
+        }
+        out.write_all(&header)?;
+        if let Encoded::Inline { values, .. } = part {
+            write_f32_le(out, values, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes converted per write (and per read in [`ModelFile`]).
+const CHUNK_VALUES: usize = 16 * 1024;
+
+/// Writes `values` little-endian through a small buffer; returns their blake3 hash if `hash`.
+fn write_f32_le(out: &mut dyn Write, values: &[f32], hash: bool) -> Result<Option<blake3::Hash>> {
+    let mut hasher = hash.then(blake3::Hasher::new);
+    let mut bytes = Vec::with_capacity(4 * CHUNK_VALUES);
+    for chunk in values.chunks(CHUNK_VALUES) {
+        bytes.clear();
+        bytes.extend(chunk.iter().flat_map(|value| value.to_le_bytes()));
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&bytes);
+        }
+        out.write_all(&bytes)?;
+    }
+    Ok(hasher.map(|hasher| hasher.finalize()))
+}
+
+/// Writes `model` (see [`write_model`]) to the file `path`, all payloads inline.
+pub fn write_model_file(path: &Path, model: &ModelProto, payloads: &[Payload]) -> Result<()> {
+    let write = || -> Result<()> {
+        let mut out = BufWriter::new(File::create(path)?);
+        write_model(&mut out, model, payloads, None)?;
+        out.flush()?;
+        Ok(())
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// A model read from a file, with what it takes to read its tensors' values wherever they are
+/// stored: inline, or in external data files in the model's folder.
+pub struct ModelFile {
+    pub model: ModelProto,
+    path: PathBuf,
+}
+
+impl ModelFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let model = ModelProto::decode(bytes.as_slice())
+            .with_context(|| format!("{} is not an ONNX model", path.display()))?;
+        Ok(Self {
+            model,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The graph's initializer `name`.
+    pub fn initializer(&self, name: &str) -> Result<&TensorProto> {
+        self.model
+            .graph
+            .as_ref()
+            .and_then(|graph| graph.initializer.iter().find(|tensor| tensor.name == name))
+            .with_context(|| format!("no tensor `{name}`"))
+    }
+
+    /// The values of a float32 tensor of this model, inline or external.
+    pub fn f32_values(&self, tensor: &TensorProto) -> Result<Vec<f32>> {
+        if tensor.data_location() != tensor_proto::DataLocation::External {
+            return tensor.f32_values();
+        }
+        ensure!(
+            tensor.data_type == DataType::Float as i32,
+            "tensor `{}` has data type {}, expected FLOAT (1)",
+            tensor.name,
+            tensor.data_type
+        );
+        let (location, offset, length) = self.external_reference(tensor)?;
+        let expected = tensor.element_count() as u64 * 4;
+        ensure!(
+            length == expected,
+            "tensor `{}`: dims {:?} call for {expected} bytes, its external data holds {length}",
+            tensor.name,
+            tensor.dims
+        );
+        let data_path = self.path.with_file_name(&location);
+        let read = || -> Result<Vec<f32>> {
+            let mut file = File::open(&data_path)?;
+            let size = file.metadata()?.len();
+            ensure!(
+                offset.checked_add(length).is_some_and(|end| end <= size),
+                "bytes {offset}..{} are past its end ({size} bytes)",
+                offset.saturating_add(length)
+            );
+            file.seek(SeekFrom::Start(offset))?;
+            let mut values = crate::ml::data::try_vec(tensor.element_count())?;
+            let mut hasher = blake3::Hasher::new();
+            let mut bytes = vec![0u8; 4 * CHUNK_VALUES];
+            let mut left = length as usize;
+            while left > 0 {
+                let chunk = &mut bytes[..left.min(4 * CHUNK_VALUES)];
+                file.read_exact(chunk)?;
+                hasher.update(chunk);
+                values.extend(
+                    chunk
+                        .chunks_exact(4)
+                        .map(|value| f32::from_le_bytes(value.try_into().expect("4 bytes"))),
+                );
+                left -= chunk.len();
+            }
+            if let Some(recorded) = self.recorded_hash(&tensor.name) {
+                let actual = hasher.finalize().to_hex();
+                ensure!(
+                    recorded == actual.as_str(),
+                    "its bytes for tensor `{}` have blake3 {actual}, the model records {recorded}: \
+                     the data file does not belong to this model",
+                    tensor.name
+                );
+            }
+            Ok(values)
+        };
+        read().with_context(|| {
+            format!(
+                "external data of tensor `{}` in {}",
+                tensor.name,
+                data_path.display()
+            )
+        })
+    }
+
+    /// `location` (checked to be a file in the model's folder), `offset` and `length`.
+    fn external_reference(&self, tensor: &TensorProto) -> Result<(String, u64, u64)> {
+        let entry = |key: &str| {
+            tensor
+                .external_data
+                .iter()
+                .find(|entry| entry.key == key)
+                .map(|entry| entry.value.as_str())
+        };
+        let location = entry("location").with_context(|| {
+            format!("tensor `{}`: external data without a location", tensor.name)
+        })?;
+        ensure!(
+            !location.is_empty()
+                && !location.contains(['/', '\\'])
+                && location != "."
+                && location != "..",
+            "tensor `{}`: external data location `{location}` is not a file name in the model's folder",
+            tensor.name
+        );
+        let number = |key: &str| -> Result<Option<u64>> {
+            entry(key)
+                .map(|value| {
+                    value.parse::<u64>().with_context(|| {
+                        format!(
+                            "tensor `{}`: external data {key} `{value}` is not a number",
+                            tensor.name
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let offset = number("offset")?.unwrap_or(0);
+        let length = number("length")?
+            .with_context(|| format!("tensor `{}`: external data without a length", tensor.name))?;
+        Ok((location.to_string(), offset, length))
+    }
+
+    fn recorded_hash(&self, tensor: &str) -> Option<&str> {
+        let key = format!("{EXTERNAL_HASH_PREFIX}{tensor}");
+        self.model
+            .metadata_props
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| entry.value.as_str())
+    }
+}
+
 /// A graph input or output: a tensor of `elem_type` with the given shape.
 pub fn tensor_value_info(name: &str, elem_type: DataType, shape: &[Dim]) -> ValueInfoProto {
     let dim = shape
@@ -201,6 +540,7 @@ pub fn model(graph: GraphProto, doc_string: &str) -> ModelProto {
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         doc_string: doc_string.to_string(),
         graph: Some(graph),
+        metadata_props: Vec::new(),
     }
 }
 

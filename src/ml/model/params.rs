@@ -39,7 +39,55 @@ pub struct ModelParams {
     pub dense_2_bias: Vec<f32>,
 }
 
+/// The parameters borrowed from wherever they live (the trainer's tables, a [`ModelParams`]):
+/// what the writers of the eval graph and the checkpoint stream from, without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamsView<'a> {
+    pub n_customers: usize,
+    pub n_products: usize,
+    pub n_factors: usize,
+    pub customer_embedding: &'a [f32],
+    pub product_embedding: &'a [f32],
+    pub dense_1_kernel: &'a [f32],
+    pub dense_1_bias: &'a [f32],
+    pub dense_2_kernel: &'a [f32],
+    pub dense_2_bias: &'a [f32],
+}
+
+impl<'a> ParamsView<'a> {
+    /// The six parameters with their names and shapes, in a fixed order.
+    pub fn tensors(&self) -> [(&'static str, Vec<i64>, &'a [f32]); 6] {
+        let (n_c, n_p, k) = (
+            self.n_customers as i64,
+            self.n_products as i64,
+            self.n_factors as i64,
+        );
+        [
+            (CUSTOMER_EMBEDDING, vec![n_c, k], self.customer_embedding),
+            (PRODUCT_EMBEDDING, vec![n_p, k], self.product_embedding),
+            (DENSE_1_KERNEL, vec![2 * k, k], self.dense_1_kernel),
+            (DENSE_1_BIAS, vec![k], self.dense_1_bias),
+            (DENSE_2_KERNEL, vec![k, 1], self.dense_2_kernel),
+            (DENSE_2_BIAS, vec![1], self.dense_2_bias),
+        ]
+    }
+}
+
 impl ModelParams {
+    pub fn view(&self) -> ParamsView<'_> {
+        ParamsView {
+            n_customers: self.n_customers,
+            n_products: self.n_products,
+            n_factors: self.n_factors,
+            customer_embedding: &self.customer_embedding,
+            product_embedding: &self.product_embedding,
+            dense_1_kernel: &self.dense_1_kernel,
+            dense_1_bias: &self.dense_1_bias,
+            dense_2_kernel: &self.dense_2_kernel,
+            dense_2_bias: &self.dense_2_bias,
+        }
+    }
+
     /// The network's output for one (customer, product) pair, computed in plain Rust: the
     /// reference the exported graphs are tested against.
     pub fn predict(&self, customer: usize, product: usize) -> f32 {

@@ -5,16 +5,54 @@
 //! model takes them); output [`OUTPUT`] float32 `[N, 1]`. Nodes: `Cast` to int64 → `Gather` on
 //! each embedding (`[N, 1, k]`) → `Flatten` → `Concat` → `dense_1` (MatMul, BiasAdd, Relu) →
 //! `dense_2` (MatMul, BiasAdd), named after the Keras layers.
+//!
+//! The trainer writes it with [`write`], which streams the embedding tables from its own buffers
+//! into the file instead of copying them into the model first.
+
+use std::path::Path;
+
+use anyhow::Result;
 
 use super::GraphBuilder;
-use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
+use crate::ml::model::onnx_proto::{self, tensor_proto::DataType, Attr, Dim, ModelProto, Payload};
 use crate::ml::model::params::{
-    ModelParams, CUSTOMER_EMBEDDING, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
-    INPUT_PRODUCT, INPUT_USER, OUTPUT, PRODUCT_EMBEDDING,
+    ModelParams, ParamsView, CUSTOMER_EMBEDDING, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS,
+    DENSE_2_KERNEL, INPUT_PRODUCT, INPUT_USER, OUTPUT, PRODUCT_EMBEDDING,
 };
 
-/// The eval graph carrying `params`.
+/// The eval graph carrying `params`, in memory.
 pub fn build(params: &ModelParams) -> ModelProto {
+    let mut model = frame(params.view());
+    let tables = [
+        (CUSTOMER_EMBEDDING, &params.customer_embedding),
+        (PRODUCT_EMBEDDING, &params.product_embedding),
+    ];
+    let graph = model.graph.as_mut().expect("the frame has a graph");
+    for tensor in &mut graph.initializer {
+        if let Some((_, values)) = tables.iter().find(|(name, _)| *name == tensor.name) {
+            *tensor = onnx_proto::tensor_f32(&tensor.name, &tensor.dims, values);
+        }
+    }
+    model
+}
+
+/// Writes the eval graph carrying `params` to `path`, the tables streamed from their buffers.
+pub fn write(path: &Path, params: ParamsView) -> Result<()> {
+    let payloads = [
+        Payload {
+            name: CUSTOMER_EMBEDDING.into(),
+            values: params.customer_embedding,
+        },
+        Payload {
+            name: PRODUCT_EMBEDDING.into(),
+            values: params.product_embedding,
+        },
+    ];
+    onnx_proto::write_model_file(path, &frame(params), &payloads)
+}
+
+/// The eval graph with empty slots for the embedding tables.
+fn frame(params: ParamsView) -> ModelProto {
     let (n_c, n_p, k) = (
         params.n_customers as i64,
         params.n_products as i64,
@@ -25,12 +63,12 @@ pub fn build(params: &ModelParams) -> ModelProto {
     let mut g = GraphBuilder::new("recommender");
     let user = g.input(INPUT_USER, float, &[pairs, Dim::Fixed(1)]);
     let product = g.input(INPUT_PRODUCT, float, &[pairs, Dim::Fixed(1)]);
-    let customers = g.constant_f32(CUSTOMER_EMBEDDING, &[n_c, k], &params.customer_embedding);
-    let products = g.constant_f32(PRODUCT_EMBEDDING, &[n_p, k], &params.product_embedding);
-    let w1 = g.constant_f32(DENSE_1_KERNEL, &[2 * k, k], &params.dense_1_kernel);
-    let b1 = g.constant_f32(DENSE_1_BIAS, &[k], &params.dense_1_bias);
-    let w2 = g.constant_f32(DENSE_2_KERNEL, &[k, 1], &params.dense_2_kernel);
-    let b2 = g.constant_f32(DENSE_2_BIAS, &[1], &params.dense_2_bias);
+    let customers = g.placeholder_f32(CUSTOMER_EMBEDDING, &[n_c, k]);
+    let products = g.placeholder_f32(PRODUCT_EMBEDDING, &[n_p, k]);
+    let w1 = g.constant_f32(DENSE_1_KERNEL, &[2 * k, k], params.dense_1_kernel);
+    let b1 = g.constant_f32(DENSE_1_BIAS, &[k], params.dense_1_bias);
+    let w2 = g.constant_f32(DENSE_2_KERNEL, &[k, 1], params.dense_2_kernel);
+    let b2 = g.constant_f32(DENSE_2_BIAS, &[1], params.dense_2_bias);
 
     let mut embed = |ids: &str, table: &str, layer: &str| {
         let index = g.op_with(

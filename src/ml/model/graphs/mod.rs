@@ -59,6 +59,14 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// A float32 initializer whose values are supplied when the model is written (an
+    /// [`onnx_proto::Payload`]), and its name.
+    pub fn placeholder_f32(&mut self, name: &str, dims: &[i64]) -> String {
+        self.initializers
+            .push(onnx_proto::tensor_f32_placeholder(name, dims));
+        name.to_string()
+    }
+
     /// An int64 constant (stored as an initializer) and its name.
     pub fn constant_i64(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
         self.initializers

@@ -22,6 +22,7 @@
 //! 1/(1 − rate). Every random draw comes from ChaCha8 seeded with `seed` (stream 0: initial
 //! weights, 1: shuffling, 2: dropout masks), so a seed fixes the result bit for bit.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -38,12 +39,14 @@ pub mod limits;
 
 use dropout::{MaskStream, Schedule};
 
-use super::checkpoint::{self, AdamState};
+use super::checkpoint::{self, AdamState, AdamView};
 use super::graphs::optimizer::{self, AdamConfig};
 use super::graphs::{eval, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
 use super::onnx_proto::ModelProto;
-use super::params::{ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL};
+use super::params::{
+    ModelParams, ParamsView, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
+};
 use super::runtime::{self, EvalSession};
 use crate::engine::kind::Progress;
 use crate::ml::data::dataset::Ratings;
@@ -108,6 +111,8 @@ pub struct ArtifactPaths<'a> {
     pub optimizer_model: &'a Path,
     pub eval_model: &'a Path,
     pub checkpoint: &'a Path,
+    /// The checkpoint's external data, beside it (see [`checkpoint`]).
+    pub checkpoint_data: &'a Path,
 }
 
 /// The trained model and what training measured.
@@ -181,13 +186,6 @@ fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
     Ok(values)
 }
 
-/// A copy of `values`, allocated fallibly.
-fn try_copy<T: Clone>(values: &[T]) -> Result<Vec<T>> {
-    let mut copy = try_vec(values.len())?;
-    copy.extend_from_slice(values);
-    Ok(copy)
-}
-
 /// Trains on `ratings`, writing the ONNX artifacts to `paths`; returns the model and metrics.
 pub fn fit(
     ratings: &Ratings,
@@ -244,11 +242,10 @@ pub fn fit(
     // Fewer than 2³² rows (checked by `limits::check`).
     let mut order: Vec<u32> = try_vec(train_rows)?;
     order.extend(0..train_rows as u32);
-    progress.start(total_steps as u64, "steps");
+    let mut meter = ProgressMeter::new(progress, (train_rows * config.epochs) as u64);
     let validation = train_rows..ratings.len();
     let mut epochs = Vec::with_capacity(config.epochs);
     let mut predictions = Vec::new();
-    let mut final_state = None;
     for epoch in 1..=config.epochs {
         order.shuffle(&mut shuffle_rng);
         let started = Instant::now();
@@ -266,27 +263,29 @@ pub fn fit(
             }
             loss_sum += f64::from(loss) * batch.len() as f64;
             samples += batch.len();
-            let done = (epoch - 1) * steps_per_epoch + index + 1;
             if index % 64 == 63 || index + 1 == steps_per_epoch {
-                progress.set_position(done as u64);
-                progress.set_message(&format!("loss {:.5}", loss_sum / samples as f64));
+                meter.update(
+                    ((epoch - 1) * train_rows + samples) as u64,
+                    epoch,
+                    config.epochs,
+                    loss_sum / samples as f64,
+                );
             }
         }
         trainer.catch_up_all_rows()?;
         let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
-        let params = trainer.params()?;
-        write_model(paths.eval_model, &eval::build(&params))?;
+        let params = trainer.params_view();
+        eval::write(paths.eval_model, params)?;
         let last_epoch = epoch == config.epochs;
-        let adam = if last_epoch {
-            Some(trainer.adam_state()?)
-        } else {
-            None
-        };
         predictions = std::thread::scope(|scope| -> Result<Vec<f32>> {
-            // The checkpoint is written on the second core while the validation rows are scored.
-            let writer = adam
-                .as_ref()
-                .map(|adam| scope.spawn(|| checkpoint::write(paths.checkpoint, &params, adam)));
+            // The checkpoint is streamed from the tables on the second core while the validation
+            // rows are scored.
+            let writer = last_epoch.then(|| {
+                let adam = trainer.adam_view();
+                scope.spawn(move || {
+                    checkpoint::write(paths.checkpoint, paths.checkpoint_data, params, adam)
+                })
+            });
             let mut evaluator = EvalSession::from_file(paths.eval_model)?;
             let mut predictions = Vec::with_capacity(validation.len());
             for start in validation.clone().step_by(EVAL_CHUNK) {
@@ -308,7 +307,6 @@ pub fn fit(
                 train_rows + row
             );
         }
-        final_state = adam.map(|adam| (params, adam));
         let loss = EpochLoss {
             epoch: epoch as u32,
             train_msle: loss_sum / samples as f64,
@@ -322,7 +320,7 @@ pub fn fit(
         epochs.push(loss);
     }
 
-    let (params, adam) = final_state.expect("at least one epoch (checked)");
+    let (params, adam) = trainer.into_params_and_adam();
     let targets = &ratings.ratings[validation.clone()];
     let train_mean = ratings.ratings[..train_rows]
         .iter()
@@ -350,6 +348,60 @@ fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// The training bar: samples done, samples/s and time left in its message; where no bar is
+/// drawn (stderr not a terminal: CI, logs) the same as a plain line every
+/// [`PLAIN_LINE_EVERY`] at most, so long runs show they are alive.
+struct ProgressMeter<'p> {
+    progress: &'p dyn Progress,
+    total: u64,
+    started: Instant,
+    plain_lines: bool,
+    last_line: Instant,
+}
+
+/// The least time between two plain progress lines.
+const PLAIN_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl<'p> ProgressMeter<'p> {
+    fn new(progress: &'p dyn Progress, total_samples: u64) -> Self {
+        progress.start(total_samples, "samples");
+        let now = Instant::now();
+        Self {
+            progress,
+            total: total_samples,
+            started: now,
+            plain_lines: !std::io::stderr().is_terminal(),
+            last_line: now,
+        }
+    }
+
+    fn update(&mut self, done: u64, epoch: usize, epochs: usize, loss: f64) {
+        self.progress.set_position(done);
+        let status = progress_status(done, self.total, self.started.elapsed(), loss);
+        if self.plain_lines && self.last_line.elapsed() >= PLAIN_LINE_EVERY && done < self.total {
+            self.last_line = Instant::now();
+            self.progress
+                .println(&format!("epoch {epoch}/{epochs}: {status}"));
+        }
+        self.progress.set_message(&status);
+    }
+}
+
+/// "loss 0.00812, 271k samples/s, 3s left" for `done` of `total` samples after `elapsed`.
+fn progress_status(done: u64, total: u64, elapsed: std::time::Duration, loss: f64) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    let left = total.saturating_sub(done) as f64 / rate.max(1e-9);
+    let left = if left >= 60.0 {
+        format!("{}m{:02}s", (left / 60.0) as u64, left as u64 % 60)
+    } else {
+        format!("{}s", left.ceil() as u64)
+    };
+    format!(
+        "loss {loss:.5}, {}k samples/s, {left} left",
+        (rate / 1000.0).round() as u64
+    )
+}
+
 /// ChaCha8 streams of the seed: initial weights, shuffling, dropout masks.
 const INIT_STREAM: u64 = 0;
 const SHUFFLE_STREAM: u64 = 1;
@@ -361,6 +413,30 @@ const NO_SLOT: u32 = u32::MAX;
 const EVAL_CHUNK: usize = 1 << 16;
 /// Rows per optimizer run when every row is caught up at the end of an epoch.
 const CATCH_UP_CHUNK: usize = 4096;
+
+/// Asks the CPU to start loading `values` into its caches, one hint per 64-byte line, and
+/// returns at once (a no-op off x86-64). The trainer hints the next batch's table rows before
+/// ONNX Runtime runs the current step, so their cache misses overlap the run instead of
+/// stalling the copies after it: the tables (tens to hundreds of MB) are far larger than the
+/// caches and a batch's rows are scattered over them. `std` has no portable prefetch and no
+/// maintained crate wraps this one intrinsic.
+#[inline]
+fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(values);
+        let start = values.as_ptr().cast::<i8>();
+        for offset in (0..bytes).step_by(64).chain(bytes.checked_sub(1)) {
+            // SAFETY: a prefetch is a hint: it never faults and changes no memory, whatever the
+            // address; `offset` stays inside `values` anyway. SSE (and so `prefetcht0`) is part
+            // of every x86-64 CPU.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
 
 /// One embedding table with its Adam state.
 struct Table {
@@ -426,14 +502,6 @@ impl Dense {
             rest = tail;
             part
         })
-    }
-
-    fn unpack(&self, flat: &[f32], into: &mut ModelParams) {
-        let [w1, b1, w2, b2] = self.parts(flat);
-        into.dense_1_kernel = w1.to_vec();
-        into.dense_1_bias = b1.to_vec();
-        into.dense_2_kernel = w2.to_vec();
-        into.dense_2_bias = b2.to_vec();
     }
 }
 
@@ -558,6 +626,23 @@ impl Trainer {
             .extend(batch.iter().map(|&sample| ratings.ratings[sample as usize]));
         let masks = self.masks.next()?;
         debug_assert_eq!(masks.second.len(), batch.len() * k, "masks out of step");
+
+        // The next batch's rows are read after this run: their loads overlap it.
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
+        ] {
+            let table = &self.tables[side as usize];
+            for &sample in next_batch {
+                let id = ids[sample as usize] as usize;
+                let row = id * k..(id + 1) * k;
+                for values in [&table.values, &table.m, &table.v] {
+                    prefetch(&values[row.clone()]);
+                }
+                prefetch(&table.slot[id..=id]);
+                prefetch(&table.last_step[id..=id]);
+            }
+        }
 
         let rows = b.sources.len();
         let n = batch.len();
@@ -695,43 +780,57 @@ impl Trainer {
     }
 
     /// The parameters; up to date for every row after [`Self::catch_up_all_rows`].
-    fn params(&self) -> Result<ModelParams> {
-        let mut params = ModelParams {
+    fn params_view(&self) -> ParamsView<'_> {
+        self.view_of(|table| &table.values, &self.dense.values)
+    }
+
+    /// Adam's state; up to date for every row after [`Self::catch_up_all_rows`].
+    fn adam_view(&self) -> AdamView<'_> {
+        AdamView {
+            step: u64::from(self.step),
+            m: self.view_of(|table| &table.m, &self.dense.m),
+            v: self.view_of(|table| &table.v, &self.dense.v),
+        }
+    }
+
+    fn view_of<'a>(&'a self, pick: fn(&Table) -> &Vec<f32>, flat: &'a [f32]) -> ParamsView<'a> {
+        let [w1, b1, w2, b2] = self.dense.parts(flat);
+        ParamsView {
             n_customers: self.n_customers,
             n_products: self.n_products,
             n_factors: self.k,
-            customer_embedding: try_copy(&self.tables[Side::Customer as usize].values)?,
-            product_embedding: try_copy(&self.tables[Side::Product as usize].values)?,
-            dense_1_kernel: Vec::new(),
-            dense_1_bias: Vec::new(),
-            dense_2_kernel: Vec::new(),
-            dense_2_bias: Vec::new(),
-        };
-        self.dense.unpack(&self.dense.values, &mut params);
-        Ok(params)
+            customer_embedding: pick(&self.tables[Side::Customer as usize]),
+            product_embedding: pick(&self.tables[Side::Product as usize]),
+            dense_1_kernel: w1,
+            dense_1_bias: b1,
+            dense_2_kernel: w2,
+            dense_2_bias: b2,
+        }
     }
 
-    fn adam_state(&self) -> Result<AdamState> {
-        let moment = |pick: fn(&Table) -> &Vec<f32>, flat: &[f32]| -> Result<ModelParams> {
-            let mut state = ModelParams {
+    /// The parameters and Adam's state, moved out of the trainer (no copy of the tables).
+    fn into_params_and_adam(self) -> (ModelParams, AdamState) {
+        let step = u64::from(self.step);
+        let [customers, products] = self.tables;
+        let dense = self.dense;
+        let assemble = |customer_embedding: Vec<f32>, product_embedding: Vec<f32>, flat: &[f32]| {
+            let [w1, b1, w2, b2] = dense.parts(flat);
+            ModelParams {
                 n_customers: self.n_customers,
                 n_products: self.n_products,
                 n_factors: self.k,
-                customer_embedding: try_copy(pick(&self.tables[Side::Customer as usize]))?,
-                product_embedding: try_copy(pick(&self.tables[Side::Product as usize]))?,
-                dense_1_kernel: Vec::new(),
-                dense_1_bias: Vec::new(),
-                dense_2_kernel: Vec::new(),
-                dense_2_bias: Vec::new(),
-            };
-            self.dense.unpack(flat, &mut state);
-            Ok(state)
+                customer_embedding,
+                product_embedding,
+                dense_1_kernel: w1.to_vec(),
+                dense_1_bias: b1.to_vec(),
+                dense_2_kernel: w2.to_vec(),
+                dense_2_bias: b2.to_vec(),
+            }
         };
-        Ok(AdamState {
-            step: u64::from(self.step),
-            m: moment(|table| &table.m, &self.dense.m)?,
-            v: moment(|table| &table.v, &self.dense.v)?,
-        })
+        let params = assemble(customers.values, products.values, &dense.values);
+        let m = assemble(customers.m, products.m, &dense.m);
+        let v = assemble(customers.v, products.v, &dense.v);
+        (params, AdamState { step, m, v })
     }
 }
 
@@ -777,6 +876,20 @@ mod tests {
             ),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_progress_status_gives_speed_and_time_left() {
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(
+            progress_status(300_000, 900_000, second, 0.008123),
+            "loss 0.00812, 300k samples/s, 2s left"
+        );
+        assert_eq!(
+            progress_status(100_000, 10_000_000, 2 * second, 0.01),
+            "loss 0.01000, 50k samples/s, 3m18s left"
+        );
+        assert!(progress_status(5, 5, second, 0.0).ends_with(", 0s left"));
     }
 
     /// The lazy update (rows caught up when used, all rows at the end) against dense Adam: the
@@ -832,38 +945,38 @@ mod tests {
                 );
             }
         };
-        let (lazy_params, dense_params) = (lazy.params().unwrap(), dense.params().unwrap());
+        let (lazy_params, dense_params) = (lazy.params_view(), dense.params_view());
         compare(
             "customer_embedding",
-            &lazy_params.customer_embedding,
-            &dense_params.customer_embedding,
+            lazy_params.customer_embedding,
+            dense_params.customer_embedding,
             &initial.customer_embedding,
         );
         compare(
             "product_embedding",
-            &lazy_params.product_embedding,
-            &dense_params.product_embedding,
+            lazy_params.product_embedding,
+            dense_params.product_embedding,
             &initial.product_embedding,
         );
         compare(
             "dense_1/kernel",
-            &lazy_params.dense_1_kernel,
-            &dense_params.dense_1_kernel,
+            lazy_params.dense_1_kernel,
+            dense_params.dense_1_kernel,
             &initial.dense_1_kernel,
         );
-        let (lazy_adam, dense_adam) = (lazy.adam_state().unwrap(), dense.adam_state().unwrap());
+        let (lazy_adam, dense_adam) = (lazy.adam_view(), dense.adam_view());
         assert_eq!(lazy_adam.step, steps);
         let zeros = vec![0.0; lazy_adam.m.customer_embedding.len()];
         compare(
             "m of customer_embedding",
-            &lazy_adam.m.customer_embedding,
-            &dense_adam.m.customer_embedding,
+            lazy_adam.m.customer_embedding,
+            dense_adam.m.customer_embedding,
             &zeros,
         );
         compare(
             "v of customer_embedding",
-            &lazy_adam.v.customer_embedding,
-            &dense_adam.v.customer_embedding,
+            lazy_adam.v.customer_embedding,
+            dense_adam.v.customer_embedding,
             &zeros,
         );
     }
