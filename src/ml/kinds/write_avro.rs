@@ -118,7 +118,7 @@ impl StageKind for WriteAvro {
 fn read_ids(ctx: &StageContext, role: &str) -> Result<Vec<String>> {
     let path = ctx.input(role)?;
     let map = IdMap::read(path).with_context(|| format!("input `{role}` ({})", path.display()))?;
-    Ok(map.ids().to_vec())
+    Ok(map.ids().map(str::to_string).collect())
 }
 
 /// Seconds since 1970 (UTC) the model is packaged at: `SOURCE_DATE_EPOCH`, else now.
