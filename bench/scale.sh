@@ -38,6 +38,8 @@ python=${PYTHON:-$root/.venv/bin/python}
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$("$python" -c 'import glob, os, onnxruntime as o; print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so.*")))[-1])')}
 export SOURCE_DATE_EPOCH=0
 
+# The commit measured, taken before the runs (with a mark when the worktree differs from it).
+commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')"
 results=$out/scale.tsv
 : >"$results"
 for size in "${sizes[@]}"; do
@@ -68,7 +70,7 @@ print(next(s["seconds"] for s in stages if s["stage"] == sys.argv[2] and s["outc
 done
 
 python3 - "$results" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$commit" \
     "$(nproc)" >"$out/scale.md" <<'PY'
 import sys
 from collections import defaultdict
