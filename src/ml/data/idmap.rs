@@ -110,7 +110,6 @@ impl IdMap {
     pub fn read(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut map = Self::default();
         let twice = |line: usize, id: &str| {
             anyhow::anyhow!(
                 "{}:{}: id `{}` appears twice",
@@ -121,27 +120,50 @@ impl IdMap {
         };
         if text.ends_with('\n') && !text.contains('\r') {
             // What `write` writes: the text is kept as it is, and only indexed.
-            map.text = text;
-            let mut start = 0;
-            while let Some(length) = map.text[start..].find('\n') {
-                let end = start + length;
-                if map.get(&map.text[start..end]).is_some() {
-                    return Err(twice(map.ends.len(), &map.text[start..end]));
-                }
-                map.ends.push(end);
-                map.index_last();
-                start = end + 1;
+            return Self::from_text(text).map_err(|repeated| twice(repeated.line, &repeated.id));
+        }
+        let mut map = Self::default();
+        for (line, id) in text.lines().enumerate() {
+            if map.get(id).is_some() {
+                return Err(twice(line, id));
             }
-        } else {
-            for (line, id) in text.lines().enumerate() {
-                if map.get(id).is_some() {
-                    return Err(twice(line, id));
-                }
-                map.intern(id);
-            }
+            map.intern(id);
         }
         Ok(map)
     }
+
+    /// The map whose file text is `text`: ids each followed by `\n` (anything after the last
+    /// `\n` is not an id). The index is sized once and filled in one pass over the text.
+    pub fn from_text(text: String) -> std::result::Result<Self, Repeated> {
+        let ids = text.bytes().filter(|&byte| byte == b'\n').count();
+        let mut map = Self {
+            text,
+            ends: Vec::with_capacity(ids),
+            index: HashTable::with_capacity(ids),
+            hasher: Default::default(),
+        };
+        let mut start = 0;
+        while let Some(length) = map.text[start..].find('\n') {
+            let end = start + length;
+            if map.get(&map.text[start..end]).is_some() {
+                return Err(Repeated {
+                    line: map.ends.len(),
+                    id: map.text[start..end].to_string(),
+                });
+            }
+            map.ends.push(end);
+            map.index_last();
+            start = end + 1;
+        }
+        Ok(map)
+    }
+}
+
+/// An id that a map's text lists twice: its second line (0-based) and the id.
+#[derive(Debug)]
+pub struct Repeated {
+    pub line: usize,
+    pub id: String,
 }
 
 /// The id at `index` of a map's `text` and `ends`.

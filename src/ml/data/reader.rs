@@ -15,7 +15,7 @@
 //! Quoted fields, CRLF line ends and a missing final newline are the csv crate's business; a
 //! UTF-8 BOM (which the csv crate keeps as part of the first header name) is stripped here.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{Cursor, Read};
@@ -233,7 +233,7 @@ fn read_ratings_up_to(
         }
         bail!("{source}: no data rows (only a header)");
     }
-    let (customers, products) = (customers.map, products.map);
+    let (customers, products) = (customers.into_map()?, products.into_map()?);
     ratings.n_customers = customers.len() as u32;
     ratings.n_products = products.len() as u32;
     Ok(Ingested {
@@ -344,13 +344,17 @@ fn parse_row(
 /// the form every UUID printer writes (36 bytes, hyphenated, lowercase) are keyed by their 16
 /// bytes, a 20-byte slot, compared without a call to `memcmp`. That text and those bytes map
 /// one to one, so ids are still told apart by their exact text: any other spelling (upper case,
-/// braces, no hyphens) goes to [`IdMap`]'s own index by text, and stays a different id from its
+/// braces, no hyphens) is looked up by its text in `other`, and stays a different id from its
 /// lowercase twin, as in pandas.
 struct IdInterner {
     column: &'static str,
     canonical: HashMap<[u8; 16], u32, foldhash::fast::RandomState>,
-    /// Every id in first-seen order; also the index for ids of other spellings.
-    map: IdMap,
+    /// Ids of other spellings, by their text.
+    other: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// Every id in first-seen order, each followed by `\n`: the map file's text, which becomes
+    /// an [`IdMap`] (indexed in one pass) at the end.
+    text: String,
+    count: u32,
 }
 
 impl IdInterner {
@@ -358,7 +362,9 @@ impl IdInterner {
         Self {
             column,
             canonical: HashMap::default(),
-            map: IdMap::default(),
+            other: HashMap::default(),
+            text: String::new(),
+            count: 0,
         }
     }
 
@@ -373,25 +379,47 @@ impl IdInterner {
         let Some(key) = canonical_uuid(field) else {
             return self.by_text(field);
         };
-        match self.canonical.entry(key) {
-            Entry::Occupied(entry) => Ok(*entry.get()),
-            Entry::Vacant(entry) => {
-                let id = std::str::from_utf8(field)
-                    .map_err(|error| not_a_uuid(self.column, field, &error))?;
-                Ok(*entry.insert(self.map.intern(id)))
-            }
+        if let Some(&index) = self.canonical.get(&key) {
+            return Ok(index);
         }
+        let id =
+            std::str::from_utf8(field).map_err(|error| not_a_uuid(self.column, field, &error))?;
+        let index = self.add(id);
+        self.canonical.insert(key, index);
+        Ok(index)
     }
 
     /// The index of `field` by its text; an id not there yet is validated and added.
     fn by_text(&mut self, field: &[u8]) -> std::result::Result<u32, String> {
         let id =
             std::str::from_utf8(field).map_err(|error| not_a_uuid(self.column, field, &error))?;
-        if let Some(index) = self.map.get(id) {
+        if let Some(&index) = self.other.get(id) {
             return Ok(index);
         }
         Uuid::try_parse(id).map_err(|error| not_a_uuid(self.column, field, &error))?;
-        Ok(self.map.intern(id))
+        let index = self.add(id);
+        self.other.insert(id.to_string(), index);
+        Ok(index)
+    }
+
+    /// Appends a new id; returns its index.
+    fn add(&mut self, id: &str) -> u32 {
+        self.text.push_str(id);
+        self.text.push('\n');
+        self.count += 1;
+        self.count - 1
+    }
+
+    /// The id map: each id was added once, as its column's spelling sorted it to `canonical` or
+    /// `other`, never both.
+    fn into_map(self) -> Result<IdMap> {
+        IdMap::from_text(self.text).map_err(|repeated| {
+            anyhow::anyhow!(
+                "internal error: {} id `{}` was added twice",
+                self.column,
+                repeated.id
+            )
+        })
     }
 }
 
