@@ -334,13 +334,6 @@ impl RecommenderModel {
         }
     }
 
-    /// The bare binary datum.
-    pub fn to_datum(&self, schema: &Schema) -> Result<Vec<u8>> {
-        let mut datum = Vec::new();
-        self.parts().write_datum(schema, &mut datum)?;
-        Ok(datum)
-    }
-
     /// An object container file holding this one record, the schema embedded.
     pub fn to_container(&self, schema: &Schema, codec: Codec) -> Result<Vec<u8>> {
         let mut datum = Vec::new();
