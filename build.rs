@@ -25,6 +25,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     prost_build::Config::new()
         // Maps encode in key order, so the same message always gives the same bytes.
         .btree_map(["."])
+        // A Const's tensor as `bytes::Bytes`: decoding a GraphDef from a `Bytes` buffer then
+        // slices the tables out of it instead of copying them (`write_avro` checks a graph of
+        // hundreds of MB without holding it twice).
+        .bytes([".tensorflow.TensorProto.tensor_content"])
         .compile_fds(descriptors)?;
     Ok(())
 }

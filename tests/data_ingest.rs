@@ -125,7 +125,7 @@ fn original_data_gives_1999_rows_1895_customers_2_products() {
     assert_eq!(outcome.ratings.ratings[0], (2.0f64 / 15.0) as f32);
     assert_contains(
         &outcome.printed.join("\n"),
-        "1999 ratings, 1895 customers, 2 products",
+        "1999 ratings, 1895 customers, 2 products (0.2 MB of CSV read in ",
     );
 }
 

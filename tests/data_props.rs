@@ -116,8 +116,8 @@ proptest! {
         let (customer_ids, customers) = first_seen(rows.iter().map(|row| row.0));
         let (product_ids, products) = first_seen(rows.iter().map(|row| row.1));
         let ratings: Vec<f32> = rows.iter().map(|row| (f64::from(row.2) / 15.0) as f32).collect();
-        prop_assert_eq!(ingested.customers.ids(), &customer_ids[..]);
-        prop_assert_eq!(ingested.products.ids(), &product_ids[..]);
+        prop_assert_eq!(ingested.customers.ids().collect::<Vec<_>>(), customer_ids);
+        prop_assert_eq!(ingested.products.ids().collect::<Vec<_>>(), product_ids);
         prop_assert_eq!(&ingested.ratings.customers, &customers);
         prop_assert_eq!(&ingested.ratings.products, &products);
         prop_assert_eq!(&ingested.ratings.ratings, &ratings);

@@ -34,7 +34,7 @@ fn inspect_summarises_the_container_file() {
     let first_product = std::fs::read_to_string(dir.path().join("product_map.txt")).unwrap();
     let first_product = first_product.lines().next().unwrap();
     let graph = std::fs::read(dir.path().join("optimized_ProductRecommender.pb")).unwrap();
-    let nodes = GraphSummary::of(&tf_export::decode_graph(&graph).unwrap()).nodes;
+    let nodes = GraphSummary::of(&tf_export::decode_graph(&graph[..]).unwrap()).nodes;
     inspect()
         .arg("inspect")
         .arg(dir.path().join("a/recommender.avro"))

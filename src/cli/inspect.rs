@@ -77,7 +77,7 @@ fn read(path: &Path, schema: Option<&Path>) -> Result<RecommenderModel> {
 }
 
 fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
-    let graph = tf_export::decode_graph(&record.tensor_flow_model)
+    let graph = tf_export::decode_graph(&record.tensor_flow_model[..])
         .with_context(|| format!("{}: field tensorFlowModel", path.display()))?;
     let graph = GraphSummary::of(&graph);
     println!("{}", path.display());

@@ -5,14 +5,16 @@
 //! depend only on the ids and their order, so a changed rating leaves the maps' hashes (and every
 //! stage that reads only the maps) untouched.
 //!
-//! `ingest` looks up two ids per row, so the index uses foldhash (the hasher hashbrown itself
-//! defaults to) rather than std's DoS-resistant SipHash, which costs several times as much on
-//! 36-byte keys; ids come from the project's own data files, not from an adversary.
+//! The index is a `hashbrown::HashTable` of positions into that text (no second copy of the ids
+//! as keys), hashed with foldhash (the hasher hashbrown itself defaults to) rather than std's
+//! DoS-resistant SipHash, which costs several times as much on 36-byte keys; ids come from the
+//! project's own data files, not from an adversary.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use hashbrown::HashTable;
 
 use super::shown::escape_controls;
 
@@ -21,67 +23,153 @@ use super::shown::escape_controls;
 /// 2²⁴.
 pub const MAX_IDS: u64 = 1 << 24;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The ids are held once, as the file's own text: a 1M-customer map is one 37 MB string plus
+/// 8 bytes of start offset and a 4-byte index slot per id, where a `String` per id (and a second
+/// one as the hash map's key) cost four times that in allocations that also take long to free.
+#[derive(Debug, Clone, Default)]
 pub struct IdMap {
-    ids: Vec<String>,
-    index: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// The map file's bytes: every id followed by `\n`, in index order.
+    text: String,
+    /// Where each id's `\n` is in `text`: an id runs from the end of the one before to there.
+    ends: Vec<usize>,
+    /// Indices into `starts`, found by the hash of their id.
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
 }
 
+impl PartialEq for IdMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for IdMap {}
+
 impl IdMap {
-    /// The index of `id`, adding it at the end when first seen.
+    /// The index of `id`, adding it at the end when first seen. `id` must not contain a line
+    /// break (ids reach the map as validated UUIDs).
     pub fn intern(&mut self, id: &str) -> u32 {
-        if let Some(&index) = self.index.get(id) {
+        if let Some(index) = self.get(id) {
             return index;
         }
-        let index = self.ids.len() as u32;
-        self.ids.push(id.to_string());
-        self.index.insert(id.to_string(), index);
-        index
+        debug_assert!(!id.contains('\n'), "an id with a line break");
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+        self.text.push('\n');
+        self.index_last()
+    }
+
+    /// Indexes the last id of `ends`, already in `text`; returns its index.
+    fn index_last(&mut self) -> u32 {
+        let index = self.ends.len() - 1;
+        let Self {
+            text,
+            ends,
+            index: table,
+            hasher,
+        } = self;
+        table.insert_unique(
+            hasher.hash_one(id_at(text, ends, index)),
+            index as u32,
+            |&other| hasher.hash_one(id_at(text, ends, other as usize)),
+        );
+        index as u32
     }
 
     pub fn get(&self, id: &str) -> Option<u32> {
-        self.index.get(id).copied()
+        let hash = self.hasher.hash_one(id);
+        self.index
+            .find(hash, |&index| self.id(index as usize) == id)
+            .copied()
+    }
+
+    /// The id at `index` (`index < len`).
+    pub fn id(&self, index: usize) -> &str {
+        id_at(&self.text, &self.ends, index)
     }
 
     /// Ids in index order.
-    pub fn ids(&self) -> &[String] {
-        &self.ids
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        (0..self.len()).map(|index| self.id(index))
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ends.is_empty()
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut text = String::with_capacity(self.ids.len() * 37);
-        for id in &self.ids {
-            text.push_str(id);
-            text.push('\n');
-        }
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        std::fs::write(path, &self.text).with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Reads a map file: one id per line (a final line without `\n`, and `\r\n` line ends of a
+    /// hand-edited file, are accepted). An id listed twice is an error naming its line.
     pub fn read(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let twice = |line: usize, id: &str| {
+            anyhow::anyhow!(
+                "{}:{}: id `{}` appears twice",
+                path.display(),
+                line + 1,
+                escape_controls(id)
+            )
+        };
+        if text.ends_with('\n') && !text.contains('\r') {
+            // What `write` writes: the text is kept as it is, and only indexed.
+            return Self::from_text(text).map_err(|repeated| twice(repeated.line, &repeated.id));
+        }
         let mut map = Self::default();
-        for (line_number, id) in text.lines().enumerate() {
+        for (line, id) in text.lines().enumerate() {
             if map.get(id).is_some() {
-                bail!(
-                    "{}:{}: id `{}` appears twice",
-                    path.display(),
-                    line_number + 1,
-                    escape_controls(id)
-                );
+                return Err(twice(line, id));
             }
             map.intern(id);
         }
         Ok(map)
     }
+
+    /// The map whose file text is `text`: ids each followed by `\n` (anything after the last
+    /// `\n` is not an id). The index is sized once and filled in one pass over the text.
+    pub fn from_text(text: String) -> std::result::Result<Self, Repeated> {
+        let ids = text.bytes().filter(|&byte| byte == b'\n').count();
+        let mut map = Self {
+            text,
+            ends: Vec::with_capacity(ids),
+            index: HashTable::with_capacity(ids),
+            hasher: Default::default(),
+        };
+        let mut start = 0;
+        while let Some(length) = map.text[start..].find('\n') {
+            let end = start + length;
+            if map.get(&map.text[start..end]).is_some() {
+                return Err(Repeated {
+                    line: map.ends.len(),
+                    id: map.text[start..end].to_string(),
+                });
+            }
+            map.ends.push(end);
+            map.index_last();
+            start = end + 1;
+        }
+        Ok(map)
+    }
+}
+
+/// An id that a map's text lists twice: its second line (0-based) and the id.
+#[derive(Debug)]
+pub struct Repeated {
+    pub line: usize,
+    pub id: String,
+}
+
+/// The id at `index` of a map's `text` and `ends`.
+fn id_at<'a>(text: &'a str, ends: &[usize], index: usize) -> &'a str {
+    let start = if index == 0 { 0 } else { ends[index - 1] + 1 };
+    &text[start..ends[index]]
 }
 
 #[cfg(test)]
@@ -99,5 +187,24 @@ mod tests {
         map.write(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\na\n");
         assert_eq!(IdMap::read(&path).unwrap(), map);
+        assert_eq!(map.ids().collect::<Vec<_>>(), ["b", "a"]);
+    }
+
+    #[test]
+    fn reads_hand_edited_maps_and_names_a_repeated_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.txt");
+        std::fs::write(&path, "b\r\na\r\nc").unwrap();
+        let map = IdMap::read(&path).unwrap();
+        assert_eq!(map.ids().collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(map.get("c"), Some(2));
+        for text in ["b\na\nb\n", "b\r\na\r\nb"] {
+            std::fs::write(&path, text).unwrap();
+            let error = IdMap::read(&path).unwrap_err().to_string();
+            assert!(
+                error.ends_with("map.txt:3: id `b` appears twice"),
+                "{error}"
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! Quoted fields, CRLF line ends and a missing final newline are the csv crate's business; a
 //! UTF-8 BOM (which the csv crate keeps as part of the first header name) is stripped here.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{Cursor, Read};
@@ -40,6 +40,8 @@ pub const RATING_COLUMN: &str = "scaled_purchase_freq";
 const UTF8_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 /// Under [`OnBadRows::Skip`], bad rows past this many are counted but not printed one by one.
 pub const BAD_ROWS_SHOWN: u64 = 20;
+/// Rows read ahead, whose ids are looked up together (see the read loop).
+const BATCH_ROWS: usize = 256;
 /// Rows between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
 /// The shortest plausible row (two hyphenated UUIDs, a one-digit rating, separators and a
@@ -147,51 +149,77 @@ fn read_ratings_up_to(
     let mut skipped = 0u64;
     let mut rows_read = 0u64;
 
-    let mut record = ByteRecord::new();
-    while reader
-        .read_byte_record(&mut record)
-        .with_context(|| format!("reading {source}"))?
-    {
-        rows_read += 1;
-        match parse_row(&record, &columns, &mut customers, &mut products) {
-            Ok((customer, product, rating)) => {
-                // Indices are dense in first-seen order: index `max_ids` is one id too many.
-                for (index, column) in [(customer, CUSTOMER_COLUMN), (product, PRODUCT_COLUMN)] {
-                    if u64::from(index) >= max_ids {
-                        let line = record.position().map_or(0, |position| position.line());
-                        bail!(
-                            "{source}:{line}: more than {max_ids} distinct {column} values: ids \
-                             reach the model as float32, which holds whole numbers exactly only \
-                             up to 2^24, so a model tells at most {max_ids} apart"
-                        );
+    let mut batch = vec![ByteRecord::new(); BATCH_ROWS];
+    let mut keys = vec![[None; 2]; BATCH_ROWS];
+    let mut known = vec![KnownIds::default(); BATCH_ROWS];
+    loop {
+        let mut filled = 0;
+        while filled < BATCH_ROWS
+            && reader
+                .read_byte_record(&mut batch[filled])
+                .with_context(|| format!("reading {source}"))?
+        {
+            filled += 1;
+        }
+        if filled == 0 {
+            break;
+        }
+        // The batch's ids are parsed, then looked up in a loop of nothing else: the lookups do
+        // not wait for each other, so the CPU overlaps their cache misses, where one lookup per
+        // row between parsing the rows would wait out the full memory latency each time.
+        for (record, keys) in batch[..filled].iter().zip(&mut keys) {
+            *keys = [columns.customer, columns.product]
+                .map(|column| record.get(column).and_then(canonical_uuid));
+        }
+        for (keys, known) in keys[..filled].iter().zip(&mut known) {
+            *known = KnownIds {
+                customer: customers.known(keys[0]),
+                product: products.known(keys[1]),
+            };
+        }
+        for (record, known) in batch[..filled].iter().zip(&known) {
+            rows_read += 1;
+            match parse_row(record, &columns, known, &mut customers, &mut products) {
+                Ok((customer, product, rating)) => {
+                    // Indices are dense in first-seen order: index `max_ids` is one id too many.
+                    for (index, column) in [(customer, CUSTOMER_COLUMN), (product, PRODUCT_COLUMN)]
+                    {
+                        if u64::from(index) >= max_ids {
+                            let line = record.position().map_or(0, |position| position.line());
+                            bail!(
+                                "{source}:{line}: more than {max_ids} distinct {column} values: ids \
+                                 reach the model as float32, which holds whole numbers exactly only \
+                                 up to 2^24, so a model tells at most {max_ids} apart"
+                            );
+                        }
                     }
+                    ratings.customers.push(customer);
+                    ratings.products.push(product);
+                    ratings.ratings.push(rating);
                 }
-                ratings.customers.push(customer);
-                ratings.products.push(product);
-                ratings.ratings.push(rating);
-            }
-            Err(problem) => {
-                let line = record.position().map_or(0, |position| position.line());
-                match on_bad_rows {
-                    OnBadRows::Error => bail!(
-                        "{source}:{line}: {problem} (set `on_bad_rows: skip` to leave such rows out)"
-                    ),
-                    OnBadRows::Skip => {
-                        skipped += 1;
-                        if skipped <= BAD_ROWS_SHOWN {
-                            progress.println(&format!("skipping {source}:{line}: {problem}"));
-                        } else if skipped == BAD_ROWS_SHOWN + 1 {
-                            progress.println(&format!(
-                                "skipping further bad rows of {source} without showing them"
-                            ));
+                Err(problem) => {
+                    let line = record.position().map_or(0, |position| position.line());
+                    match on_bad_rows {
+                        OnBadRows::Error => bail!(
+                            "{source}:{line}: {problem} (set `on_bad_rows: skip` to leave such rows out)"
+                        ),
+                        OnBadRows::Skip => {
+                            skipped += 1;
+                            if skipped <= BAD_ROWS_SHOWN {
+                                progress.println(&format!("skipping {source}:{line}: {problem}"));
+                            } else if skipped == BAD_ROWS_SHOWN + 1 {
+                                progress.println(&format!(
+                                    "skipping further bad rows of {source} without showing them"
+                                ));
+                            }
                         }
                     }
                 }
             }
-        }
-        if rows_read.is_multiple_of(PROGRESS_EVERY) {
-            if let Some(position) = record.position() {
-                progress.set_position(position.byte());
+            if rows_read.is_multiple_of(PROGRESS_EVERY) {
+                if let Some(position) = record.position() {
+                    progress.set_position(position.byte());
+                }
             }
         }
     }
@@ -205,7 +233,7 @@ fn read_ratings_up_to(
         }
         bail!("{source}: no data rows (only a header)");
     }
-    let (customers, products) = (customers.map, products.map);
+    let (customers, products) = (customers.into_map()?, products.into_map()?);
     ratings.n_customers = customers.len() as u32;
     ratings.n_products = products.len() as u32;
     Ok(Ingested {
@@ -275,10 +303,18 @@ impl Columns {
     }
 }
 
+/// A row's ids already in the maps when its batch was read, looked up ahead of the row.
+#[derive(Clone, Copy, Default)]
+struct KnownIds {
+    customer: Option<u32>,
+    product: Option<u32>,
+}
+
 /// One row's customer index, product index and rating, or what is wrong with it.
 fn parse_row(
     record: &ByteRecord,
     columns: &Columns,
+    known: &KnownIds,
     customers: &mut IdInterner,
     products: &mut IdInterner,
 ) -> std::result::Result<(u32, u32, f32), String> {
@@ -289,64 +325,116 @@ fn parse_row(
             columns.width
         ));
     }
-    let customer = customers.intern(&record[columns.customer])?;
-    let product = products.intern(&record[columns.product])?;
+    let customer = match known.customer {
+        Some(index) => index,
+        None => customers.intern(&record[columns.customer])?,
+    };
+    let product = match known.product {
+        Some(index) => index,
+        None => products.intern(&record[columns.product])?,
+    };
     let rating = parse_rating(&record[columns.rating])?;
     Ok((customer, product, rating))
 }
 
-/// The hyphenated form every UUID printer writes: the fast path of [`IdInterner`].
-const HYPHENATED_LEN: usize = 36;
-
 /// One id column's map, built while reading: ids as written → first-seen indices.
 ///
-/// Reading is bound by memory latency on the id lookups (100k customers spread over a 1M-row
-/// file miss the cache on nearly every row), so ids of the usual 36-byte hyphenated form are
-/// also indexed by their bytes inline: a hit touches one table slot, where [`IdMap`]'s own
-/// `String` keys would cost a second miss to follow the pointer to the text. Either way an id
-/// is keyed by its exact text, so two spellings of one UUID stay two ids, as in pandas.
+/// Reading is bound by memory latency on the id lookups (1M customers spread over a 10M-row
+/// file miss the cache on nearly every row), so the table consulted per row is kept small: ids in
+/// the form every UUID printer writes (36 bytes, hyphenated, lowercase) are keyed by their 16
+/// bytes, a 20-byte slot, compared without a call to `memcmp`. That text and those bytes map
+/// one to one, so ids are still told apart by their exact text: any other spelling (upper case,
+/// braces, no hyphens) is looked up by its text in `other`, and stays a different id from its
+/// lowercase twin, as in pandas.
 struct IdInterner {
     column: &'static str,
-    hyphenated: HashMap<[u8; HYPHENATED_LEN], u32, foldhash::fast::RandomState>,
-    /// Every id in first-seen order; also the index for ids of other lengths.
-    map: IdMap,
+    canonical: HashMap<[u8; 16], u32, foldhash::fast::RandomState>,
+    /// Ids of other spellings, by their text.
+    other: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// Every id in first-seen order, each followed by `\n`: the map file's text, which becomes
+    /// an [`IdMap`] (indexed in one pass) at the end.
+    text: String,
+    count: u32,
 }
 
 impl IdInterner {
     fn new(column: &'static str) -> Self {
         Self {
             column,
-            hyphenated: HashMap::default(),
-            map: IdMap::default(),
+            canonical: HashMap::default(),
+            other: HashMap::default(),
+            text: String::new(),
+            count: 0,
         }
+    }
+
+    /// The index of an id of the usual form (its [`canonical_uuid`] key) when already seen: the
+    /// fast path, which neither validates nor adds anything.
+    fn known(&self, key: Option<[u8; 16]>) -> Option<u32> {
+        self.canonical.get(&key?).copied()
     }
 
     /// The index of the id `field` as written, validating it as a UUID when first seen.
     fn intern(&mut self, field: &[u8]) -> std::result::Result<u32, String> {
-        match <[u8; HYPHENATED_LEN]>::try_from(field) {
-            Ok(key) => match self.hyphenated.entry(key) {
-                Entry::Occupied(entry) => Ok(*entry.get()),
-                Entry::Vacant(entry) => {
-                    let index = Self::by_text(&mut self.map, field, self.column)?;
-                    Ok(*entry.insert(index))
-                }
-            },
-            Err(_) => Self::by_text(&mut self.map, field, self.column),
-        }
-    }
-
-    /// The index of `field` by its text in `map`; an id not there yet is validated and added.
-    fn by_text(map: &mut IdMap, field: &[u8], column: &str) -> std::result::Result<u32, String> {
-        let not_a_uuid = |reason: &dyn fmt::Display| {
-            format!("{column} `{}` is not a UUID: {reason}", shown_field(field))
+        let Some(key) = canonical_uuid(field) else {
+            return self.by_text(field);
         };
-        let id = std::str::from_utf8(field).map_err(|error| not_a_uuid(&error))?;
-        if let Some(index) = map.get(id) {
+        if let Some(&index) = self.canonical.get(&key) {
             return Ok(index);
         }
-        Uuid::try_parse(id).map_err(|error| not_a_uuid(&error))?;
-        Ok(map.intern(id))
+        let id =
+            std::str::from_utf8(field).map_err(|error| not_a_uuid(self.column, field, &error))?;
+        let index = self.add(id);
+        self.canonical.insert(key, index);
+        Ok(index)
     }
+
+    /// The index of `field` by its text; an id not there yet is validated and added.
+    fn by_text(&mut self, field: &[u8]) -> std::result::Result<u32, String> {
+        let id =
+            std::str::from_utf8(field).map_err(|error| not_a_uuid(self.column, field, &error))?;
+        if let Some(&index) = self.other.get(id) {
+            return Ok(index);
+        }
+        Uuid::try_parse(id).map_err(|error| not_a_uuid(self.column, field, &error))?;
+        let index = self.add(id);
+        self.other.insert(id.to_string(), index);
+        Ok(index)
+    }
+
+    /// Appends a new id; returns its index.
+    fn add(&mut self, id: &str) -> u32 {
+        self.text.push_str(id);
+        self.text.push('\n');
+        self.count += 1;
+        self.count - 1
+    }
+
+    /// The id map: each id was added once, as its column's spelling sorted it to `canonical` or
+    /// `other`, never both.
+    fn into_map(self) -> Result<IdMap> {
+        IdMap::from_text(self.text).map_err(|repeated| {
+            anyhow::anyhow!(
+                "internal error: {} id `{}` was added twice",
+                self.column,
+                repeated.id
+            )
+        })
+    }
+}
+
+fn not_a_uuid(column: &str, field: &[u8], reason: &dyn fmt::Display) -> String {
+    format!("{column} `{}` is not a UUID: {reason}", shown_field(field))
+}
+
+/// The 16 bytes of `field` when it is a UUID in the hyphenated lowercase form.
+fn canonical_uuid(field: &[u8]) -> Option<[u8; 16]> {
+    if field.len() != 36 || field.iter().any(u8::is_ascii_uppercase) {
+        return None;
+    }
+    Uuid::try_parse_ascii(field)
+        .ok()
+        .map(|uuid| *uuid.as_bytes())
 }
 
 fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
@@ -437,7 +525,7 @@ mod tests {
             "customerId,productId,scaled_purchase_freq\n{C2},{P1},0.5\n{C1},{P1},0\n{C2},{P1},1\n"
         );
         let ingested = read(&text).unwrap();
-        assert_eq!(ingested.customers.ids(), [C2, C1]);
+        assert_eq!(ingested.customers.ids().collect::<Vec<_>>(), [C2, C1]);
         assert_eq!(ingested.ratings.customers, [0, 1, 0]);
         assert_eq!(ingested.ratings.products, [0, 0, 0]);
         assert_eq!(ingested.ratings.ratings, [0.5, 0.0, 1.0]);
@@ -451,7 +539,10 @@ mod tests {
     fn keeps_ids_as_written() {
         let upper = C1.to_uppercase();
         let text = format!("customerId,productId,scaled_purchase_freq\n{upper},{P1},0.5\n");
-        assert_eq!(read(&text).unwrap().customers.ids(), [upper]);
+        assert_eq!(
+            read(&text).unwrap().customers.ids().collect::<Vec<_>>(),
+            [&upper]
+        );
     }
 
     #[test]
@@ -465,7 +556,10 @@ mod tests {
              {braced},{P1},1\n{simple},{P1},1\n{upper},{P1},1\n"
         );
         let ingested = read(&text).unwrap();
-        assert_eq!(ingested.customers.ids(), [&simple, &braced, C1, &upper]);
+        assert_eq!(
+            ingested.customers.ids().collect::<Vec<_>>(),
+            [&simple, &braced, C1, &upper]
+        );
         assert_eq!(ingested.ratings.customers, [0, 1, 2, 3, 1, 0, 3]);
     }
 

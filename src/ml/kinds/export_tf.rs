@@ -41,18 +41,24 @@ impl StageKind for ExportTf {
         let params =
             checkpoint::read_params(ctx.input("checkpoint")?).context("input `checkpoint`")?;
         let graph = tf_export::frozen_graph(&params).context("input `checkpoint`")?;
+        let shape = format!(
+            "{} customers × {} products, k = {}",
+            params.n_customers, params.n_products, params.n_factors
+        );
+        // Each copy of the tables is dropped as soon as the next one is made: the parameters,
+        // then the graph message; both files are written from the one encoding.
+        drop(params);
         let summary = tf_export::GraphSummary::of(&graph);
-        tf_export::write_graph(ctx.output("graph")?, &graph).context("output `graph`")?;
-        tf_export::write_saved_model(ctx.output("saved_model")?, &tf_export::saved_model(graph))
+        let encoded = tf_export::encode_graph(&graph);
+        drop(graph);
+        tf_export::write_graph(ctx.output("graph")?, &encoded).context("output `graph`")?;
+        tf_export::write_saved_model(ctx.output("saved_model")?, &encoded)
             .context("output `saved_model`")?;
         ctx.progress.println(&format!(
-            "frozen graph: {} nodes, inputs {}, output {}; {} customers × {} products, k = {}",
+            "frozen graph: {} nodes, inputs {}, output {}; {shape}",
             summary.nodes,
             summary.inputs.join(", "),
             summary.outputs.join(", "),
-            params.n_customers,
-            params.n_products,
-            params.n_factors
         ));
         Ok(())
     }

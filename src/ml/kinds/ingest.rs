@@ -4,6 +4,8 @@
 //! The maps are outputs of their own, so their bytes (and the cache keys of stages that read
 //! only the maps) stay the same when only ratings change.
 
+use std::time::Instant;
+
 use anyhow::{Context, Result};
 
 use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
@@ -56,7 +58,9 @@ impl StageKind for Ingest {
     fn run(&self, ctx: &StageContext) -> Result<()> {
         let policy = on_bad_rows(ctx.params)?;
         let input = ctx.input("ratings")?;
+        let started = Instant::now();
         let ingested = read_ratings_file(input, policy, ctx.progress)?;
+        let seconds = started.elapsed().as_secs_f64();
         if ingested.skipped > 0 {
             let rows = if ingested.skipped == 1 { "row" } else { "rows" };
             ctx.progress.println(&format!(
@@ -65,8 +69,9 @@ impl StageKind for Ingest {
                 input.display()
             ));
         }
+        let megabytes = std::fs::metadata(input).map_or(0, |meta| meta.len()) as f64 / 1e6;
         ctx.progress.println(&format!(
-            "{} ratings, {} customers, {} products",
+            "{} ratings, {} customers, {} products ({megabytes:.1} MB of CSV read in {seconds:.2} s)",
             ingested.ratings.len(),
             ingested.customers.len(),
             ingested.products.len()

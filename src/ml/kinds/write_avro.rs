@@ -11,13 +11,16 @@
 //! `SOURCE_DATE_EPOCH` say now. A new model id therefore means a new package of something that
 //! changed; set `model_id` to force one.
 
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
 use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
 use crate::ml::data::idmap::IdMap;
-use crate::ml::model::avro_record::{self, RecommenderModel};
+use crate::ml::model::avro_record::{self, RecordParts};
 use crate::ml::model::tf_export;
 
 pub struct WriteAvro;
@@ -79,46 +82,59 @@ impl StageKind for WriteAvro {
     fn run(&self, ctx: &StageContext) -> Result<()> {
         let schema = avro_record::read_schema(ctx.input("schema")?).context("input `schema`")?;
         let codec = avro_record::parse_codec(ctx.params.str("codec")?).context("param `codec`")?;
-        let graph = ctx.read_input("graph")?;
+        // As `Bytes`, so checking the graph slices its tables out of the buffer, not copies.
+        let graph = bytes::Bytes::from(ctx.read_input("graph")?);
         let graph_path = ctx.input("graph")?;
-        tf_export::decode_graph(&graph)
+        tf_export::decode_graph(graph.clone())
             .with_context(|| format!("input `graph` ({})", graph_path.display()))?;
         let model_id = match ctx.params.optional_str("model_id")? {
             Some(id) => id.to_string(),
             None => model_id_at(packaging_time()?),
         };
-        let record = RecommenderModel {
-            model_id,
-            tensor_flow_model: graph,
-            product_ids: read_ids(ctx, "product_map")?,
-            customer_ids: read_ids(ctx, "customer_map")?,
+        let products = read_map(ctx, "product_map")?;
+        let customers = read_map(ctx, "customer_map")?;
+        let record = RecordParts {
+            model_id: &model_id,
+            tensor_flow_model: &graph,
+            product_ids: products.ids(),
+            customer_ids: customers.ids(),
         };
 
-        // Encode both before writing either, so a failure leaves nothing behind.
-        let datum = record.to_datum(&schema)?;
-        let container = record.to_container(&schema, codec)?;
-        for (role, bytes) in [("container", &container), ("datum", &datum)] {
-            let path = ctx.output(role)?;
-            std::fs::write(path, bytes)
-                .with_context(|| format!("writing output `{role}` ({})", path.display()))?;
-        }
+        // Streamed into the staging folder, which the engine moves into place only when the
+        // stage succeeds: a failure leaves nothing behind.
+        let datum_path = ctx.output("datum")?;
+        let written = record
+            .write_datum(&schema, BufWriter::new(create(datum_path, "datum")?))
+            .with_context(|| format!("writing output `datum` ({})", datum_path.display()))?;
+        let container_path = ctx.output("container")?;
+        avro_record::write_container(
+            &schema,
+            codec,
+            File::open(datum_path)
+                .with_context(|| format!("reading output `datum` ({})", datum_path.display()))?,
+            written,
+            BufWriter::new(create(container_path, "container")?),
+        )
+        .with_context(|| format!("writing output `container` ({})", container_path.display()))?;
+        let container_len = std::fs::metadata(container_path)?.len();
         ctx.progress.println(&format!(
-            "{}: {} products, {} customers, graph {} bytes; container {} bytes, datum {} bytes",
-            record.model_id,
-            record.product_ids.len(),
-            record.customer_ids.len(),
-            record.tensor_flow_model.len(),
-            container.len(),
-            datum.len()
+            "{model_id}: {} products, {} customers, graph {} bytes; container {container_len} bytes, datum {} bytes",
+            products.len(),
+            customers.len(),
+            graph.len(),
+            written.len
         ));
         Ok(())
     }
 }
 
-fn read_ids(ctx: &StageContext, role: &str) -> Result<Vec<String>> {
+fn create(path: &Path, role: &str) -> Result<File> {
+    File::create(path).with_context(|| format!("creating output `{role}` ({})", path.display()))
+}
+
+fn read_map(ctx: &StageContext, role: &str) -> Result<IdMap> {
     let path = ctx.input(role)?;
-    let map = IdMap::read(path).with_context(|| format!("input `{role}` ({})", path.display()))?;
-    Ok(map.ids().to_vec())
+    IdMap::read(path).with_context(|| format!("input `{role}` ({})", path.display()))
 }
 
 /// Seconds since 1970 (UTC) the model is packaged at: `SOURCE_DATE_EPOCH`, else now.

@@ -2,8 +2,12 @@
 //! the frozen TensorFlow graph, and the product and customer id maps (UUID → dense index).
 //!
 //! Written two ways, both with `apache-avro`:
-//! - a bare binary datum ([`RecommenderModel::to_datum`]), readable only with the `.avsc`;
-//! - an object container file with the schema embedded ([`RecommenderModel::to_container`]).
+//! - a bare binary datum ([`RecordParts::write_datum`]), readable only with the `.avsc`;
+//! - an object container file with the schema embedded ([`write_container`]), around the datum.
+//!
+//! Both are streamed to their writers from borrowed parts ([`RecordParts`]): a 1M-customer
+//! record (a 200 MB graph and 1M ids) is never built in memory; the container copies the datum
+//! file it follows (compressed codecs excepted: a block's length precedes it).
 //!
 //! Same record → same bytes, and the bytes the reference encoders write (Apache Avro for Java's
 //! `GenericDatumWriter`, Python `avro`, `fastavro`):
@@ -23,6 +27,7 @@
 //! ([`check_schema`]), so a schema that does not fit fails with the name of the field.
 
 use std::collections::HashSet;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -33,6 +38,7 @@ use serde::ser::Serializer;
 use serde::Serialize;
 
 use crate::ml::data::shown::escape_controls;
+use crate::ml::data::try_vec;
 
 /// The record's full name in the schema.
 pub const RECORD_NAME: &str = "warez.RecommenderModel";
@@ -198,59 +204,142 @@ pub fn parse_codec(name: &str) -> Result<Codec> {
     })
 }
 
-impl RecommenderModel {
-    /// The bare binary datum.
-    pub fn to_datum(&self, schema: &Schema) -> Result<Vec<u8>> {
+/// A record to encode, its parts borrowed: `write_avro` encodes straight from the graph and the
+/// id maps it read, holding no second copy of them; [`RecommenderModel`] encodes through it too.
+pub struct RecordParts<'a, Ids> {
+    pub model_id: &'a str,
+    /// A binary TensorFlow GraphDef.
+    pub tensor_flow_model: &'a [u8],
+    /// Product ids in index order.
+    pub product_ids: Ids,
+    /// Customer ids in index order.
+    pub customer_ids: Ids,
+}
+
+/// What the object container file around a written datum needs of it.
+#[derive(Debug, Clone, Copy)]
+pub struct WrittenDatum {
+    /// The datum's length in bytes.
+    pub len: u64,
+    /// The container's sync marker: the start of the blake3 hash of the schema and the datum.
+    marker: [u8; 16],
+}
+
+impl<'a, Ids: ExactSizeIterator<Item = &'a str> + Clone> RecordParts<'a, Ids> {
+    /// Writes the bare binary datum to `out`, hashing it for [`write_container`] on the way.
+    pub fn write_datum(&self, schema: &Schema, out: impl Write) -> Result<WrittenDatum> {
         let order = field_order(schema)?;
-        self.check_maps()?;
-        let mut datum = Vec::new();
+        for (field, ids) in [
+            (PRODUCT_MAP, self.product_ids.len()),
+            (CUSTOMER_MAP, self.customer_ids.len()),
+        ] {
+            ensure!(
+                i32::try_from(ids).is_ok(),
+                "`{field}` has {ids} ids, more than an Avro int can index"
+            );
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(schema_json(schema)?.as_bytes());
+        let mut out = Tee {
+            out,
+            hasher,
+            len: 0,
+        };
         for spec in order {
             match spec.field {
-                Field::ModelId => encode(&Schema::String, &self.model_id, &mut datum),
+                Field::ModelId => encode(&Schema::String, &self.model_id, &mut out),
                 Field::TensorFlowModel => {
-                    encode(&Schema::Bytes, &Bytes(&self.tensor_flow_model), &mut datum)
+                    encode(&Schema::Bytes, &Bytes(self.tensor_flow_model), &mut out)
                 }
-                Field::ProductMap => write_id_map(&self.product_ids, &mut datum),
-                Field::CustomerMap => write_id_map(&self.customer_ids, &mut datum),
+                Field::ProductMap => write_id_map(self.product_ids.clone(), &mut out),
+                Field::CustomerMap => write_id_map(self.customer_ids.clone(), &mut out),
             }
             .with_context(|| format!("encoding field `{}` of the record", spec.name))?;
         }
-        Ok(datum)
+        out.out.flush()?;
+        let hash = out.hasher.finalize();
+        let mut marker = [0; 16];
+        marker.copy_from_slice(&hash.as_bytes()[..16]);
+        Ok(WrittenDatum {
+            len: out.len,
+            marker,
+        })
+    }
+}
+
+/// Writes an object container file holding one record, the schema embedded, to `out`: `datum`
+/// reads back the datum that [`RecordParts::write_datum`] wrote and described as `written`.
+/// Under the `null` codec it is copied through; a compressed block is built in memory, since
+/// its length comes before it.
+pub fn write_container(
+    schema: &Schema,
+    codec: Codec,
+    mut datum: impl Read,
+    written: WrittenDatum,
+    mut out: impl Write,
+) -> Result<()> {
+    out.write_all(CONTAINER_MAGIC)?;
+    let codec_name: &'static str = codec.into();
+    let schema_json = schema_json(schema)?;
+    let metadata = [
+        ("avro.schema", Bytes(schema_json.as_bytes())),
+        ("avro.codec", Bytes(codec_name.as_bytes())),
+    ];
+    write_map(metadata, &Schema::Bytes, &mut out).context("encoding the Avro container header")?;
+    out.write_all(&written.marker)?;
+
+    // One data block: the record count, the block's byte size, the (compressed) datum, the
+    // marker again.
+    let compressed = match codec {
+        Codec::Null => None,
+        _ => {
+            let mut block = try_vec(usize::try_from(written.len)?)?;
+            datum.read_to_end(&mut block)?;
+            codec
+                .compress(&mut block)
+                .with_context(|| format!("compressing the record with codec `{codec_name}`"))?;
+            Some(block)
+        }
+    };
+    let block_len = compressed
+        .as_ref()
+        .map_or(written.len, |block| block.len() as u64);
+    let block_len = i64::try_from(block_len).context("the data block is too large")?;
+    encode(&Schema::Long, &1_i64, &mut out)
+        .and_then(|()| encode(&Schema::Long, &block_len, &mut out))
+        .context("encoding the Avro container's data block")?;
+    match compressed {
+        Some(block) => out.write_all(&block)?,
+        None => {
+            let copied = std::io::copy(&mut datum.take(written.len), &mut out)?;
+            ensure!(
+                copied == written.len,
+                "the datum ended after {copied} of its {} bytes",
+                written.len
+            );
+        }
+    }
+    out.write_all(&written.marker)?;
+    out.flush()?;
+    Ok(())
+}
+
+impl RecommenderModel {
+    fn parts(&self) -> RecordParts<'_, impl ExactSizeIterator<Item = &str> + Clone> {
+        RecordParts {
+            model_id: &self.model_id,
+            tensor_flow_model: &self.tensor_flow_model,
+            product_ids: self.product_ids.iter().map(String::as_str),
+            customer_ids: self.customer_ids.iter().map(String::as_str),
+        }
     }
 
     /// An object container file holding this one record, the schema embedded.
     pub fn to_container(&self, schema: &Schema, codec: Codec) -> Result<Vec<u8>> {
-        let datum = self.to_datum(schema)?;
-        let schema_json =
-            serde_json::to_string(schema).context("serializing the Avro schema to JSON")?;
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(schema_json.as_bytes());
-        hasher.update(&datum);
-        let hash = hasher.finalize();
-        let marker = &hash.as_bytes()[..16];
-
-        let mut file = CONTAINER_MAGIC.to_vec();
-        let codec_name: &'static str = codec.into();
-        let metadata = [
-            ("avro.schema", Bytes(schema_json.as_bytes())),
-            ("avro.codec", Bytes(codec_name.as_bytes())),
-        ];
-        write_map(metadata, &Schema::Bytes, &mut file)
-            .context("encoding the Avro container header")?;
-        file.extend_from_slice(marker);
-
-        // One data block: the record count, the block's byte size, the (compressed) datum, the
-        // marker again.
-        let mut block = datum;
-        codec
-            .compress(&mut block)
-            .with_context(|| format!("compressing the record with codec `{codec_name}`"))?;
-        let block_len = i64::try_from(block.len()).context("the data block is too large")?;
-        encode(&Schema::Long, &1_i64, &mut file)
-            .and_then(|()| encode(&Schema::Long, &block_len, &mut file))
-            .context("encoding the Avro container's data block")?;
-        file.extend_from_slice(&block);
-        file.extend_from_slice(marker);
+        let mut datum = Vec::new();
+        let written = self.parts().write_datum(schema, &mut datum)?;
+        let mut file = Vec::new();
+        write_container(schema, codec, &datum[..], written, &mut file)?;
         Ok(file)
     }
 
@@ -314,21 +403,6 @@ impl RecommenderModel {
             customer_ids: customer_ids.ok_or_else(|| missing(CUSTOMER_MAP))?,
         })
     }
-
-    /// The maps' values are `int`s: more ids than that cannot be written.
-    fn check_maps(&self) -> Result<()> {
-        for (field, ids) in [
-            (PRODUCT_MAP, &self.product_ids),
-            (CUSTOMER_MAP, &self.customer_ids),
-        ] {
-            ensure!(
-                i32::try_from(ids.len()).is_ok(),
-                "`{field}` has {} ids, more than an Avro int can index",
-                ids.len()
-            );
-        }
-        Ok(())
-    }
 }
 
 /// Turns a decoded `map<int>` back into ids by position; the indices must be 0..len.
@@ -354,18 +428,23 @@ fn ids_by_index(field: &str, map: std::collections::HashMap<String, Value>) -> R
 }
 
 /// Encodes `value` as `schema` with `apache-avro`.
-fn encode<T: Serialize>(schema: &Schema, value: &T, out: &mut Vec<u8>) -> Result<()> {
+fn encode<T: Serialize>(schema: &Schema, value: &T, out: &mut impl Write) -> Result<()> {
     apache_avro::write_avro_datum_ref(schema, value, out)?;
     Ok(())
 }
 
-/// Writes ids as a `map<int>` `id → position`, in position order.
-fn write_id_map(ids: &[String], out: &mut Vec<u8>) -> Result<()> {
-    let entries = ids.iter().enumerate().map(|(index, id)| {
-        let index = i32::try_from(index).expect("check_maps bounds the number of ids");
-        (id.as_str(), index)
-    });
-    write_map(entries, &Schema::Int, out)
+/// The schema as the container's header embeds it (and its sync marker hashes it).
+fn schema_json(schema: &Schema) -> Result<String> {
+    serde_json::to_string(schema).context("serializing the Avro schema to JSON")
+}
+
+/// Writes ids as a `map<int>` `id → position`, in position order (at most `i32::MAX` ids, which
+/// [`RecordParts::write_datum`] checks).
+fn write_id_map<'a>(
+    ids: impl ExactSizeIterator<Item = &'a str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    write_map(ids.zip(0..i32::MAX), &Schema::Int, out)
 }
 
 /// Writes a map in the order given, as one block: the entry count (none for an empty map),
@@ -373,7 +452,7 @@ fn write_id_map(ids: &[String], out: &mut Vec<u8>) -> Result<()> {
 fn write_map<'a, V: Serialize>(
     entries: impl IntoIterator<Item = (&'a str, V), IntoIter: ExactSizeIterator>,
     value_schema: &Schema,
-    out: &mut Vec<u8>,
+    out: &mut impl Write,
 ) -> Result<()> {
     let entries = entries.into_iter();
     if entries.len() > 0 {
@@ -385,6 +464,26 @@ fn write_map<'a, V: Serialize>(
         }
     }
     encode(&Schema::Long, &0_i64, out)
+}
+
+/// Passes writes on to `out`, hashing and counting them.
+struct Tee<W> {
+    out: W,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Serializes as Avro `bytes` (a plain `&[u8]` would serialize as an array).

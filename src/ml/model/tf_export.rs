@@ -33,6 +33,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use prost::encoding::{self, WireType};
 use prost::Message;
 
 use super::params::{
@@ -155,8 +156,9 @@ pub fn frozen_graph(params: &ModelParams) -> Result<GraphDef> {
     })
 }
 
-/// Wraps a frozen graph into a SavedModel with the `serving_default` signature.
-pub fn saved_model(graph: GraphDef) -> SavedModel {
+/// The SavedModel around a frozen graph, without the graph: its one `MetaGraphDef` (tag `serve`,
+/// signature `serving_default`) has no `graph_def`, which [`encode_saved_model`] splices in.
+fn saved_model_without_graph() -> SavedModel {
     // Inputs and output alike are float32 columns, one row per (customer, product) pair.
     let column = TensorShapeProto::from_dims(&[-1, 1]);
     let tensor = |node: &str| TensorInfo {
@@ -178,26 +180,60 @@ pub fn saved_model(graph: GraphDef) -> SavedModel {
             meta_info_def: Some(MetaInfoDef {
                 tags: vec![SERVE_TAG.to_string()],
             }),
-            graph_def: Some(graph),
+            graph_def: None,
             signature_def: BTreeMap::from([(SIGNATURE_KEY.to_string(), signature)]),
         }],
     }
 }
 
-/// Writes `graph` as a binary GraphDef file.
-pub fn write_graph(path: &Path, graph: &GraphDef) -> Result<()> {
-    fs::write(path, graph.encode_to_vec())
+/// `saved_model.pb` for an encoded frozen graph: the bytes prost writes for the SavedModel with
+/// the graph in its `MetaGraphDef`, put together around `graph` rather than by decoding it into
+/// a message and encoding that again (two more copies of a graph of hundreds of MB). Protobuf
+/// writes a message's fields in field-number order and a sub-message as its key, its length
+/// and its bytes, so the `MetaGraphDef` is its field 1 (`meta_info_def`), then field 2
+/// (`graph_def`: `graph`), then field 5 (`signature_def`).
+fn encode_saved_model(graph: &[u8]) -> Vec<u8> {
+    let mut model = saved_model_without_graph();
+    let mut meta = model.meta_graphs.pop().expect("one meta graph");
+    let signatures = MetaGraphDef {
+        signature_def: std::mem::take(&mut meta.signature_def),
+        ..MetaGraphDef::default()
+    };
+    let (before, after) = (meta.encode_to_vec(), signatures.encode_to_vec());
+    let mut graph_field = Vec::new();
+    encoding::encode_key(2, WireType::LengthDelimited, &mut graph_field);
+    encoding::encode_varint(graph.len() as u64, &mut graph_field);
+    let meta_len = before.len() + graph_field.len() + graph.len() + after.len();
+
+    let mut bytes = model.encode_to_vec();
+    bytes.reserve(meta_len + 16);
+    encoding::encode_key(2, WireType::LengthDelimited, &mut bytes);
+    encoding::encode_varint(meta_len as u64, &mut bytes);
+    for part in [&before[..], &graph_field, graph, &after] {
+        bytes.extend_from_slice(part);
+    }
+    bytes
+}
+
+/// Encodes `graph` as a binary GraphDef.
+pub fn encode_graph(graph: &GraphDef) -> Vec<u8> {
+    graph.encode_to_vec()
+}
+
+/// Writes an encoded frozen graph as a binary GraphDef file.
+pub fn write_graph(path: &Path, graph: &[u8]) -> Result<()> {
+    fs::write(path, graph)
         .with_context(|| format!("writing the TensorFlow graph {}", path.display()))
 }
 
-/// Writes a SavedModel folder: `saved_model.pb` and `variables/` with an empty checkpoint (see
-/// the module doc).
-pub fn write_saved_model(dir: &Path, model: &SavedModel) -> Result<()> {
+/// Writes a SavedModel folder around an encoded frozen graph: `saved_model.pb` and `variables/`
+/// with an empty checkpoint (see the module doc).
+pub fn write_saved_model(dir: &Path, graph: &[u8]) -> Result<()> {
     let variables = dir.join(VARIABLES_DIR);
     fs::create_dir_all(&variables)
         .with_context(|| format!("creating the SavedModel folder {}", variables.display()))?;
     for (path, bytes) in [
-        (dir.join(SAVED_MODEL_FILE), model.encode_to_vec()),
+        (dir.join(SAVED_MODEL_FILE), encode_saved_model(graph)),
         (
             variables.join(tf_bundle::INDEX_FILE),
             tf_bundle::empty_bundle_index(),
@@ -210,8 +246,9 @@ pub fn write_saved_model(dir: &Path, model: &SavedModel) -> Result<()> {
     Ok(())
 }
 
-/// Decodes a binary GraphDef.
-pub fn decode_graph(bytes: &[u8]) -> Result<GraphDef> {
+/// Decodes a binary GraphDef. From a [`bytes::Bytes`] buffer the Const tensors are slices of it,
+/// not copies.
+pub fn decode_graph(bytes: impl bytes::Buf) -> Result<GraphDef> {
     GraphDef::decode(bytes).context("not a binary TensorFlow GraphDef")
 }
 
@@ -350,7 +387,7 @@ impl GraphBuilder {
         let tensor = TensorProto {
             dtype: data_type as i32,
             tensor_shape: Some(TensorShapeProto::from_dims(dims)),
-            tensor_content: content,
+            tensor_content: content.into(),
         };
         self.op(
             name,
@@ -402,5 +439,33 @@ impl GraphBuilder {
             &[&product, &bias],
             [("T", dtype(DataType::DtFloat))],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spliced `saved_model.pb` is byte for byte what prost writes for the whole message.
+    #[test]
+    fn the_saved_model_is_the_message_with_the_graph_inside() {
+        let params = ModelParams {
+            n_customers: 3,
+            n_products: 2,
+            n_factors: 2,
+            customer_embedding: (0..6).map(|v| v as f32).collect(),
+            product_embedding: vec![0.5; 4],
+            dense_1_kernel: vec![0.25; 8],
+            dense_1_bias: vec![0.0; 2],
+            dense_2_kernel: vec![1.0; 2],
+            dense_2_bias: vec![0.1],
+        };
+        let graph = frozen_graph(&params).unwrap();
+        let mut expected = saved_model_without_graph();
+        expected.meta_graphs[0].graph_def = Some(graph.clone());
+        assert_eq!(
+            encode_saved_model(&encode_graph(&graph)),
+            expected.encode_to_vec()
+        );
     }
 }
