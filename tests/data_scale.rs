@@ -9,11 +9,11 @@
 //! handles; a stage's fixed cost (ONNX Runtime alone is ~100 MB) is taken out by bounding the
 //! *growth* of its peak from the small run to the large one against the growth of its data:
 //! - ingest: peak ≤ 0.5 × the CSV's size (the bound, whole peak, no allowance);
-//! - train: growth ≤ 5 × the growth of the parameters with their two Adam moments plus
-//!   `ratings.bin` (the state it must hold; the goal at 10M is below 2×, work in
-//!   progress in the trainer);
-//! - export_tf: growth ≤ 3 × the growth of the checkpoint it reads (the checkpoint file, its
-//!   decoded tensors, the graph);
+//! - train: growth ≤ 2.5 × the growth of the parameters with their two Adam moments (the
+//!   checkpoint and its external data file) plus `ratings.bin`: the state it must hold, plus
+//!   the eval graph ONNX Runtime scores the validation rows with (measured: 1.7×);
+//! - export_tf: growth ≤ 1.5 × the growth of the checkpoint it reads (it reads only the
+//!   parameters, a third of it, then holds the graph; measured: 0.6×);
 //! - write_avro: growth ≤ 1.5 × the growth of the graph plus the id maps (each held once; the
 //!   record, the datum and the container are streamed).
 //!
@@ -87,7 +87,11 @@ fn measure(rows: u32, customers: u32, products: u32) -> Measured {
         csv: size("data/generated.csv"),
         file: BTreeMap::from([
             ("ratings", model("ratings.bin")),
-            ("checkpoint", model("checkpoint.onnx")),
+            // The checkpoint's tensors are in its external data file, beside the model.
+            (
+                "checkpoint",
+                model("checkpoint.onnx") + model("checkpoint.onnx.data"),
+            ),
             ("graph", model("optimized_ProductRecommender.pb")),
             ("maps", model("customer_map.txt") + model("product_map.txt")),
         ]),
@@ -154,9 +158,9 @@ fn peak_memory_grows_with_the_data_by_bounded_factors() {
         (
             "train",
             growth(&|m| m.file["checkpoint"] + m.file["ratings"]),
-            5.0,
+            2.5,
         ),
-        ("export_tf", growth(&|m| m.file["checkpoint"]), 3.0),
+        ("export_tf", growth(&|m| m.file["checkpoint"]), 1.5),
         (
             "write_avro",
             growth(&|m| m.file["graph"] + m.file["maps"]),
