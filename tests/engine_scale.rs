@@ -1,8 +1,11 @@
 //! Pipelines of 10,000 generated `cmd` stages (issue 12): the graph the engine plans from them
-//! — a chain and a fan-out/fan-in — has exactly the declared edges, and `status` plans them all.
-//! Timings belong to bench/engine_scale.sh, not here.
+//! — a chain and a fan-out/fan-in — has exactly the declared edges, `status` plans them all, and
+//! a chain runs, stays up to date, reruns exactly what is below a changed input and records every
+//! stage in the lock file, in pipeline order. Timings belong to bench/engine_scale.sh, not here.
 
 mod engine_support;
+
+use std::collections::BTreeSet;
 
 use engine_support::{Project, PIPELINE};
 
@@ -72,4 +75,104 @@ fn a_fan_out_and_in_of_ten_thousand_stages_joins_them_all_in_the_sink() {
     let middle: Vec<String> = (0..STAGES).map(|i| format!("m{i}")).collect();
     expected += &format!("sink <- {}\n", middle.join(", "));
     assert_eq!(dag, expected);
+}
+
+/// Stage `i` of a chain writes the number it reads from stage `i - 1` plus one (shell builtins
+/// only: one `sh` per stage); the middle stage also adds the number in `data/mid.txt`, so a
+/// change there changes every output below it.
+fn counting_chain() -> String {
+    let mut yaml = String::from("stages:\n");
+    yaml += "  s0:\n    cmd: read n < data/src.txt; echo $((n + 1)) > out/0.txt\n    deps: [data/src.txt]\n    outs: [out/0.txt]\n";
+    for i in 1..STAGES {
+        let prev = i - 1;
+        if i == STAGES / 2 {
+            yaml += &format!(
+                "  s{i}:\n    cmd: read n < out/{prev}.txt; read k < data/mid.txt; echo $((n + k)) > out/{i}.txt\n    deps: [out/{prev}.txt, data/mid.txt]\n    outs: [out/{i}.txt]\n"
+            );
+        } else {
+            yaml += &format!(
+                "  s{i}:\n    cmd: read n < out/{prev}.txt; echo $((n + 1)) > out/{i}.txt\n    deps: [out/{prev}.txt]\n    outs: [out/{i}.txt]\n"
+            );
+        }
+    }
+    yaml
+}
+
+#[test]
+fn a_chain_of_ten_thousand_stages_runs_then_stays_up_to_date_then_reruns_below_a_change() {
+    let project = Project::new();
+    project
+        .file("data/src.txt", "0\n")
+        .file("data/mid.txt", "1\n")
+        .pipeline(&counting_chain());
+    let names: Vec<String> = (0..STAGES).map(|i| format!("s{i}")).collect();
+    let all: BTreeSet<String> = names.iter().cloned().collect();
+
+    let first = project.run(&[]);
+    first.assert_code(0);
+    assert_eq!(
+        first
+            .with_outcome("ran")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        all
+    );
+    let last = format!("out/{}.txt", STAGES - 1);
+    assert_eq!(project.read(&last), format!("{STAGES}\n"));
+
+    let second = project.run(&[]);
+    second.assert_code(0);
+    assert_eq!(
+        second
+            .with_outcome("up_to_date")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        all,
+        "a second run does nothing"
+    );
+    project.warez(&["status", PIPELINE]).assert_code(0);
+
+    // The lock file records every stage, in pipeline order, with its output's hash.
+    let lock: serde_yaml::Value = serde_yaml::from_str(&project.read("pipelines/p.lock")).unwrap();
+    let stages = lock["stages"].as_mapping().expect("stages");
+    let recorded: Vec<&str> = stages.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(
+        recorded,
+        names.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for (i, entry) in stages.values().enumerate() {
+        let output = format!("out/{i}.txt");
+        let hash = entry["outputs"][output.as_str()]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            hash,
+            blake3::hash(project.read(&output).as_bytes())
+                .to_hex()
+                .as_str(),
+            "s{i}'s recorded output hash"
+        );
+        assert_eq!(entry["key"].as_str().map(str::len), Some(64), "s{i}'s key");
+    }
+
+    project.file("data/mid.txt", "2\n");
+    let third = project.run(&[]);
+    third.assert_code(0);
+    let below: BTreeSet<String> = names[STAGES / 2..].iter().cloned().collect();
+    let above: BTreeSet<String> = names[..STAGES / 2].iter().cloned().collect();
+    assert_eq!(
+        third
+            .with_outcome("ran")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        below
+    );
+    assert_eq!(
+        third
+            .with_outcome("up_to_date")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        above
+    );
+    assert_eq!(project.read(&last), format!("{}\n", STAGES + 1));
 }

@@ -31,12 +31,16 @@ impl Dag {
             graph.add_node(());
         }
         let producers = OutputIndex::new(pipeline);
+        // Deduplicated here: petgraph's `update_edge` scans the producer's edges, which costs
+        // n² for one output read by n stages.
+        let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
         for (consumer, stage) in pipeline.stages.iter().enumerate() {
             for dep in &stage.deps {
-                for producer in producers.overlapping(&dep.path) {
-                    graph.update_edge(NodeIndex::new(producer), NodeIndex::new(consumer), ());
-                }
+                edges.extend(producers.overlapping(&dep.path).map(|p| (p, consumer)));
             }
+        }
+        for (producer, consumer) in edges {
+            graph.add_edge(NodeIndex::new(producer), NodeIndex::new(consumer), ());
         }
         // Ties broken by file order, so runs and printouts are stable.
         let order = match toposort(&graph, None) {

@@ -234,8 +234,9 @@ pub fn check(
     let mut mismatches = Vec::new();
     let mut unchecked = Vec::new();
     let mut outdated = Vec::new();
+    let stage_indexes = copy.stage_indexes();
     for (name, stage) in &locked.stages {
-        let Some(index) = copy.stage_index(name) else {
+        let Some(&index) = stage_indexes.get(name.as_str()) else {
             unchecked.push(name.clone());
             continue;
         };

@@ -10,7 +10,9 @@
 //! 2. stops every running command and what it started (SIGTERM to its process group, SIGKILL
 //!    after a grace period) — before anything is put back, so nothing writes afterwards;
 //! 3. rolls back every swap in progress: partial `cmd` outputs removed, previous outputs back
-//!    with the hashes the lock file records (see `store/swap.rs`); nothing is recorded;
+//!    with the hashes the lock file records (see `store/swap.rs`); nothing is recorded — this
+//!    includes stages that finished but whose entry the lock file does not hold yet (the cache
+//!    keeps their run records: the next run restores them);
 //! 4. removes staging folders (the cache's `tmp/`, restores' beside the outputs);
 //! 5. names the interrupted stages, releases the run lock and exits 130 (SIGINT) or 143
 //!    (SIGTERM).
@@ -222,24 +224,19 @@ impl Drop for RunningStage<'_> {
     }
 }
 
-/// A swap that an interrupt rolls back unless the worker commits it first; dropped without
-/// [`commit`](Self::commit), it is rolled back.
+/// A swap that an interrupt rolls back unless the engine finishes it first (see
+/// [`hold`](Self::hold)); dropped before, it is rolled back.
 pub struct ActiveSwap<'a> {
     interrupts: &'a Interrupts,
     slot: SwapSlot,
 }
 
 impl ActiveSwap<'_> {
-    /// `record` writes the stage's lock file entry; see [`Swap::commit`].
-    pub fn commit(self, record: impl FnOnce() -> Result<()>) -> Result<()> {
-        // Held while recording: an interrupt waits, then finds nothing to roll back.
-        let mut slot = lock(&self.slot);
-        let committed = match slot.take() {
-            Some(swap) => swap.commit(record),
-            None => Err(anyhow::anyhow!("interrupted: nothing recorded")),
-        };
-        drop(slot);
-        committed
+    /// Holds the swap against an interrupt while the caller writes the lock file and finishes
+    /// it (an interrupt waits, then finds nothing to roll back); `None` inside when an
+    /// interrupt rolled it back already.
+    pub fn hold(&self) -> MutexGuard<'_, Option<Swap>> {
+        lock(&self.slot)
     }
 
     /// Removes the new outputs and puts the previous ones back.

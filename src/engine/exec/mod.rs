@@ -11,10 +11,18 @@
 //!    dropped and the stage runs instead);
 //! 4. else **ran**: the stage executed (see `stage_run`), its declared outputs checked and
 //!    hashed, its inputs re-hashed (any change during the run: nothing is recorded), then
-//!    objects, run record and lock file entry written, in that order.
+//!    objects, run record and lock file entry written, in that order. Each new output is read
+//!    once: hashed while it is cloned or copied into the cache, the hash kept in the stat
+//!    cache for the stages that read it (`Store::save_new_output`).
 //!
 //! Outputs are replaced through a swap (`store/swap.rs`): the previous outputs stay aside until
-//! the lock file entry is written. A failed stage records nothing and gets its previous outputs
+//! the lock file entry is written. Entries are recorded in memory as stages finish and the
+//! lock file is written by the scheduler at most every [`LOCK_WRITE_INTERVAL`] (or ten times
+//! as long as the last write took, whichever is longer) and at the end: rewriting a file that
+//! grows with the pipeline after every stage would cost n² bytes for n stages. Only after a
+//! write are the swaps of the stages it recorded finished, so a `kill -9` between two writes
+//! rolls those stages back to their previous outputs, as the lock file still records them
+//! (their run records are in the cache: the next run restores them). A failed stage records nothing and gets its previous outputs
 //! back, so the lock file's entry and hashes still describe what is on disk and `status` says
 //! why it is stale; stages that need it are skipped, the others go on. Stages start as soon as
 //! what they need is done and the cores they declare fit within `-j` (see `packing`). SIGINT
@@ -37,8 +45,9 @@ mod summary;
 mod ui;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{mpsc, Mutex};
-use std::time::Instant;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -70,6 +79,9 @@ pub struct RunOptions {
     pub remote: Option<Remote>,
 }
 
+/// The shortest time between two writes of the lock file during a run; see the module doc.
+const LOCK_WRITE_INTERVAL: Duration = Duration::from_millis(200);
+
 /// How a run asks the remote whether it holds a key.
 type RemoteHas<'a> = dyn Fn(&StageKey) -> bool + Sync + 'a;
 
@@ -79,11 +91,37 @@ struct Engine<'a> {
     store: &'a Store,
     stats: &'a StatCache,
     lock: Mutex<LockFile>,
-    /// The lock file on disk is broken: write it once at the end, not after every stage.
+    /// The lock file on disk is broken: write it once at the end, not during the run.
     lock_file_broken: bool,
+    /// Stages whose entry in `lock` the lock file on disk does not hold yet.
+    unwritten: Mutex<Vec<Unwritten<'a>>>,
     options: &'a RunOptions,
     ui: &'a Ui,
     interrupts: &'a Interrupts,
+}
+
+/// A stage whose new lock file entry waits for the next write of the lock file, with the swap
+/// that keeps its previous outputs until then.
+struct Unwritten<'a> {
+    stage: usize,
+    /// Its entry before this run, put back in memory when its swap is rolled back.
+    previous: Option<LockedStage>,
+    swap: interrupt::ActiveSwap<'a>,
+}
+
+/// When the scheduler last wrote the lock file, and how long that took.
+struct LockWrites {
+    last: Instant,
+    took: Duration,
+}
+
+impl LockWrites {
+    /// How long until the next write is due.
+    fn due_in(&self) -> Duration {
+        LOCK_WRITE_INTERVAL
+            .max(self.took * 10)
+            .saturating_sub(self.last.elapsed())
+    }
 }
 
 /// Runs the `selected` stages of `pipeline` (the caller holds the run lock); `interrupts`
@@ -118,6 +156,7 @@ pub fn run(
         stats,
         lock: Mutex::new(lock),
         lock_file_broken: broken.is_some(),
+        unwritten: Mutex::new(Vec::new()),
         options,
         ui,
         interrupts,
@@ -178,7 +217,7 @@ fn remove_restore_leftovers(pipeline: &Pipeline) {
     }
 }
 
-impl Engine<'_> {
+impl<'a> Engine<'a> {
     fn locked(&self, stage: &str) -> Option<LockedStage> {
         self.lock
             .lock()
@@ -252,6 +291,10 @@ impl Engine<'_> {
         });
         let mut reports: BTreeMap<usize, StageReport> = BTreeMap::new();
         let mut running = 0usize;
+        let mut writes = LockWrites {
+            last: Instant::now(),
+            took: Duration::ZERO,
+        };
         let (done_tx, done_rx) = mpsc::channel::<(usize, StageReport)>();
         std::thread::scope(|scope| loop {
             while let Some(stage) = packing.next_to_start() {
@@ -269,10 +312,21 @@ impl Engine<'_> {
                 });
             }
             if running == 0 {
+                self.write_unwritten(&mut writes, &mut reports);
                 break;
             }
-            let Ok((stage, report)) = done_rx.recv() else {
-                break;
+            let received = if self.lock(&self.unwritten).is_empty() {
+                done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                done_rx.recv_timeout(writes.due_in())
+            };
+            let (stage, report) = match received {
+                Ok(done) => done,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.write_unwritten(&mut writes, &mut reports);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             };
             running -= 1;
             let skipped = packing.finished(stage, report.outcome.is_success());
@@ -285,8 +339,79 @@ impl Engine<'_> {
                         .with_error(format!("not run: `{name}` did not succeed"), None),
                 );
             }
+            if writes.due_in().is_zero() {
+                self.write_unwritten(&mut writes, &mut reports);
+            }
         });
         reports
+    }
+
+    fn lock<'m, T>(&self, mutex: &'m Mutex<T>) -> MutexGuard<'m, T> {
+        mutex.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the lock file with every entry recorded since the last write, then finishes
+    /// those stages' swaps (their previous outputs go). Entries of swaps an interrupt rolled
+    /// back in between are left out. When the write fails, every such swap is rolled back and
+    /// its stage reported failed: the lock file and the outputs keep agreeing.
+    fn write_unwritten(&self, writes: &mut LockWrites, reports: &mut BTreeMap<usize, StageReport>) {
+        let unwritten = std::mem::take(&mut *self.lock(&self.unwritten));
+        if unwritten.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        // Held until each swap is finished or rolled back: an interrupt waits for them.
+        let mut swaps: Vec<_> = unwritten.iter().map(|u| u.swap.hold()).collect();
+        for (entry, swap) in unwritten.iter().zip(&swaps) {
+            if swap.is_none() {
+                self.put_back_entry(entry);
+            }
+        }
+        let written = if self.lock_file_broken {
+            Ok(())
+        } else {
+            self.write_lock_file()
+        };
+        for (entry, swap) in unwritten.iter().zip(&mut swaps) {
+            let Some(swap) = swap.take() else { continue };
+            let problem = match &written {
+                Ok(()) => swap.finish().err().map(|error| {
+                    format!("dropping the previous outputs after recording the run: {error}")
+                }),
+                Err(error) => {
+                    self.put_back_entry(entry);
+                    let undo = swap
+                        .roll_back()
+                        .err()
+                        .map(|error| format!("; then putting the previous outputs back: {error}"));
+                    Some(format!("{error:#}{}", undo.unwrap_or_default()))
+                }
+            };
+            if let Some(problem) = problem {
+                let stage = &self.pipeline.stages[entry.stage];
+                reports.insert(
+                    entry.stage,
+                    StageReport::new(stage, Outcome::Failed).with_error(problem, None),
+                );
+            }
+        }
+        drop(swaps);
+        writes.last = Instant::now();
+        writes.took = started.elapsed();
+    }
+
+    /// Puts a stage's lock file entry back to what it was before this run.
+    fn put_back_entry(&self, entry: &Unwritten) {
+        let name = &self.pipeline.stages[entry.stage].name;
+        let mut lock = self.lock(&self.lock);
+        match &entry.previous {
+            Some(previous) => {
+                lock.stages.insert(name.clone(), previous.clone());
+            }
+            None => {
+                lock.stages.shift_remove(name);
+            }
+        }
     }
 
     fn cores(&self, stage: usize) -> usize {
@@ -338,7 +463,7 @@ impl Engine<'_> {
             match self.restore(index, locked.as_ref(), &record) {
                 Ok(swap) => {
                     self.store.touch_record(&evaluation.key, &record)?;
-                    swap.commit(|| self.commit(index, &evaluation, &record))?;
+                    self.commit(index, &evaluation, &record, locked, swap);
                     return Ok(StageReport::new(stage, outcome).with_reasons(evaluation.reasons));
                 }
                 Err(error) => self.ui.say(&format!(
@@ -379,13 +504,16 @@ impl Engine<'_> {
             ));
         }
         let mut outputs = Vec::new();
-        for (path, content) in output_contents(self.pipeline, stage, self.stats)? {
-            let content =
-                content.with_context(|| format!("output `{path}` vanished after the stage ran"))?;
-            self.store
-                .save_output(&self.pipeline.abs(&path), &content)
-                .with_context(|| format!("caching output `{path}`"))?;
-            outputs.push(RecordedOutput::new(&path, &content));
+        for out in &stage.outs {
+            let path = self.pipeline.abs(&out.path);
+            if !path.exists() {
+                anyhow::bail!("output `{}` vanished after the stage ran", out.path);
+            }
+            let content = self
+                .store
+                .save_new_output(&path, self.stats)
+                .with_context(|| format!("caching output `{}`", out.path))?;
+            outputs.push(RecordedOutput::new(&out.path, &content));
         }
         let record = RunRecord {
             stage: stage.name.clone(),
@@ -410,7 +538,7 @@ impl Engine<'_> {
             .as_ref()
             .is_some_and(|locked| locked.outputs.len() == record.outputs.len())
             && unchanged_outputs.len() == record.outputs.len();
-        swap.commit(|| self.commit(index, &evaluation, &record))?;
+        self.commit(index, &evaluation, &record, locked, swap);
         let outcome = if same_outputs {
             Outcome::RanSameOutputs
         } else {
@@ -428,7 +556,7 @@ impl Engine<'_> {
         index: usize,
         locked: Option<&LockedStage>,
         record: &RunRecord,
-    ) -> Result<interrupt::ActiveSwap<'_>> {
+    ) -> Result<interrupt::ActiveSwap<'a>> {
         let stage = &self.pipeline.stages[index];
         let current: BTreeMap<String, Option<crate::engine::fingerprint::ContentHash>> =
             output_contents(self.pipeline, stage, self.stats)?
@@ -474,10 +602,18 @@ impl Engine<'_> {
         )
     }
 
-    /// Writes the stage's lock file entry (and the lock file, unless it is written at the end).
-    fn commit(&self, index: usize, evaluation: &Evaluation, record: &RunRecord) -> Result<()> {
+    /// Records the stage's lock file entry in memory; the scheduler writes the lock file and
+    /// then finishes `swap` (see [`Self::write_unwritten`]).
+    fn commit(
+        &self,
+        index: usize,
+        evaluation: &Evaluation,
+        record: &RunRecord,
+        previous: Option<LockedStage>,
+        swap: interrupt::ActiveSwap<'a>,
+    ) {
         let stage = &self.pipeline.stages[index];
-        let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lock = self.lock(&self.lock);
         lock.pipeline = self.pipeline.name.clone();
         lock.stages.insert(
             stage.name.clone(),
@@ -492,18 +628,20 @@ impl Engine<'_> {
             },
         );
         drop(lock);
-        if self.lock_file_broken {
-            return Ok(());
-        }
-        self.write_lock_file()
+        self.lock(&self.unwritten).push(Unwritten {
+            stage: index,
+            previous,
+            swap,
+        });
     }
 
     /// Whether the lock file records a stage the pipeline no longer has.
     fn lock_holds_removed_stages(&self) -> bool {
-        let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let stages = self.pipeline.stage_indexes();
+        let lock = self.lock(&self.lock);
         lock.stages
             .keys()
-            .any(|name| self.pipeline.stage_index(name).is_none())
+            .any(|name| !stages.contains_key(name.as_str()))
     }
 
     /// Writes the lock file: the stages of the pipeline, in its order.

@@ -31,19 +31,19 @@ impl Failure {
 }
 
 /// Everything one stage run needs from the engine.
-pub struct StageRun<'a> {
+pub struct StageRun<'a, 'i> {
     pub pipeline: &'a Pipeline,
     pub stage: &'a Stage,
     pub store: &'a Store,
-    pub interrupts: &'a Interrupts,
+    pub interrupts: &'i Interrupts,
     /// The stage's lock file entry before this run.
     pub previous: Option<&'a LockedStage>,
 }
 
-impl<'a> StageRun<'a> {
+impl<'a, 'i> StageRun<'a, 'i> {
     /// Runs the stage. On success its new outputs are in place and the previous ones kept by
-    /// the returned swap until it is committed; on failure the previous outputs are back.
-    pub fn execute(&self, progress: &dyn Progress) -> Result<ActiveSwap<'a>, Failure> {
+    /// the returned swap until its lock file entry is written; on failure the previous outputs are back.
+    pub fn execute(&self, progress: &dyn Progress) -> Result<ActiveSwap<'i>, Failure> {
         match &self.stage.action {
             Action::Cmd(command) => {
                 let swap = self.swap(|_| None)?;
@@ -63,7 +63,7 @@ impl<'a> StageRun<'a> {
     }
 
     /// Moves the previous outputs aside and each output's `staged` one (if any) in.
-    fn swap(&self, staged: impl Fn(&Port) -> Option<PathBuf>) -> Result<ActiveSwap<'a>, Failure> {
+    fn swap(&self, staged: impl Fn(&Port) -> Option<PathBuf>) -> Result<ActiveSwap<'i>, Failure> {
         let replacements: Vec<Replacement> = self
             .stage
             .outs
@@ -110,7 +110,7 @@ impl<'a> StageRun<'a> {
         &self,
         kind: &dyn StageKind,
         progress: &dyn Progress,
-    ) -> Result<ActiveSwap<'a>, Failure> {
+    ) -> Result<ActiveSwap<'i>, Failure> {
         let (pipeline, stage, store) = (self.pipeline, self.stage, self.store);
         let staging = tempfile::Builder::new()
             .prefix(&format!("stage-{}-", stage.name))

@@ -8,10 +8,11 @@
 //! a folder output.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use walkdir::WalkDir;
@@ -131,6 +132,15 @@ impl Content {
 /// and restored) as a copy of its target, a linked folder as its files. A link that points to a
 /// folder above it (a loop) is an error naming both, never a hang; so is a dangling link.
 pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
+    hash_path_with(path, |file, metadata| stats.file_hash(file, metadata))
+}
+
+/// [`hash_path`] with each file's hash from `file_hash(file, its metadata)`: the store hashes
+/// new outputs while it copies them into the cache.
+pub fn hash_path_with(
+    path: &Path,
+    mut file_hash: impl FnMut(&Path, &Metadata) -> io::Result<ContentHash>,
+) -> io::Result<Content> {
     let metadata = std::fs::metadata(path)?;
     if metadata.is_dir() {
         let mut entries = Vec::new();
@@ -141,8 +151,7 @@ pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
             }
             let metadata = entry.metadata()?;
             let relative = entry.path().strip_prefix(path).map_err(io::Error::other)?;
-            let hash = stats
-                .file_hash(entry.path(), &metadata)
+            let hash = file_hash(entry.path(), &metadata)
                 .map_err(|error| with_path(error, entry.path()))?;
             entries.push(TreeEntry {
                 path: relative.to_string_lossy().into_owned(),
@@ -155,9 +164,27 @@ pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
         Ok(Content::Tree { hash, entries })
     } else {
         Ok(Content::File {
-            hash: stats.file_hash(path, &metadata)?,
+            hash: file_hash(path, &metadata)?,
             executable: metadata.permissions().mode() & 0o111 != 0,
         })
+    }
+}
+
+/// Where `WAREZ_DEBUG_READS` asks every read of a file's bytes for hashing to be logged (one
+/// path a line), so tests can count how often an output is read.
+static READ_LOG: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Logs that `path`'s bytes are being read whole (see [`READ_LOG`]); best effort.
+pub fn note_read(path: &Path) {
+    let log = READ_LOG.get_or_init(|| std::env::var_os("WAREZ_DEBUG_READS").map(PathBuf::from));
+    if let Some(log) = log {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(file, "{}", path.display());
+        }
     }
 }
 
@@ -178,6 +205,7 @@ const PARALLEL_FROM: usize = 128 << 10;
 /// half a file.
 pub(super) fn hash_file_bytes(path: &Path, expected_len: u64) -> io::Result<ContentHash> {
     let mut file = File::open(path)?;
+    note_read(path);
     let mut hasher = blake3::Hasher::new();
     let capacity = usize::try_from(expected_len.saturating_add(1)).unwrap_or(HASH_BUFFER);
     let mut buffer = vec![0u8; capacity.min(HASH_BUFFER)];

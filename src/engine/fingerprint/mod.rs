@@ -25,7 +25,9 @@ mod dirty;
 mod key;
 mod stat_cache;
 
-pub use content::{hash_path, Content, ContentHash, TreeEntry, TREE_HEADER};
+pub use content::{
+    hash_path, hash_path_with, note_read, Content, ContentHash, TreeEntry, TREE_HEADER,
+};
 pub use dirty::DirtyReason;
 pub use key::{canonical_param, KeyInputs, StageKey};
 pub use stat_cache::StatCache;

@@ -5,6 +5,11 @@
 //! timestamp tick as the hash could otherwise leave the stat fields unchanged with other bytes
 //! (git's "racy clean" problem). The cache is a file of the cache folder (`stat-cache.json`);
 //! losing or corrupting it only costs a re-hash.
+//!
+//! The exception is a new output the store hashed while copying it into the cache
+//! ([`StatCache::remember`]): its hash serves the rest of the run (the stages that read it, the
+//! re-check of their inputs), so its bytes are read once, but it is not saved until a later
+//! run finds the file settled.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -46,6 +51,9 @@ impl Stat {
 struct Entry {
     stat: Stat,
     hash: ContentHash,
+    /// Hashed within the racy window: trusted for this run only, never saved.
+    #[serde(skip)]
+    this_run_only: bool,
 }
 
 pub struct StatCache {
@@ -86,18 +94,14 @@ impl StatCache {
             }
         }
         let hash = hash_file_bytes(path, stat.size)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as i128;
-        let settled = stat.mtime_ns.max(stat.ctime_ns) + (RACY_WINDOW.as_nanos() as i128) < now;
         let mut entries = self.lock();
-        if settled {
+        if settled(&stat) {
             entries.insert(
                 path.to_path_buf(),
                 Entry {
                     stat,
                     hash: hash.clone(),
+                    this_run_only: false,
                 },
             );
         } else {
@@ -105,6 +109,20 @@ impl StatCache {
         }
         self.changed.store(true, Ordering::Relaxed);
         Ok(hash)
+    }
+
+    /// Remembers the hash of a file the caller has just read whole, with the `metadata` it had
+    /// before and still has after that read; see the module doc for the racy window.
+    pub fn remember(&self, path: &Path, metadata: &Metadata, hash: ContentHash) {
+        let stat = Stat::of(metadata);
+        let this_run_only = !settled(&stat);
+        let entry = Entry {
+            stat,
+            hash,
+            this_run_only,
+        };
+        self.lock().insert(path.to_path_buf(), entry);
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     /// Drops the entries of files that no longer exist (used by `gc`).
@@ -125,7 +143,13 @@ impl StatCache {
         if !self.changed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&*self.lock()).map_err(io::Error::other)?;
+        let entries = self.lock();
+        let saved: HashMap<&PathBuf, &Entry> = entries
+            .iter()
+            .filter(|(_, entry)| !entry.this_run_only)
+            .collect();
+        let bytes = serde_json::to_vec(&saved).map_err(io::Error::other)?;
+        drop(entries);
         crate::engine::files::write_atomic(file, &bytes)
     }
 
@@ -134,6 +158,15 @@ impl StatCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Whether a file with these stat fields was last changed before the racy window.
+fn settled(stat: &Stat) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i128;
+    stat.mtime_ns.max(stat.ctime_ns) + (RACY_WINDOW.as_nanos() as i128) < now
 }
 
 #[cfg(test)]

@@ -844,13 +844,15 @@ impl<'a> Loader<'a> {
     }
 
     fn check_dependencies(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
+        let outputs: BTreeMap<&str, ()> = pipeline
+            .stages
+            .iter()
+            .flat_map(|s| &s.outs)
+            .map(|out| (out.path.as_str(), ()))
+            .collect();
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, dep) in stage.deps.iter().enumerate() {
-                let produced = pipeline
-                    .stages
-                    .iter()
-                    .flat_map(|s| &s.outs)
-                    .any(|out| path::overlaps(&dep.path, &out.path));
+                let produced = path::overlapping(&outputs, &dep.path).next().is_some();
                 if !produced && !pipeline.abs(&dep.path).exists() {
                     return Err(SpecError::MissingDependency {
                         at: self.port_location(pipeline, index, "deps", port),

@@ -24,6 +24,7 @@ mod positions;
 mod protect;
 mod raw;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{closest, Location, SpecError};
@@ -94,8 +95,16 @@ impl Pipeline {
         self.file.with_extension("lock")
     }
 
+    /// The index of one stage (a scan: for many lookups, [`Self::stage_indexes`]).
     pub fn stage_index(&self, name: &str) -> Option<usize> {
         self.stages.iter().position(|stage| stage.name == name)
+    }
+
+    /// Stage name → index, for looking up many names.
+    pub fn stage_indexes(&self) -> HashMap<&str, usize> {
+        (self.stages.iter().enumerate())
+            .map(|(index, stage)| (stage.name.as_str(), index))
+            .collect()
     }
 
     /// What `--stage name` means: the stage `name`, or every variant (`name@…`) of the matrix

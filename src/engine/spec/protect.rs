@@ -10,6 +10,7 @@
 //! all `x`.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::path;
@@ -23,12 +24,19 @@ pub enum Relation {
 }
 
 impl Relation {
+    /// Both are real paths (absolute, no `.` or `..`), so comparing bytes at `/` boundaries
+    /// says what `Path::starts_with` would, without splitting both into components: this runs
+    /// for every output against every protected path.
     pub fn of(output: &Path, protected: &Path) -> Option<Relation> {
+        let (output, protected) = (
+            output.as_os_str().as_bytes(),
+            protected.as_os_str().as_bytes(),
+        );
         if output == protected {
             Some(Relation::Is)
-        } else if protected.starts_with(output) {
+        } else if lies_inside(protected, output) {
             Some(Relation::Contains)
-        } else if output.starts_with(protected) {
+        } else if lies_inside(output, protected) {
             Some(Relation::LiesInside)
         } else {
             None
@@ -42,6 +50,13 @@ impl Relation {
             Relation::LiesInside => "lies inside",
         }
     }
+}
+
+/// Whether `path` lies strictly inside `folder` (both real paths, as bytes).
+fn lies_inside(path: &[u8], folder: &[u8]) -> bool {
+    path.len() > folder.len()
+        && path.starts_with(folder)
+        && (folder.ends_with(b"/") || path[folder.len()] == b'/')
 }
 
 /// A symlink on an output's path that leads outside the project.
@@ -193,6 +208,7 @@ mod tests {
         assert_eq!(Relation::of(a, ab), Some(Relation::Contains));
         assert_eq!(Relation::of(ab, a), Some(Relation::LiesInside));
         assert_eq!(Relation::of(Path::new("/p/ab"), a), None);
+        assert_eq!(Relation::of(a, Path::new("/")), Some(Relation::LiesInside));
         assert!(inside_git(Path::new("/p"), Path::new("/p/sub/.git/x")));
         assert!(!inside_git(Path::new("/p"), Path::new("/p/sub/.github")));
     }

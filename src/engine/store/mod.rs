@@ -57,6 +57,8 @@ pub struct Store {
     real_root: PathBuf,
     /// `<root>/tools`, unless shared with another cache ([`Store::sharing_tools_of`]).
     tools: PathBuf,
+    /// A reflink into the cache failed once: the file systems cannot share blocks, copy.
+    no_reflink: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -69,6 +71,7 @@ impl Store {
             root: root.to_path_buf(),
             real_root: root.canonicalize()?,
             tools: root.join(TOOLS_DIR),
+            no_reflink: Default::default(),
         })
     }
 

@@ -4,10 +4,17 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use super::{RecordedOutput, Store};
 use crate::engine::files::write_atomic;
-use crate::engine::fingerprint::{Content, ContentHash, TreeEntry};
+use crate::engine::fingerprint::{
+    hash_path_with, note_read, Content, ContentHash, StatCache, TreeEntry,
+};
+
+/// Files up to this size are read into memory when cached (no temp file when the cache has
+/// them already); larger ones are cloned or copied while hashed.
+const SMALL_FILE: u64 = 1 << 20;
 
 /// Name prefix of the staging folder a restore builds beside its output.
 pub const RESTORE_PREFIX: &str = ".warez-restore-";
@@ -26,42 +33,92 @@ pub enum RestoreError {
 }
 
 impl Store {
-    /// Copies an output (file or folder, already hashed as `content`) into the cache.
-    pub fn save_output(&self, path: &Path, content: &Content) -> io::Result<()> {
-        match content {
-            Content::File { hash, .. } => self.save_file(path, hash),
-            Content::Tree { hash, entries } => {
-                for entry in entries {
-                    self.save_file(&path.join(&entry.path), &entry.hash)?;
-                }
-                let tree = self.tree_path(hash);
-                if !tree.exists() {
-                    write_atomic(&tree, Content::manifest(entries).as_bytes())?;
-                }
-                Ok(())
+    /// Puts a new output (file or folder) into the cache and returns its content, reading each
+    /// file's bytes once: the file is cloned into the cache (a reflink, where the file system
+    /// shares blocks copy-on-write) and the clone hashed, or else copied while hashed. Either way
+    /// the object holds its own bytes: editing the output in place later never changes it (a
+    /// hard link would). The stat cache learns each file's hash, so the stages that read it do
+    /// not read it again. A file that changes while it is cached is an error.
+    pub fn save_new_output(&self, path: &Path, stats: &StatCache) -> io::Result<Content> {
+        let content = hash_path_with(path, |file, before| {
+            let hash = self.save_file(file, before.len())?;
+            let after = fs::metadata(file)?;
+            if !same_state(before, &after) {
+                return Err(io::Error::other(format!(
+                    "{} changed while it was being cached",
+                    file.display()
+                )));
+            }
+            stats.remember(file, &after, hash.clone());
+            Ok(hash)
+        })?;
+        if let Content::Tree { hash, entries } = &content {
+            let tree = self.tree_path(hash);
+            if !tree.exists() {
+                write_atomic(&tree, Content::manifest(entries).as_bytes())?;
             }
         }
+        Ok(content)
     }
 
-    fn save_file(&self, path: &Path, hash: &ContentHash) -> io::Result<()> {
-        let object = self.object_path(hash);
-        if object.exists() {
-            return Ok(());
+    /// Clones or copies one file (of `len` bytes) into the cache's objects; returns its hash.
+    /// A small file is read into memory and hashed, and written only when the cache lacks it.
+    fn save_file(&self, path: &Path, len: u64) -> io::Result<ContentHash> {
+        if len <= SMALL_FILE {
+            note_read(path);
+            let bytes = fs::read(path)?;
+            let hash = ContentHash::of_bytes(&bytes);
+            let object = self.object_path(&hash);
+            if !object.exists() {
+                let mut temp = tempfile::NamedTempFile::new_in(self.tmp_dir())?;
+                temp.write_all(&bytes)?;
+                self.persist_object(temp.into_temp_path(), &object)?;
+            }
+            return Ok(hash);
         }
+        let (temp, hash) = match self.clone_into_tmp(path) {
+            Some(clone) => {
+                note_read(path);
+                let hash = copy_hashing(&mut File::open(&clone)?, &mut io::sink())?;
+                (clone, hash)
+            }
+            None => {
+                let mut copy = tempfile::NamedTempFile::new_in(self.tmp_dir())?;
+                note_read(path);
+                let hash = copy_hashing(&mut File::open(path)?, copy.as_file_mut())?;
+                (copy.into_temp_path(), hash)
+            }
+        };
+        let object = self.object_path(&hash);
+        if !object.exists() {
+            self.persist_object(temp, &object)?;
+        } // else the temp file goes when dropped
+        Ok(hash)
+    }
+
+    /// Makes a complete temp file the (read-only, synced) object at `object`.
+    fn persist_object(&self, temp: tempfile::TempPath, object: &Path) -> io::Result<()> {
+        File::open(&temp)?.sync_data()?;
+        fs::set_permissions(&temp, Permissions::from_mode(0o444))?;
         fs::create_dir_all(object.parent().expect("objects are sharded"))?;
-        let mut temp = tempfile::NamedTempFile::new_in(self.tmp_dir())?;
-        let copied = copy_hashing(&mut File::open(path)?, temp.as_file_mut())?;
-        if &copied != hash {
-            return Err(io::Error::other(format!(
-                "{} changed while it was being cached",
-                path.display()
-            )));
+        temp.persist(object).map_err(|error| error.error)
+    }
+
+    /// A reflink of `path` in the cache's tmp folder, unless the file systems cannot make one
+    /// (then never tried again by this store).
+    fn clone_into_tmp(&self, path: &Path) -> Option<tempfile::TempPath> {
+        if self.no_reflink.load(Ordering::Relaxed) {
+            return None;
         }
-        temp.as_file().sync_data()?;
-        temp.as_file()
-            .set_permissions(Permissions::from_mode(0o444))?;
-        temp.persist(&object).map_err(|error| error.error)?;
-        Ok(())
+        let clone = tempfile::Builder::new()
+            .make_in(self.tmp_dir(), |temp| reflink_copy::reflink(path, temp));
+        match clone {
+            Ok(clone) => Some(clone.into_temp_path()),
+            Err(_) => {
+                self.no_reflink.store(true, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Whether every object an output needs is in the cache (without reading them).
@@ -264,6 +321,18 @@ pub fn remove_inside(path: &Path, root: &Path) -> io::Result<()> {
         )));
     }
     remove_path(&real_parent.join(name))
+}
+
+/// Whether a file's stat fields (size, times, inode) are the same in both.
+fn same_state(before: &fs::Metadata, after: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (
+        before.len(),
+        before.ino(),
+        before.mtime(),
+        before.mtime_nsec(),
+    ) == (after.len(), after.ino(), after.mtime(), after.mtime_nsec())
+        && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
 }
 
 /// Copies `from` into `to`, returning the blake3 hash of the bytes copied.

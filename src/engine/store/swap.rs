@@ -12,8 +12,9 @@
 //! 3. **in**: each new output is moved into place — a built-in kind's or a restore's from its
 //!    staging folder, right away; a `cmd` stage writes its outputs in place while it runs;
 //! 4. the caller hashes and caches the new outputs and writes the run record, then **commits**:
-//!    writes the lock file entry ([`Swap::commit`]) — the commit point;
-//! 5. **finish**: the backups are removed, then the journal.
+//!    writes the lock file with the stage's new entry — the commit point (the engine may write
+//!    the entries of several stages at once, then finish their swaps);
+//! 5. **finish** ([`Swap::finish`]): the backups are removed, then the journal.
 //!
 //! On failure (or an interrupt) before step 4, [`Swap::roll_back`] removes the new outputs and
 //! renames the backups back, then removes the journal: the previous outputs are there with the
@@ -81,7 +82,7 @@ struct SwappedOutput {
     had_previous: bool,
 }
 
-/// A swap in progress: the previous outputs are in their backups until [`Swap::commit`] or
+/// A swap in progress: the previous outputs are in their backups until [`Swap::finish`] or
 /// [`Swap::roll_back`]. Dropping it without either leaves it for [`recover`].
 #[derive(Debug)]
 pub struct Swap {
@@ -160,19 +161,11 @@ impl Swap {
         Ok(())
     }
 
-    /// Steps 4–5: `record` writes the stage's lock file entry; then the previous outputs are
-    /// dropped. When `record` fails, the swap is rolled back.
-    pub fn commit<E: From<io::Error>>(
-        self,
-        record: impl FnOnce() -> Result<(), E>,
-    ) -> Result<(), E> {
-        if let Err(error) = record() {
-            let _ = self.roll_back();
-            return Err(error);
-        }
+    /// Step 5, once the caller has made the stage's lock file entry durable (step 4, the
+    /// commit point): the previous outputs are dropped, then the journal.
+    pub fn finish(self) -> io::Result<()> {
         self.journal.finish()?;
-        remove_journal(&self.journal_file)?;
-        Ok(())
+        remove_journal(&self.journal_file)
     }
 
     /// Puts the previous outputs back (removing the new or partial ones).
