@@ -31,7 +31,7 @@ rm -rf "$work" && mkdir -p "$work/data" "$work/pipelines" "$work/avro"
 ln -s "$csv" "$work/data/ratings.csv"
 cp avro/RecommenderModel.avsc "$work/avro/"
 sed -e 's#data/ratings_small.csv#data/ratings.csv#' \
-    -e "s#epochs: 1#epochs: $epochs#" \
+    -e "s#epochs: [0-9]*#epochs: $epochs#" \
     pipelines/recommender-sweep.yaml > "$work/pipelines/sweep.yaml"
 grep -q "data/ratings.csv" "$work/pipelines/sweep.yaml"
 grep -q "epochs: $epochs" "$work/pipelines/sweep.yaml"
