@@ -16,12 +16,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::dag::Dag;
 use crate::engine::kind::param_text;
 use crate::engine::kind::select::metric_at;
-use crate::engine::spec::{Action, Pipeline, Port, Stage};
+use crate::engine::spec::{matrix_stage_of, variant_values, Action, Pipeline, Port, Stage};
 use crate::ml::model::metrics::TrainingMetrics;
 
 /// The metric a sweep is ranked by when no select stage says otherwise.
@@ -108,8 +109,8 @@ pub struct Sweep {
 pub struct Variant {
     /// The variant stage's name (`train@n_factors=16,dropout=0.1`).
     pub stage: String,
-    /// Its matrix values, as its name gives them.
-    pub matrix: BTreeMap<String, String>,
+    /// Its matrix values, as its name gives them, in the matrix's key order.
+    pub matrix: IndexMap<String, String>,
     /// Every resolved param.
     pub params: BTreeMap<String, serde_json::Value>,
     /// `metrics.json`, relative to the project.
@@ -145,8 +146,8 @@ pub fn sweeps(pipeline: &Pipeline, dag: &Dag) -> Vec<Sweep> {
         if metrics_output(stage).is_none() || selection_output(stage).is_some() {
             continue;
         }
-        let (base, matrix) = match stage.name.split_once('@') {
-            Some((base, _)) => (base, true),
+        let (base, matrix) = match matrix_stage_of(&stage.name) {
+            Some(base) => (base, true),
             None => (stage.name.as_str(), false),
         };
         match by_stage.iter_mut().find(|(name, _, _)| *name == base) {
@@ -279,7 +280,9 @@ fn variant(pipeline: &Pipeline, stage: &Stage, metric: &str, winner: Option<&str
     };
     Variant {
         stage: stage.name.clone(),
-        matrix: matrix_values(&stage.name),
+        matrix: variant_values(&stage.name)
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
         params: stage
             .params
             .iter()
@@ -303,29 +306,11 @@ fn read_metrics(path: &Path) -> Result<(TrainingMetrics, serde_json::Value)> {
     Ok((metrics, json))
 }
 
-/// `stage@a=1,b=x` → {a: 1, b: x} (matrix values hold no `,` or `=`: see spec/matrix.rs).
-fn matrix_values(name: &str) -> BTreeMap<String, String> {
-    let Some((_, values)) = name.split_once('@') else {
-        return BTreeMap::new();
-    };
-    values
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect()
-}
-
 /// The matrix keys in name order, then the other params that differ between variants.
 fn columns(variants: &[Variant]) -> Vec<String> {
     let mut columns: Vec<String> = variants
         .first()
-        .map(|first| {
-            let (_, values) = first.stage.split_once('@').unwrap_or_default();
-            values
-                .split(',')
-                .filter_map(|pair| pair.split_once('=').map(|(key, _)| key.to_string()))
-                .collect()
-        })
+        .map(|first| first.matrix.keys().cloned().collect())
         .unwrap_or_default();
     let names: std::collections::BTreeSet<&String> =
         variants.iter().flat_map(|v| v.params.keys()).collect();
@@ -353,18 +338,5 @@ pub fn kind_name(stage: &Stage) -> &str {
     match &stage.action {
         Action::Kind(kind) => kind.name(),
         Action::Cmd(_) => "cmd",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matrix_values_come_from_the_variant_name() {
-        let values = matrix_values("train@n_factors=16,dropout=0.1");
-        assert_eq!(values["n_factors"], "16");
-        assert_eq!(values["dropout"], "0.1");
-        assert!(matrix_values("train").is_empty());
     }
 }

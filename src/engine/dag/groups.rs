@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::Dag;
-use crate::engine::spec::Pipeline;
+use crate::engine::spec::{matrix_stage_of, Pipeline};
 
 /// One node of the folded graph: a stage, or every variant of a matrix stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,11 +44,6 @@ pub struct Grouped {
     pub edges: Vec<(usize, usize)>,
 }
 
-/// The matrix stage a stage's name belongs to, if it is a variant.
-fn matrix_of(name: &str) -> Option<&str> {
-    name.split_once('@').map(|(stage, _)| stage)
-}
-
 impl Dag {
     /// The graph with the variants of each matrix stage folded into one group.
     pub fn grouped(&self, pipeline: &Pipeline) -> Grouped {
@@ -56,7 +51,7 @@ impl Dag {
         let mut group_of = vec![0; pipeline.stages.len()];
         for &stage in &self.order {
             let name = &pipeline.stages[stage].name;
-            let matrix = matrix_of(name);
+            let matrix = matrix_stage_of(name);
             let existing = matrix.and_then(|matrix| {
                 groups
                     .iter()

@@ -27,6 +27,20 @@ use super::raw::{RawPipeline, RawPorts, RawStage};
 use super::{Location, Override, SpecError};
 use crate::engine::kind::{param_text, Registry};
 
+/// The matrix stage a variant belongs to, read from its name (`train@a=1,b=x` → `train`); none
+/// for a stage that is no variant (a stage's own name holds no `@`).
+pub fn matrix_stage_of(name: &str) -> Option<&str> {
+    name.split_once('@').map(|(stage, _)| stage)
+}
+
+/// A variant's matrix values read back from its name, in the matrix's key order
+/// (`train@a=1,b=x` → `(a, 1), (b, x)`); none for a stage that is no variant. The inverse of the
+/// naming in [`expand`]: keys and values are checked to hold no `,`, `=` or `@` (see `axes`).
+pub fn variant_values(name: &str) -> impl Iterator<Item = (&str, &str)> {
+    let values = name.split_once('@').map_or("", |(_, values)| values);
+    values.split(',').filter_map(|pair| pair.split_once('='))
+}
+
 /// The variants of every matrix stage, as expanded.
 #[derive(Default)]
 pub(super) struct Matrices {
@@ -405,5 +419,28 @@ fn visit_value(
             .values_mut()
             .try_for_each(|item| visit_value(node, item, visit)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_values_come_from_the_variant_name() {
+        let values: IndexMap<&str, &str> =
+            variant_values("train@n_factors=16,dropout=0.1").collect();
+        assert_eq!(values["n_factors"], "16");
+        assert_eq!(values["dropout"], "0.1");
+        assert_eq!(
+            values.keys().copied().collect::<Vec<_>>(),
+            ["n_factors", "dropout"]
+        );
+        assert_eq!(variant_values("train").count(), 0);
+        assert_eq!(
+            matrix_stage_of("train@n_factors=16,dropout=0.1"),
+            Some("train")
+        );
+        assert_eq!(matrix_stage_of("train"), None);
     }
 }

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{closest, Location, SpecError};
 use loader::Loader;
+pub use matrix::{matrix_stage_of, variant_values};
 
 use crate::engine::kind::{Params, Registry, StageKind};
 
@@ -113,12 +114,7 @@ impl Pipeline {
         match self.stage_index(name) {
             Some(index) => vec![index],
             None => (self.stages.iter().enumerate())
-                .filter(|(_, stage)| {
-                    stage
-                        .name
-                        .strip_prefix(name)
-                        .is_some_and(|rest| rest.starts_with('@'))
-                })
+                .filter(|(_, stage)| matrix_stage_of(&stage.name) == Some(name))
                 .map(|(index, _)| index)
                 .collect(),
         }
