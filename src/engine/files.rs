@@ -1,5 +1,6 @@
 //! Writing files so that a crash never leaves half of one: shared by the store (objects, run
-//! records, the lock file), the fingerprint's stat cache and commands that write results.
+//! records, the lock file), the fingerprint's stat cache and commands that write results; and
+//! the one copy of a file or a folder with everything in it.
 
 use std::fs::Permissions;
 use std::io::{self, Write};
@@ -35,4 +36,19 @@ pub fn temp_file_for(path: &Path) -> io::Result<tempfile::NamedTempFile> {
             .set_permissions(Permissions::from_mode(meta.permissions().mode() & 0o7777))?;
     }
     Ok(file)
+}
+
+/// Copies a file, or a folder with everything in it, to `to` (whose parent exists). Links are
+/// followed: the copy holds what they point at.
+pub fn copy_recursive(from: &Path, to: &Path) -> io::Result<()> {
+    if std::fs::metadata(from)?.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_recursive(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(drop)
+    }
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::{RunOptions, RunReport, Ui};
 use crate::engine::dag::Dag;
+use crate::engine::files;
 use crate::engine::fingerprint::{ContentHash, DirtyReason, StatCache};
 use crate::engine::kind::{Registry, Reproducibility};
 use crate::engine::spec::{self, path, Action, Override, Pipeline};
@@ -179,7 +180,9 @@ pub fn check(
         if source.starts_with('/') {
             continue;
         }
-        copy_into(&pipeline.abs(source), &lexical_join(&project, source))?;
+        let (from, to) = (pipeline.abs(source), lexical_join(&project, source));
+        std::fs::create_dir_all(to.parent().expect("a path inside the copy"))?;
+        files::copy_recursive(&from, &to).with_context(|| format!("copying {}", from.display()))?;
     }
     let copy_file = project.join(&pipeline_file);
     std::fs::create_dir_all(copy_file.parent().expect("a file path"))?;
@@ -333,20 +336,4 @@ fn lexical_join(base: &Path, relative: &str) -> PathBuf {
         }
     }
     joined
-}
-
-fn copy_into(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if std::fs::metadata(from)?.is_dir() {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(from)? {
-            let entry = entry?;
-            copy_into(&entry.path(), &to.join(entry.file_name()))?;
-        }
-    } else {
-        std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
-    }
-    Ok(())
 }

@@ -31,6 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::files;
 use crate::engine::fingerprint::canonical_param;
 
 use super::{OutputRole, ParamSpec, Params, StageContext, StageKind};
@@ -190,7 +191,7 @@ impl StageKind for Select {
         ));
         for role in best.outputs.keys() {
             let source = ctx.input(&format!("{}/{role}", best.stage))?;
-            copy_output(source, ctx.output(role)?)
+            files::copy_recursive(source, ctx.output(role)?)
                 .with_context(|| format!("copying `{}` of `{}`", best.outputs[role], best.stage))?;
         }
         let selection = Selection {
@@ -310,24 +311,6 @@ fn paths_to_key(node: &serde_json::Value, key: &str, prefix: &str, found: &mut V
         }
         _ => {}
     }
-}
-
-/// Copies a file, or a folder with everything in it, to `dest` (which does not exist yet).
-fn copy_output(source: &Path, dest: &Path) -> Result<()> {
-    if !source.is_dir() {
-        fs::copy(source, dest)?;
-        return Ok(());
-    }
-    for entry in walkdir::WalkDir::new(source).sort_by_file_name() {
-        let entry = entry?;
-        let target = dest.join(entry.path().strip_prefix(source)?);
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{remove_path, LockFile, LockedStage};
+use crate::engine::files;
 use crate::engine::fingerprint::{ContentHash, StageKey};
 
 /// Name prefix of the backup of a previous output, beside it.
@@ -268,22 +269,9 @@ fn move_into_place(from: &Path, to: &Path) -> io::Result<()> {
     remove_path(to)?;
     match fs::rename(from, to) {
         Err(error) if error.raw_os_error() == Some(libc::EXDEV) => {
-            copy_recursive(from, to)?;
+            files::copy_recursive(from, to)?;
             remove_path(from)
         }
         other => other,
-    }
-}
-
-fn copy_recursive(from: &Path, to: &Path) -> io::Result<()> {
-    if fs::metadata(from)?.is_dir() {
-        fs::create_dir_all(to)?;
-        for entry in fs::read_dir(from)? {
-            let entry = entry?;
-            copy_recursive(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        fs::copy(from, to).map(drop)
     }
 }
