@@ -83,7 +83,10 @@ impl HttpPut {
     /// yet) and the folders warez-pipe writes into (`folders`, parents first). Done once before
     /// uploading: `object_store` creates missing parents itself, but two uploads racing to
     /// create one folder make the loser fail (WebDAV answers 405 to a MKCOL of an existing
-    /// folder). Failures are left to the PUTs to report: servers that are no WebDAV (Bazel's
+    /// folder). Two processes pushing at once race here too: a MKCOL that fails (a server may
+    /// answer an error while another client creates the same folder) is tried once more, when
+    /// the folder usually exists, and every folder is tried whatever happened to the one
+    /// before. Failures are left to the PUTs to report: servers that are no WebDAV (Bazel's
     /// HTTP cache) refuse MKCOL and need none.
     pub async fn make_folders(&self, folders: &[&str]) {
         let base: Vec<String> = self
@@ -109,8 +112,8 @@ impl HttpPut {
         for path in paths {
             let mut url = self.base.clone();
             url.set_path(&format!("/{path}/"));
-            if self.mkcol(url).await.is_err() {
-                return;
+            if self.mkcol(url.clone()).await.is_err() {
+                let _ = self.mkcol(url).await;
             }
         }
     }
