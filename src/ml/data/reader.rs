@@ -42,8 +42,19 @@ const UTF8_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 pub const BAD_ROWS_SHOWN: u64 = 20;
 /// Rows read ahead, whose ids are looked up together (see the read loop).
 const BATCH_ROWS: usize = 256;
-/// Bytes read from the file at a time by the fast path (a longer line grows the buffer).
-const CHUNK_BYTES: usize = 1 << 20;
+/// How far a read goes, and its buffer size; tests shrink them.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Distinct ids allowed per column.
+    max_ids: u64,
+    /// Bytes read from the file at a time by the fast path (a longer line grows the buffer).
+    chunk_bytes: usize,
+}
+
+const LIMITS: Limits = Limits {
+    max_ids: MAX_IDS,
+    chunk_bytes: 1 << 20,
+};
 /// Rows between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
 /// The shortest plausible row (two hyphenated UUIDs, a one-digit rating, separators and a
@@ -109,10 +120,10 @@ pub fn read_ratings(
     on_bad_rows: OnBadRows,
     progress: &dyn Progress,
 ) -> Result<Ingested> {
-    read_ratings_up_to(input, source, size, on_bad_rows, progress, MAX_IDS)
+    read_ratings_up_to(input, source, size, on_bad_rows, progress, LIMITS)
 }
 
-/// [`read_ratings`] allowing at most `max_ids` distinct ids per column.
+/// [`read_ratings`] within `limits`.
 ///
 /// Two tokenizers, one result. Lines of the usual shape (not empty, no `"`, no `\r`, which is
 /// nearly every line of a real file) are split at their commas here, straight from a large read
@@ -128,10 +139,11 @@ fn read_ratings_up_to(
     size: Option<u64>,
     on_bad_rows: OnBadRows,
     progress: &dyn Progress,
-    max_ids: u64,
+    limits: Limits,
 ) -> Result<Ingested> {
     let reading = || format!("reading {source}");
-    let mut chunks = Chunks::new(skip_bom(input).with_context(reading)?);
+    let mut chunks = Chunks::new(skip_bom(input).with_context(reading)?, limits.chunk_bytes);
+    let max_ids = limits.max_ids;
     while memchr::memchr(b'\n', chunks.unread()).is_none()
         && chunks.refill().with_context(reading)?
     {}
@@ -140,11 +152,8 @@ fn read_ratings_up_to(
     let header = &data[..header_end];
     if header.is_empty() || !is_plain(header) || header.starts_with(UTF8_BOM) {
         // A second BOM is the csv crate's to strip, as before the fast path existed.
-        let mut reader = csv_reader(chunks.into_unread(), true);
-        let header = reader.byte_headers().with_context(reading)?.clone();
-        let mut rows = Rows::new(&header, source, size, on_bad_rows, progress, max_ids)?;
-        rows.add_csv_records(reader, 0, 0)?;
-        return rows.finish();
+        let input = chunks.into_unread();
+        return read_with_csv_crate(input, source, size, on_bad_rows, progress, max_ids);
     }
     let header = ByteRecord::from(header.split(|&byte| byte == b',').collect::<Vec<_>>());
     let mut rows = Rows::new(&header, source, size, on_bad_rows, progress, max_ids)?;
@@ -184,6 +193,26 @@ fn read_ratings_up_to(
     rows.finish()
 }
 
+/// [`read_ratings_up_to`] with the csv crate reading every line: for files whose header is not
+/// plain (see [`is_plain`]).
+fn read_with_csv_crate(
+    input: impl Read,
+    source: &str,
+    size: Option<u64>,
+    on_bad_rows: OnBadRows,
+    progress: &dyn Progress,
+    max_ids: u64,
+) -> Result<Ingested> {
+    let mut reader = csv_reader(input, true);
+    let header = reader
+        .byte_headers()
+        .with_context(|| format!("reading {source}"))?
+        .clone();
+    let mut rows = Rows::new(&header, source, size, on_bad_rows, progress, max_ids)?;
+    rows.add_csv_records(reader, 0, 0)?;
+    rows.finish()
+}
+
 /// Whether `line` is plain text as far as CSV goes: no quote and no carriage return.
 fn is_plain(line: &[u8]) -> bool {
     memchr::memchr2(b'"', b'\r', line).is_none()
@@ -213,10 +242,10 @@ struct Chunks<R> {
 }
 
 impl<R: Read> Chunks<R> {
-    fn new(input: R) -> Self {
+    fn new(input: R, bytes: usize) -> Self {
         Self {
             input,
-            buffer: vec![0; CHUNK_BYTES],
+            buffer: vec![0; bytes],
             start: 0,
             end: 0,
             at_end: false,
@@ -765,6 +794,8 @@ fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::engine::kind::NoProgress;
 
@@ -800,7 +831,10 @@ mod tests {
                 None,
                 OnBadRows::Skip,
                 &NoProgress,
-                3,
+                Limits {
+                    max_ids: 3,
+                    ..LIMITS
+                },
             )
         };
         let three = rows(&[1, 2, 1, 3, 3], &[9, 9, 8, 7, 9]);
@@ -894,6 +928,128 @@ mod tests {
             error.contains("t.csv:1: the header names column `productId` more than once"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn canonical_keys_are_the_uuid_crate_bytes_of_the_lowercase_hyphenated_form() {
+        let uuid = Uuid::parse_str(C1).unwrap();
+        assert_eq!(canonical_uuid(C1.as_bytes()), Some(uuid.as_u128()));
+        for other in [
+            C1.to_uppercase(),
+            C1.replace('-', ""),
+            format!("{{{C1}}}"),
+            C1.replacen('-', "_", 1),
+            C1.replacen('a', "g", 1),
+            format!("{}é", &C1[..34]),
+        ] {
+            assert_eq!(canonical_uuid(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    /// Progress that keeps the lines printed.
+    #[derive(Default)]
+    struct Printed(std::sync::Mutex<Vec<String>>);
+
+    impl Progress for Printed {
+        fn start(&self, _total: u64, _unit: &str) {}
+        fn set_position(&self, _done: u64) {}
+        fn set_message(&self, _message: &str) {}
+        fn println(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_string());
+        }
+    }
+
+    /// What a read gave: the data or the error, and the lines it printed.
+    type Outcome = (std::result::Result<Ingested, String>, Vec<String>);
+
+    fn outcome(read: impl FnOnce(&dyn Progress) -> Result<Ingested>) -> Outcome {
+        let printed = Printed::default();
+        let result = read(&printed).map_err(|error| format!("{error:#}"));
+        (result, printed.0.into_inner().unwrap())
+    }
+
+    /// A field of a generated file: ids of every accepted and rejected spelling, ratings good
+    /// and bad, and the text that sends a line to the csv crate (quotes, a CR, a BOM).
+    fn field() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            C1.to_string(),
+            C2.to_string(),
+            P1.to_string(),
+            C1.to_uppercase(),
+            format!("{{{C2}}}"),
+            P1.replace('-', ""),
+            format!("\"{C1}\""),
+            format!("\"{P1}\"\"\""),
+            format!("\"{C2}\n\""),
+            format!("{}x", &C1[..35]),
+            format!("\u{feff}{C2}"),
+            "0.5".to_string(),
+            " 0.25 ".to_string(),
+            "\"1\"".to_string(),
+            "-1".to_string(),
+            "nan".to_string(),
+            "inf".to_string(),
+            "1e400".to_string(),
+            "x".to_string(),
+            String::new(),
+            "a\rb".to_string(),
+        ])
+    }
+
+    /// Lines of one, two, three (mostly) or four fields, each followed by an LF, CRLF or CR, or
+    /// a blank line; the header with the columns in any order; maybe a BOM; maybe no final line
+    /// end.
+    fn csv_file() -> impl Strategy<Value = Vec<u8>> {
+        let line = (
+            prop::sample::select(vec![1usize, 2, 3, 3, 3, 3, 4]),
+            [field(), field(), field(), field()],
+            prop::sample::select(vec!["\n", "\n", "\n", "\n", "\r\n", "\r", ""]),
+        );
+        (
+            Just([CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN]).prop_shuffle(),
+            prop::sample::select(vec!["\n", "\n", "\r\n"]),
+            prop::collection::vec(line, 0..24),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(header, header_end, lines, bom, final_line_end)| {
+                let mut text = String::new();
+                if bom {
+                    text.push('\u{feff}');
+                }
+                text.push_str(&header.join(","));
+                text.push_str(header_end);
+                for (width, fields, end) in &lines {
+                    text.push_str(&fields[..*width].join(","));
+                    text.push_str(end);
+                }
+                if !final_line_end {
+                    text.truncate(text.trim_end_matches(['\r', '\n']).len());
+                }
+                text.into_bytes()
+            })
+    }
+
+    proptest::proptest! {
+        /// The fast path and the csv crate alone read any file, good or bad, to the same
+        /// ratings, maps, errors and printed lines, whatever the buffer size.
+        #[test]
+        fn the_fast_path_reads_like_the_csv_crate(
+            file in csv_file(),
+            chunk_bytes in 1usize..80,
+            skip in proptest::bool::ANY,
+        ) {
+            let policy = if skip { OnBadRows::Skip } else { OnBadRows::Error };
+            let limits = Limits { chunk_bytes, ..LIMITS };
+            let fast = outcome(|progress| {
+                read_ratings_up_to(&file[..], "p.csv", None, policy, progress, limits)
+            });
+            let csv_crate = outcome(|progress| {
+                let input = skip_bom(&file[..])?;
+                read_with_csv_crate(input, "p.csv", None, policy, progress, MAX_IDS)
+            });
+            proptest::prop_assert_eq!(fast, csv_crate, "{}", String::from_utf8_lossy(&file));
+        }
     }
 
     #[test]
