@@ -30,6 +30,7 @@ use super::dataset::Ratings;
 use super::idmap::IdMap;
 use super::shown::shown_field;
 use super::try_vec;
+use super::uuid_table::UuidTable;
 use crate::engine::kind::Progress;
 use crate::ml::data::idmap::MAX_IDS;
 
@@ -459,14 +460,18 @@ impl<'a> Rows<'a> {
 
     /// Adds a batch of rows; `end` is the input offset reached, for the progress.
     fn add_batch(&mut self, rows: &[Row], end: u64) -> Result<()> {
-        // The batch's ids are parsed, then looked up in a loop of nothing else: the lookups do
-        // not wait for each other, so the CPU overlaps their cache misses, where one lookup per
-        // row between parsing the rows would wait out the full memory latency each time.
+        // The batch's ids are parsed, their slots prefetched, and only then looked up: the
+        // cache misses of a whole batch overlap, where one lookup per row between parsing the
+        // rows would wait out the full memory latency each time.
         self.keys.clear();
         self.keys.extend(
             rows.iter()
                 .map(|row| [canonical_uuid(row.customer), canonical_uuid(row.product)]),
         );
+        for keys in &self.keys {
+            self.customers.prefetch(keys[0]);
+            self.products.prefetch(keys[1]);
+        }
         let mut known = std::mem::take(&mut self.known);
         known.clear();
         known.extend(self.keys.iter().map(|keys| KnownIds {
@@ -652,13 +657,13 @@ fn parse_row(
 /// Reading is bound by memory latency on the id lookups (1M customers spread over a 10M-row
 /// file miss the cache on nearly every row), so the table consulted per row is kept small: ids in
 /// the form every UUID printer writes (36 bytes, hyphenated, lowercase) are keyed by their 16
-/// bytes, a 20-byte slot, compared without a call to `memcmp`. That text and those bytes map
+/// bytes in a [`UuidTable`], whose slots can be prefetched a batch ahead. That text and those bytes map
 /// one to one, so ids are still told apart by their exact text: any other spelling (upper case,
 /// braces, no hyphens) is looked up by its text in `other`, and stays a different id from its
 /// lowercase twin, as in pandas.
 struct IdInterner {
     column: &'static str,
-    canonical: HashMap<u128, u32, foldhash::fast::RandomState>,
+    canonical: UuidTable,
     /// Ids of other spellings, by their text.
     other: HashMap<String, u32, foldhash::fast::RandomState>,
     /// Every id in first-seen order, each followed by `\n`: the map file's text, which becomes
@@ -671,7 +676,7 @@ impl IdInterner {
     fn new(column: &'static str) -> Self {
         Self {
             column,
-            canonical: HashMap::default(),
+            canonical: UuidTable::default(),
             other: HashMap::default(),
             text: String::new(),
             count: 0,
@@ -681,7 +686,14 @@ impl IdInterner {
     /// The index of an id of the usual form (its [`canonical_uuid`] key) when already seen: the
     /// fast path, which neither validates nor adds anything.
     fn known(&self, key: Option<u128>) -> Option<u32> {
-        self.canonical.get(&key?).copied()
+        self.canonical.get(key?)
+    }
+
+    /// Starts loading where [`known`](Self::known) will look for `key`.
+    fn prefetch(&self, key: Option<u128>) {
+        if let Some(key) = key {
+            self.canonical.prefetch(key);
+        }
     }
 
     /// The index of the id `field` as written, validating it as a UUID when first seen.
@@ -689,7 +701,7 @@ impl IdInterner {
         let Some(key) = canonical_uuid(field) else {
             return self.by_text(field);
         };
-        if let Some(&index) = self.canonical.get(&key) {
+        if let Some(index) = self.canonical.get(key) {
             return Ok(index);
         }
         let id =
