@@ -1,19 +1,21 @@
 //! The streaming ratings-CSV reader behind the `ingest` stage.
 //!
-//! One pass over the file with csv's [`ByteRecord`]: a single record buffer is reused for every
-//! row, so the text is never held whole (let alone twice) and a row costs no allocation. Per row
-//! the reader
-//! - looks each id up by its exact text (see `IdInterner`); only an id seen for the first time
-//!   is parsed as a UUID (to validate it) and appended, so the maps come out in first-seen order,
-//!   exactly what `pandas.unique` yields, and a UUID is parsed once per distinct id, not per row;
+//! One pass over the file, a 1 MiB buffer at a time, so the text is never held whole (let alone
+//! twice) and a row costs no allocation. Plain lines (no quote, no CR, not blank: nearly all of
+//! a real file) are split at their commas by the reader itself; from the first other line on, the
+//! csv crate reads the rest (see `read_ratings_up_to`), with the same results. Rows are handled
+//! in batches (see `Rows`); per row the reader
+//! - looks each id up (see `IdInterner`); only an id seen for the first time is validated as a
+//!   UUID and appended, so the maps come out in first-seen order, exactly what `pandas.unique`
+//!   yields;
 //! - parses the rating as f64 and narrows it to f32 (what pandas + Keras do), requiring it to be
 //!   finite and ≥ 0 (the trainer's MSLE loss needs y > −1).
 //!
 //! A bad row is an error naming `file:line` and the problem, or under [`OnBadRows::Skip`] it is
 //! reported through [`Progress::println`] and counted in [`Ingested::skipped`], never dropped
 //! silently. The header must name the three columns, in any order; other columns are ignored.
-//! Quoted fields, CRLF line ends and a missing final newline are the csv crate's business; a
-//! UTF-8 BOM (which the csv crate keeps as part of the first header name) is stripped here.
+//! Quoted fields, CR and CRLF line ends and blank lines are the csv crate's business; a missing
+//! final newline is fine; a UTF-8 BOM is stripped here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -152,7 +154,7 @@ fn read_ratings_up_to(
     let header_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
     let header = &data[..header_end];
     if header.is_empty() || !is_plain(header) || header.starts_with(UTF8_BOM) {
-        // A second BOM is the csv crate's to strip, as before the fast path existed.
+        // Also a header after a second BOM: csv-core strips one at the start of its input.
         let input = chunks.into_unread();
         return read_with_csv_crate(input, source, size, on_bad_rows, progress, max_ids);
     }
