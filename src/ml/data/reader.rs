@@ -275,7 +275,15 @@ impl<R: Read> Chunks<R> {
         self.end -= self.start;
         self.start = 0;
         if self.end == self.buffer.len() {
-            self.buffer.resize(self.buffer.len() * 2, 0);
+            // Fallibly: a file of one endless line is an error, not an abort.
+            let more = self.buffer.len();
+            self.buffer.try_reserve_exact(more).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("out of memory holding a line of over {more} bytes"),
+                )
+            })?;
+            self.buffer.resize(self.end + more, 0);
         }
         loop {
             match self.input.read(&mut self.buffer[self.end..]) {
