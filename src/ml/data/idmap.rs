@@ -6,12 +6,14 @@
 //! stage that reads only the maps) untouched.
 //!
 //! The index is a `hashbrown::HashTable` of positions into that text (no second copy of the ids
-//! as keys), hashed with foldhash (the hasher hashbrown itself defaults to) rather than std's
+//! as keys), built on the first lookup (a map that is only written, as `ingest` writes its maps,
+//! never pays for it: a million ids' index costs a cache miss per id), hashed with foldhash (the hasher hashbrown itself defaults to) rather than std's
 //! DoS-resistant SipHash, which costs several times as much on 36-byte keys; ids come from the
 //! project's own data files, not from an adversary.
 
 use std::hash::BuildHasher;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use hashbrown::HashTable;
@@ -32,8 +34,8 @@ pub struct IdMap {
     text: String,
     /// Where each id's `\n` is in `text`: an id runs from the end of the one before to there.
     ends: Vec<usize>,
-    /// Indices into `starts`, found by the hash of their id.
-    index: HashTable<u32>,
+    /// Indices into `ends`, found by the hash of their id: built by the first lookup.
+    index: OnceLock<HashTable<u32>>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -59,7 +61,8 @@ impl IdMap {
         self.index_last()
     }
 
-    /// Indexes the last id of `ends`, already in `text`; returns its index.
+    /// Indexes the last id of `ends`, already in `text`, when the index is built; returns its
+    /// index.
     fn index_last(&mut self) -> u32 {
         let index = self.ends.len() - 1;
         let Self {
@@ -68,17 +71,28 @@ impl IdMap {
             index: table,
             hasher,
         } = self;
-        table.insert_unique(
-            hasher.hash_one(id_at(text, ends, index)),
-            index as u32,
-            |&other| hasher.hash_one(id_at(text, ends, other as usize)),
-        );
+        if let Some(table) = table.get_mut() {
+            table.insert_unique(
+                hasher.hash_one(id_at(text, ends, index)),
+                index as u32,
+                |&other| hasher.hash_one(id_at(text, ends, other as usize)),
+            );
+        }
         index as u32
     }
 
     pub fn get(&self, id: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(id);
         self.index
+            .get_or_init(|| {
+                let mut table = HashTable::with_capacity(self.len());
+                for (index, id) in self.ids().enumerate() {
+                    table.insert_unique(self.hasher.hash_one(id), index as u32, |&other| {
+                        self.hasher.hash_one(self.id(other as usize))
+                    });
+                }
+                table
+            })
             .find(hash, |&index| self.id(index as usize) == id)
             .copied()
     }
@@ -139,7 +153,7 @@ impl IdMap {
         let mut map = Self {
             text,
             ends: Vec::with_capacity(ids),
-            index: HashTable::with_capacity(ids),
+            index: OnceLock::from(HashTable::with_capacity(ids)),
             hasher: Default::default(),
         };
         let mut start = 0;
@@ -156,6 +170,17 @@ impl IdMap {
             start = end + 1;
         }
         Ok(map)
+    }
+
+    /// The map whose file text is `text`, which lists each id once (its maker ensured it: not
+    /// checked here, and not indexed until the first lookup).
+    pub fn from_distinct_text(text: String) -> Self {
+        let ends = memchr::memchr_iter(b'\n', text.as_bytes()).collect();
+        Self {
+            text,
+            ends,
+            ..Self::default()
+        }
     }
 }
 
@@ -188,6 +213,20 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\na\n");
         assert_eq!(IdMap::read(&path).unwrap(), map);
         assert_eq!(map.ids().collect::<Vec<_>>(), ["b", "a"]);
+    }
+
+    #[test]
+    fn a_map_from_distinct_text_is_indexed_by_its_first_lookup() {
+        let mut map = IdMap::from_distinct_text("b\na\nc\n".to_string());
+        assert!(map.index.get().is_none());
+        assert_eq!(map.ids().collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(
+            (map.get("c"), map.get("b"), map.get("d")),
+            (Some(2), Some(0), None)
+        );
+        assert_eq!(map.intern("d"), 3);
+        assert_eq!(map.intern("a"), 1);
+        assert_eq!(map, IdMap::from_text("b\na\nc\nd\n".to_string()).unwrap());
     }
 
     #[test]

@@ -561,7 +561,7 @@ impl<'a> Rows<'a> {
             }
             bail!("{source}: no data rows (only a header)");
         }
-        let (customers, products) = (self.customers.into_map()?, self.products.into_map()?);
+        let (customers, products) = (self.customers.into_map(), self.products.into_map());
         ratings.n_customers = customers.len() as u32;
         ratings.n_products = products.len() as u32;
         Ok(Ingested {
@@ -744,14 +744,8 @@ impl IdInterner {
 
     /// The id map: each id was added once, as its column's spelling sorted it to `canonical` or
     /// `other`, never both.
-    fn into_map(self) -> Result<IdMap> {
-        IdMap::from_text(self.text).map_err(|repeated| {
-            anyhow::anyhow!(
-                "internal error: {} id `{}` was added twice",
-                self.column,
-                repeated.id
-            )
-        })
+    fn into_map(self) -> IdMap {
+        IdMap::from_distinct_text(self.text)
     }
 }
 
