@@ -32,7 +32,7 @@ use super::dataset::Ratings;
 use super::idmap::IdMap;
 use super::shown::shown_field;
 use super::try_vec;
-use super::uuid_table::UuidTable;
+use super::uuid_table::{canonical_uuid, UuidTable};
 use crate::engine::kind::Progress;
 use crate::ml::data::idmap::MAX_IDS;
 
@@ -751,59 +751,6 @@ impl IdInterner {
 
 fn not_a_uuid(column: &str, field: &[u8], reason: &dyn fmt::Display) -> String {
     format!("{column} `{}` is not a UUID: {reason}", shown_field(field))
-}
-
-/// The 16 bytes of `field`, as one number, when it is a UUID in the hyphenated lowercase form.
-///
-/// Hand-written rather than `Uuid::try_parse_ascii`, which accepts every form and both cases:
-/// this key needs the one form, and checking it while decoding eight digits at a time takes a
-/// fraction of the crate's parser plus a scan for upper case (a fifth of the whole read, per
-/// profile).
-fn canonical_uuid(field: &[u8]) -> Option<u128> {
-    let field: &[u8; 36] = field.try_into().ok()?;
-    if [field[8], field[13], field[18], field[23]] != [b'-'; 4] {
-        return None;
-    }
-    let eight = |at: usize| u64::from_le_bytes(field[at..at + 8].try_into().unwrap());
-    let four = |at: usize| u64::from(u32::from_le_bytes(field[at..at + 4].try_into().unwrap()));
-    // The 32 digits in four groups of eight, around the hyphens at 8, 13, 18 and 23.
-    let groups = [
-        eight(0),
-        four(9) | four(14) << 32,
-        four(19) | four(24) << 32,
-        eight(28),
-    ];
-    let mut key = 0u128;
-    for group in groups {
-        key = key << 32 | u128::from(hex_digits(group)?);
-    }
-    Some(key)
-}
-
-/// The value of eight lowercase hex digits, the first in the lowest byte of `chars` and the
-/// most significant; `None` unless every byte is `0-9` or `a-f`. All eight bytes are tested and
-/// decoded at once, as lanes of one word (no byte is 0x80 or more, so no lane carries into the
-/// next).
-fn hex_digits(chars: u64) -> Option<u32> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
-    if chars & HIGH != 0 {
-        return None;
-    }
-    // Each lane's high bit: whether that byte is at least `byte`.
-    let at_least = |byte: u8| chars.wrapping_add(ONES * u64::from(0x80 - byte)) & HIGH;
-    let digit = at_least(b'0') & !at_least(b'9' + 1);
-    let letter = at_least(b'a') & !at_least(b'f' + 1);
-    if digit | letter != HIGH {
-        return None;
-    }
-    let nibbles = (chars & (ONES * 0x0F)) + (letter >> 7) * 9;
-    // Pairs of nibbles into bytes (the first of each pair high), then the four bytes together.
-    let bytes = ((nibbles << 4) | (nibbles >> 8)) & 0x00FF_00FF_00FF_00FF;
-    let bytes = (bytes | (bytes >> 8)) & 0x0000_FFFF_0000_FFFF;
-    let bytes = (bytes | (bytes >> 16)) as u32;
-    // Lowest byte first in memory: as a number, the first digits most significant.
-    Some(bytes.swap_bytes())
 }
 
 fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
