@@ -1,5 +1,6 @@
-//! The reader's table of UUIDs seen so far: a UUID's 128 bits → its index; and those 128 bits
-//! of a UUID in its usual text form.
+//! A table of UUIDs seen so far, a UUID's 128 bits → its index (the CSV reader's id lookups, and
+//! the id maps' check for an id listed twice); and those 128 bits of a UUID in its usual text
+//! form.
 //!
 //! Hand-written rather than a `HashMap` because reading a big file is bound by this table's cache
 //! misses (1M customers spread over 10M rows miss the cache on nearly every row), and the way to
