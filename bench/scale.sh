@@ -5,6 +5,8 @@
 #   bench/scale.sh            # 1M rows / 100k customers / 2k products, then 10M / 1M / 20k
 #   bench/scale.sh 100m       # also 100M / 5M / 50k: a ~9 GB CSV, ~12 GB of disk in all (opt-in)
 #   SIZES="1m" bench/scale.sh # only the sizes named (1m, 10m, 100m)
+#   STAGES=ingest bench/scale.sh  # only the stages named, in pipeline order (default: all four;
+#                                 # a stage whose inputs are missing runs the stages before it too)
 #
 # Per size: `gen-data` writes the CSV into bench/data/scale-SIZE/ (git-ignored; deleted again at
 # the end unless KEEP_DATA=1), then every stage runs in its own `warez-pipe run --stage NAME
@@ -27,9 +29,10 @@ declare -A gen_args=(
     [10m]="--rows 10000000 --customers 1000000 --products 20000"
     [100m]="--rows 100000000 --customers 5000000 --products 50000"
 )
-stages=(ingest train export_tf write_avro)
+stages=(${STAGES:-ingest train export_tf write_avro})
 
-# WAREZ=path/to/warez-pipe measures another build (e.g. main's, for a before/after).
+# WAREZ=path/to/warez-pipe measures another build (e.g. main's, for a before/after); COMMIT=…
+# names the commit it was built from in the report (default: this checkout's).
 if [[ -z ${WAREZ:-} ]]; then
     cargo build --release --quiet --bin warez-pipe
 fi
@@ -39,7 +42,7 @@ export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$("$python" -c 'import glob, os, onnxrun
 export SOURCE_DATE_EPOCH=0
 
 # The commit measured, taken before the runs (with a mark when the worktree differs from it).
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')"
+commit=${COMMIT:-"$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')"}
 results=$out/scale.tsv
 : >"$results"
 for size in "${sizes[@]}"; do

@@ -171,3 +171,80 @@ fn control_characters_from_the_csv_are_escaped_in_messages() {
         assert!(!all_output.contains(raw), "raw {raw:?} in:\n{all_output:?}");
     }
 }
+
+/// A file of over a megabyte (the fast path's read buffer): bad rows in its first and second
+/// buffer and after a quoted row (from where the csv crate reads) are each named by their line,
+/// and the rows kept read exactly as the same rows written plainly.
+#[test]
+fn bad_rows_on_both_sides_of_a_buffer_and_a_quoted_row_are_named_by_line() {
+    let id = |kind: u32, n: u32| format!("{n:08x}-{kind:04x}-4000-8000-{n:012x}");
+    let row = |n: u32| format!("{},{},{}", id(1, n % 3000), id(2, n % 50), n % 16);
+    let (bad_rating, bad_id, quoted, negative) = (3, 12_000, 13_000, 14_000);
+    let mut messy = String::from("customerId,productId,scaled_purchase_freq\n");
+    let mut plain = messy.clone();
+    for line in 2..=15_000 {
+        let n = line - 2;
+        match line {
+            _ if line == bad_rating => messy.push_str(&format!("{},{},x", id(1, 0), id(2, 0))),
+            _ if line == bad_id => messy.push_str(&format!("{}x,{},1", &id(1, 0)[..35], id(2, 0))),
+            _ if line == negative => messy.push_str(&format!("{},{},-1", id(1, 0), id(2, 0))),
+            _ if line == quoted => {
+                messy.push_str(&format!(
+                    "\"{}\",{},{}",
+                    id(1, n % 3000),
+                    id(2, n % 50),
+                    n % 16
+                ));
+                plain.push_str(&row(n));
+                plain.push('\n');
+            }
+            _ => {
+                messy.push_str(&row(n));
+                plain.push_str(&row(n));
+                plain.push('\n');
+            }
+        }
+        messy.push('\n');
+    }
+    assert!(messy.len() > 1 << 20, "{} bytes", messy.len());
+
+    let project = Project::new();
+    project
+        .file("data/ratings.csv", &messy)
+        .pipeline(INGEST_AND_MAPS_REPORT);
+    let failed = project.warez(&["run", PIPELINE]);
+    failed
+        .assert_code(1)
+        .assert_stderr_contains("/data/ratings.csv:3: scaled_purchase_freq `x` is not a number");
+    let skipped = project.warez(&["run", PIPELINE, "--set", "ingest.on_bad_rows=skip"]);
+    skipped.assert_code(0);
+    let all_output = format!("{}{}", skipped.stdout, skipped.stderr);
+    for needle in [
+        "data/ratings.csv:3: scaled_purchase_freq `x`".to_string(),
+        format!(
+            "data/ratings.csv:{bad_id}: customerId `{}x` is not a UUID",
+            &id(1, 0)[..35]
+        ),
+        format!("data/ratings.csv:{negative}: scaled_purchase_freq -1 is negative"),
+        "skipped 3 bad rows of".to_string(),
+    ] {
+        assert!(
+            all_output.contains(&needle),
+            "`{needle}` not in:\n{all_output}"
+        );
+    }
+
+    let reference = Project::new();
+    reference
+        .file("data/ratings.csv", &plain)
+        .pipeline(INGEST_AND_MAPS_REPORT);
+    reference.warez(&["run", PIPELINE]).assert_code(0);
+    for output in ["ratings.bin", "customer_map.txt", "product_map.txt"] {
+        let path = format!("models/data/{output}");
+        assert!(
+            std::fs::read(project.abs(&path)).unwrap()
+                == std::fs::read(reference.abs(&path)).unwrap(),
+            "{output} differs from the plainly written rows'"
+        );
+    }
+}

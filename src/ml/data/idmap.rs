@@ -6,17 +6,20 @@
 //! stage that reads only the maps) untouched.
 //!
 //! The index is a `hashbrown::HashTable` of positions into that text (no second copy of the ids
-//! as keys), hashed with foldhash (the hasher hashbrown itself defaults to) rather than std's
+//! as keys), built on the first lookup (a map that is only written, as `ingest` writes its maps,
+//! never pays for it: a million ids' index costs a cache miss per id), hashed with foldhash (the hasher hashbrown itself defaults to) rather than std's
 //! DoS-resistant SipHash, which costs several times as much on 36-byte keys; ids come from the
 //! project's own data files, not from an adversary.
 
 use std::hash::BuildHasher;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use hashbrown::HashTable;
 
 use super::shown::escape_controls;
+use super::uuid_table::{canonical_uuid, UuidTable};
 
 /// The most customers (or products) a model can tell apart: ids reach it as float32 (its
 /// `user` and `product` inputs, `[N, 1]`), which holds every whole number exactly only up to
@@ -32,8 +35,8 @@ pub struct IdMap {
     text: String,
     /// Where each id's `\n` is in `text`: an id runs from the end of the one before to there.
     ends: Vec<usize>,
-    /// Indices into `starts`, found by the hash of their id.
-    index: HashTable<u32>,
+    /// Indices into `ends`, found by the hash of their id: built by the first lookup.
+    index: OnceLock<HashTable<u32>>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -59,7 +62,8 @@ impl IdMap {
         self.index_last()
     }
 
-    /// Indexes the last id of `ends`, already in `text`; returns its index.
+    /// Indexes the last id of `ends`, already in `text`, when the index is built; returns its
+    /// index.
     fn index_last(&mut self) -> u32 {
         let index = self.ends.len() - 1;
         let Self {
@@ -68,17 +72,28 @@ impl IdMap {
             index: table,
             hasher,
         } = self;
-        table.insert_unique(
-            hasher.hash_one(id_at(text, ends, index)),
-            index as u32,
-            |&other| hasher.hash_one(id_at(text, ends, other as usize)),
-        );
+        if let Some(table) = table.get_mut() {
+            table.insert_unique(
+                hasher.hash_one(id_at(text, ends, index)),
+                index as u32,
+                |&other| hasher.hash_one(id_at(text, ends, other as usize)),
+            );
+        }
         index as u32
     }
 
     pub fn get(&self, id: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(id);
         self.index
+            .get_or_init(|| {
+                let mut table = HashTable::with_capacity(self.len());
+                for (index, id) in self.ids().enumerate() {
+                    table.insert_unique(self.hasher.hash_one(id), index as u32, |&other| {
+                        self.hasher.hash_one(self.id(other as usize))
+                    });
+                }
+                table
+            })
             .find(hash, |&index| self.id(index as usize) == id)
             .copied()
     }
@@ -119,7 +134,7 @@ impl IdMap {
             )
         };
         if text.ends_with('\n') && !text.contains('\r') {
-            // What `write` writes: the text is kept as it is, and only indexed.
+            // What `write` writes: the text is kept as it is, and only checked.
             return Self::from_text(text).map_err(|repeated| twice(repeated.line, &repeated.id));
         }
         let mut map = Self::default();
@@ -133,29 +148,65 @@ impl IdMap {
     }
 
     /// The map whose file text is `text`: ids each followed by `\n` (anything after the last
-    /// `\n` is not an id). The index is sized once and filled in one pass over the text.
+    /// `\n` is not an id), or the first id listed twice. The index is left to the first lookup
+    /// (`write_avro` never makes one); the check keeps ids of the usual UUID form by their 128
+    /// bits in a [`UuidTable`], a batch of ids prefetched at a time, so that a million ids cost
+    /// about as much per id as a thousand.
     pub fn from_text(text: String) -> std::result::Result<Self, Repeated> {
-        let ids = text.bytes().filter(|&byte| byte == b'\n').count();
-        let mut map = Self {
-            text,
-            ends: Vec::with_capacity(ids),
-            index: HashTable::with_capacity(ids),
-            hasher: Default::default(),
-        };
-        let mut start = 0;
-        while let Some(length) = map.text[start..].find('\n') {
-            let end = start + length;
-            if map.get(&map.text[start..end]).is_some() {
-                return Err(Repeated {
-                    line: map.ends.len(),
-                    id: map.text[start..end].to_string(),
-                });
-            }
-            map.ends.push(end);
-            map.index_last();
-            start = end + 1;
+        let map = Self::from_distinct_text(text);
+        match map.first_repeated() {
+            Some(repeated) => Err(repeated),
+            None => Ok(map),
         }
-        Ok(map)
+    }
+
+    /// The first id listed a second time, if any (see [`from_text`](Self::from_text)).
+    fn first_repeated(&self) -> Option<Repeated> {
+        const BATCH: usize = 256;
+        let mut uuids = UuidTable::with_capacity(self.len());
+        let mut others = hashbrown::HashSet::<&str, foldhash::fast::RandomState>::default();
+        let mut keys = Vec::with_capacity(BATCH);
+        for batch_start in (0..self.len()).step_by(BATCH) {
+            let batch = batch_start..self.len().min(batch_start + BATCH);
+            keys.clear();
+            keys.extend(
+                batch
+                    .clone()
+                    .map(|index| canonical_uuid(self.id(index).as_bytes())),
+            );
+            for &key in keys.iter().flatten() {
+                uuids.prefetch(key);
+            }
+            for (index, key) in batch.zip(&keys) {
+                let id = self.id(index);
+                let repeated = match *key {
+                    Some(key) if uuids.get(key).is_some() => true,
+                    Some(key) => {
+                        uuids.insert(key, index as u32);
+                        false
+                    }
+                    None => !others.insert(id),
+                };
+                if repeated {
+                    return Some(Repeated {
+                        line: index,
+                        id: id.to_string(),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The map whose file text is `text`, which lists each id once (its maker ensured it: not
+    /// checked here, and not indexed until the first lookup).
+    pub fn from_distinct_text(text: String) -> Self {
+        let ends = memchr::memchr_iter(b'\n', text.as_bytes()).collect();
+        Self {
+            text,
+            ends,
+            ..Self::default()
+        }
     }
 }
 
@@ -188,6 +239,33 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\na\n");
         assert_eq!(IdMap::read(&path).unwrap(), map);
         assert_eq!(map.ids().collect::<Vec<_>>(), ["b", "a"]);
+    }
+
+    #[test]
+    fn a_map_from_distinct_text_is_indexed_by_its_first_lookup() {
+        let mut map = IdMap::from_distinct_text("b\na\nc\n".to_string());
+        assert!(map.index.get().is_none());
+        assert_eq!(map.ids().collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(
+            (map.get("c"), map.get("b"), map.get("d")),
+            (Some(2), Some(0), None)
+        );
+        assert_eq!(map.intern("d"), 3);
+        assert_eq!(map.intern("a"), 1);
+        assert_eq!(map, IdMap::from_text("b\na\nc\nd\n".to_string()).unwrap());
+    }
+
+    #[test]
+    fn a_uuid_listed_twice_is_found_batches_apart_and_other_spellings_are_other_ids() {
+        let id = |n: u32| format!("{n:08x}-0000-4000-8000-{n:012x}");
+        let mut text: String = (0..600).map(|n| id(n) + "\n").collect();
+        text.push_str(&(id(171).to_uppercase() + "\n"));
+        let map = IdMap::from_text(text.clone()).unwrap();
+        assert_eq!(map.get(&id(599)), Some(599));
+        assert_eq!(map.get(&id(171).to_uppercase()), Some(600));
+        text.push_str(&(id(171) + "\n"));
+        let repeated = IdMap::from_text(text).unwrap_err();
+        assert_eq!((repeated.line, repeated.id), (601, id(171)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod generator;
 pub mod idmap;
 pub mod reader;
 pub mod shown;
+pub mod uuid_table;
 
 /// An empty vector with room for `len` values, or an error when memory runs out, where
 /// `Vec::with_capacity` would abort the process: for every buffer whose size comes from a data

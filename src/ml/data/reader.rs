@@ -1,19 +1,21 @@
 //! The streaming ratings-CSV reader behind the `ingest` stage.
 //!
-//! One pass over the file with csv's [`ByteRecord`]: a single record buffer is reused for every
-//! row, so the text is never held whole (let alone twice) and a row costs no allocation. Per row
-//! the reader
-//! - looks each id up by its exact text (see `IdInterner`); only an id seen for the first time
-//!   is parsed as a UUID (to validate it) and appended, so the maps come out in first-seen order,
-//!   exactly what `pandas.unique` yields, and a UUID is parsed once per distinct id, not per row;
+//! One pass over the file, a 1 MiB buffer at a time, so the text is never held whole (let alone
+//! twice) and a row costs no allocation. Plain lines (no quote, no CR, not blank: nearly all of
+//! a real file) are split at their commas by the reader itself; from the first other line on, the
+//! csv crate reads the rest (see `read_ratings_up_to`), with the same results. Rows are handled
+//! in batches (see `Rows`); per row the reader
+//! - looks each id up (see `IdInterner`); only an id seen for the first time is validated as a
+//!   UUID and appended, so the maps come out in first-seen order, exactly what `pandas.unique`
+//!   yields;
 //! - parses the rating as f64 and narrows it to f32 (what pandas + Keras do), requiring it to be
 //!   finite and ≥ 0 (the trainer's MSLE loss needs y > −1).
 //!
 //! A bad row is an error naming `file:line` and the problem, or under [`OnBadRows::Skip`] it is
 //! reported through [`Progress::println`] and counted in [`Ingested::skipped`], never dropped
 //! silently. The header must name the three columns, in any order; other columns are ignored.
-//! Quoted fields, CRLF line ends and a missing final newline are the csv crate's business; a
-//! UTF-8 BOM (which the csv crate keeps as part of the first header name) is stripped here.
+//! Quoted fields, CR and CRLF line ends and blank lines are the csv crate's business; a missing
+//! final newline is fine; a UTF-8 BOM is stripped here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +32,7 @@ use super::dataset::Ratings;
 use super::idmap::IdMap;
 use super::shown::shown_field;
 use super::try_vec;
+use super::uuid_table::{canonical_uuid, UuidTable};
 use crate::engine::kind::Progress;
 use crate::ml::data::idmap::MAX_IDS;
 
@@ -42,6 +45,19 @@ const UTF8_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 pub const BAD_ROWS_SHOWN: u64 = 20;
 /// Rows read ahead, whose ids are looked up together (see the read loop).
 const BATCH_ROWS: usize = 256;
+/// How far a read goes, and its buffer size; tests shrink them.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Distinct ids allowed per column.
+    max_ids: u64,
+    /// Bytes read from the file at a time by the fast path (a longer line grows the buffer).
+    chunk_bytes: usize,
+}
+
+const LIMITS: Limits = Limits {
+    max_ids: MAX_IDS,
+    chunk_bytes: 1 << 20,
+};
 /// Rows between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
 /// The shortest plausible row (two hyphenated UUIDs, a one-digit rating, separators and a
@@ -107,11 +123,82 @@ pub fn read_ratings(
     on_bad_rows: OnBadRows,
     progress: &dyn Progress,
 ) -> Result<Ingested> {
-    read_ratings_up_to(input, source, size, on_bad_rows, progress, MAX_IDS)
+    read_ratings_up_to(input, source, size, on_bad_rows, progress, LIMITS)
 }
 
-/// [`read_ratings`] allowing at most `max_ids` distinct ids per column.
+/// [`read_ratings`] within `limits`.
+///
+/// Two tokenizers, one result. Lines of the usual shape (not empty, no `"`, no `\r`, which is
+/// nearly every line of a real file) are split at their commas here, straight from a large read
+/// buffer. From the first line of any other shape (a quoted field, which may span lines; a CR or
+/// CRLF line end; a blank line) to the end of the file the csv crate reads instead, so quoting and
+/// line ends keep its exact rules and its line numbers; a file whose header is not of the usual
+/// shape is read by the csv crate from the start. The two give the same fields, and the same
+/// `file:line`, for every line of the usual shape: such a line is its own record (a field is the
+/// text between commas), and the csv crate counts lines by their `\n`.
 fn read_ratings_up_to(
+    input: impl Read,
+    source: &str,
+    size: Option<u64>,
+    on_bad_rows: OnBadRows,
+    progress: &dyn Progress,
+    limits: Limits,
+) -> Result<Ingested> {
+    let reading = || format!("reading {source}");
+    let mut chunks = Chunks::new(skip_bom(input).with_context(reading)?, limits.chunk_bytes);
+    let max_ids = limits.max_ids;
+    while memchr::memchr(b'\n', chunks.unread()).is_none()
+        && chunks.refill().with_context(reading)?
+    {}
+    let data = chunks.unread();
+    let header_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    let header = &data[..header_end];
+    if header.is_empty() || !is_plain(header) || header.starts_with(UTF8_BOM) {
+        // Also a header after a second BOM: csv-core strips one at the start of its input.
+        let input = chunks.into_unread();
+        return read_with_csv_crate(input, source, size, on_bad_rows, progress, max_ids);
+    }
+    let header = ByteRecord::from(header.split(|&byte| byte == b',').collect::<Vec<_>>());
+    let mut rows = Rows::new(&header, source, size, on_bad_rows, progress, max_ids)?;
+    chunks.consume((header_end + 1).min(data.len()), 1);
+
+    loop {
+        let data = chunks.unread();
+        let plain = memchr::memchr2(b'"', b'\r', data).unwrap_or(data.len());
+        // Whole lines before the first unusual byte; at the end of the input, the last line
+        // even without its `\n`.
+        let usable = if plain == data.len() && chunks.at_end {
+            data.len()
+        } else {
+            memchr::memrchr(b'\n', &data[..plain]).map_or(0, |newline| newline + 1)
+        };
+        let (consumed, lines) =
+            rows.add_plain_lines(&data[..usable], chunks.line, chunks.offset)?;
+        let unusual_line = consumed < usable || plain < data.len();
+        chunks.consume(consumed, lines);
+        if unusual_line || chunks.at_end {
+            break;
+        }
+        chunks.refill().with_context(reading)?;
+    }
+    if !chunks.unread().is_empty() {
+        // The csv crate goes on from this line to the end. It would strip a byte-order mark at
+        // the start of its input, which this line's place in the file does not allow: it first
+        // reads a one-field line put before it, and its line and byte counts start after that.
+        const LEAD: &[u8] = b"-\n";
+        let (line, offset) = (chunks.line, chunks.offset);
+        let mut reader = csv_reader(Cursor::new(LEAD).chain(chunks.into_unread()), false);
+        reader
+            .read_byte_record(&mut ByteRecord::new())
+            .with_context(reading)?;
+        rows.add_csv_records(reader, line - 2, offset - LEAD.len() as u64)?;
+    }
+    rows.finish()
+}
+
+/// [`read_ratings_up_to`] with the csv crate reading every line: for files whose header is not
+/// plain (see [`is_plain`]).
+fn read_with_csv_crate(
     input: impl Read,
     source: &str,
     size: Option<u64>,
@@ -119,129 +206,371 @@ fn read_ratings_up_to(
     progress: &dyn Progress,
     max_ids: u64,
 ) -> Result<Ingested> {
-    let input = skip_bom(input).with_context(|| format!("reading {source}"))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        // Rows whose field count differs from the header's are reported by `parse_row`, with
-        // the line, instead of as csv's generic error.
-        .flexible(true)
-        .buffer_capacity(1 << 16)
-        .from_reader(input);
-
+    let mut reader = csv_reader(input, true);
     let header = reader
         .byte_headers()
         .with_context(|| format!("reading {source}"))?
         .clone();
-    let columns = Columns::find(&header).with_context(|| format!("{source}:1"))?;
+    let mut rows = Rows::new(&header, source, size, on_bad_rows, progress, max_ids)?;
+    rows.add_csv_records(reader, 0, 0)?;
+    rows.finish()
+}
 
-    if let Some(size) = size {
-        progress.start(size, "bytes");
+/// Whether `line` is plain text as far as CSV goes: no quote and no carriage return.
+fn is_plain(line: &[u8]) -> bool {
+    memchr::memchr2(b'"', b'\r', line).is_none()
+}
+
+fn csv_reader<R: Read>(input: R, has_headers: bool) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(has_headers)
+        // Rows whose field count differs from the header's are reported by `parse_row`, with
+        // the line, instead of as csv's generic error.
+        .flexible(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(input)
+}
+
+/// The input a large buffer at a time, for the fast path.
+struct Chunks<R> {
+    input: R,
+    buffer: Vec<u8>,
+    /// `buffer[start..end]` is read from the input and not yet consumed.
+    start: usize,
+    end: usize,
+    at_end: bool,
+    /// The line number (1-based) and input offset of `buffer[start]`.
+    line: u64,
+    offset: u64,
+}
+
+impl<R: Read> Chunks<R> {
+    fn new(input: R, bytes: usize) -> Self {
+        Self {
+            input,
+            buffer: vec![0; bytes],
+            start: 0,
+            end: 0,
+            at_end: false,
+            line: 1,
+            offset: 0,
+        }
     }
-    let capacity = size.map_or(0, |size| (size / MIN_ROW_BYTES) as usize);
-    let mut ratings = Ratings {
-        customers: try_vec(capacity).with_context(|| format!("reading {source}"))?,
-        products: try_vec(capacity).with_context(|| format!("reading {source}"))?,
-        ratings: try_vec(capacity).with_context(|| format!("reading {source}"))?,
-        ..Ratings::default()
-    };
-    let mut customers = IdInterner::new(CUSTOMER_COLUMN);
-    let mut products = IdInterner::new(PRODUCT_COLUMN);
-    let mut skipped = 0u64;
-    let mut rows_read = 0u64;
 
-    let mut batch = vec![ByteRecord::new(); BATCH_ROWS];
-    let mut keys = vec![[None; 2]; BATCH_ROWS];
-    let mut known = vec![KnownIds::default(); BATCH_ROWS];
-    loop {
-        let mut filled = 0;
-        while filled < BATCH_ROWS
-            && reader
-                .read_byte_record(&mut batch[filled])
-                .with_context(|| format!("reading {source}"))?
-        {
-            filled += 1;
+    fn unread(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    /// Marks the next `bytes`, holding `lines` line ends, as read.
+    fn consume(&mut self, bytes: usize, lines: u64) {
+        self.start += bytes;
+        self.line += lines;
+        self.offset += bytes as u64;
+    }
+
+    /// Reads more after the unread bytes (moved to the front; the buffer doubles when they fill
+    /// it, for a line longer than the buffer). False, and `at_end` set, at the end of the input.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        self.buffer.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.buffer.len() {
+            // Fallibly: a file of one endless line is an error, not an abort.
+            let more = self.buffer.len();
+            self.buffer.try_reserve_exact(more).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("out of memory holding a line of over {more} bytes"),
+                )
+            })?;
+            self.buffer.resize(self.end + more, 0);
         }
-        if filled == 0 {
-            break;
-        }
-        // The batch's ids are parsed, then looked up in a loop of nothing else: the lookups do
-        // not wait for each other, so the CPU overlaps their cache misses, where one lookup per
-        // row between parsing the rows would wait out the full memory latency each time.
-        for (record, keys) in batch[..filled].iter().zip(&mut keys) {
-            *keys = [columns.customer, columns.product]
-                .map(|column| record.get(column).and_then(canonical_uuid));
-        }
-        for (keys, known) in keys[..filled].iter().zip(&mut known) {
-            *known = KnownIds {
-                customer: customers.known(keys[0]),
-                product: products.known(keys[1]),
-            };
-        }
-        for (record, known) in batch[..filled].iter().zip(&known) {
-            rows_read += 1;
-            match parse_row(record, &columns, known, &mut customers, &mut products) {
-                Ok((customer, product, rating)) => {
-                    // Indices are dense in first-seen order: index `max_ids` is one id too many.
-                    for (index, column) in [(customer, CUSTOMER_COLUMN), (product, PRODUCT_COLUMN)]
-                    {
-                        if u64::from(index) >= max_ids {
-                            let line = record.position().map_or(0, |position| position.line());
-                            bail!(
-                                "{source}:{line}: more than {max_ids} distinct {column} values: ids \
-                                 reach the model as float32, which holds whole numbers exactly only \
-                                 up to 2^24, so a model tells at most {max_ids} apart"
-                            );
-                        }
-                    }
-                    ratings.customers.push(customer);
-                    ratings.products.push(product);
-                    ratings.ratings.push(rating);
+        loop {
+            match self.input.read(&mut self.buffer[self.end..]) {
+                Ok(0) => {
+                    self.at_end = true;
+                    return Ok(false);
                 }
-                Err(problem) => {
-                    let line = record.position().map_or(0, |position| position.line());
-                    match on_bad_rows {
-                        OnBadRows::Error => bail!(
-                            "{source}:{line}: {problem} (set `on_bad_rows: skip` to leave such rows out)"
-                        ),
-                        OnBadRows::Skip => {
-                            skipped += 1;
-                            if skipped <= BAD_ROWS_SHOWN {
-                                progress.println(&format!("skipping {source}:{line}: {problem}"));
-                            } else if skipped == BAD_ROWS_SHOWN + 1 {
-                                progress.println(&format!(
-                                    "skipping further bad rows of {source} without showing them"
-                                ));
-                            }
-                        }
-                    }
+                Ok(read) => {
+                    self.end += read;
+                    return Ok(true);
                 }
-            }
-            if rows_read.is_multiple_of(PROGRESS_EVERY) {
-                if let Some(position) = record.position() {
-                    progress.set_position(position.byte());
-                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
             }
         }
     }
-    if let Some(size) = size {
-        progress.set_position(size);
+
+    /// The unread bytes and then the rest of the input.
+    fn into_unread(mut self) -> impl Read {
+        self.buffer.truncate(self.end);
+        self.buffer.drain(..self.start);
+        Cursor::new(self.buffer).chain(self.input)
+    }
+}
+
+/// The fields of one row that the reader looks at, whichever tokenizer split it.
+#[derive(Clone, Copy, Default)]
+struct Row<'a> {
+    /// The line the row starts on.
+    line: u64,
+    /// How many fields the row has.
+    fields: usize,
+    /// The needed fields (empty when the row is too short to have them).
+    customer: &'a [u8],
+    product: &'a [u8],
+    rating: &'a [u8],
+}
+
+/// The ratings and id maps being built, row batch by row batch, and the bad rows seen.
+struct Rows<'a> {
+    source: &'a str,
+    columns: Columns,
+    on_bad_rows: OnBadRows,
+    progress: &'a dyn Progress,
+    size: Option<u64>,
+    max_ids: u64,
+    ratings: Ratings,
+    customers: IdInterner,
+    products: IdInterner,
+    skipped: u64,
+    rows_read: u64,
+    /// A batch's ids in their [`canonical_uuid`] form and their indices when already known.
+    keys: Vec<[Option<u128>; 2]>,
+    known: Vec<KnownIds>,
+}
+
+impl<'a> Rows<'a> {
+    fn new(
+        header: &ByteRecord,
+        source: &'a str,
+        size: Option<u64>,
+        on_bad_rows: OnBadRows,
+        progress: &'a dyn Progress,
+        max_ids: u64,
+    ) -> Result<Self> {
+        let columns = Columns::find(header).with_context(|| format!("{source}:1"))?;
+        if let Some(size) = size {
+            progress.start(size, "bytes");
+        }
+        let capacity = size.map_or(0, |size| (size / MIN_ROW_BYTES) as usize);
+        let column = || try_vec(capacity).with_context(|| format!("reading {source}"));
+        let ratings = Ratings {
+            customers: column()?,
+            products: column()?,
+            ratings: try_vec(capacity).with_context(|| format!("reading {source}"))?,
+            ..Ratings::default()
+        };
+        Ok(Self {
+            source,
+            columns,
+            on_bad_rows,
+            progress,
+            size,
+            max_ids,
+            ratings,
+            customers: IdInterner::new(CUSTOMER_COLUMN),
+            products: IdInterner::new(PRODUCT_COLUMN),
+            skipped: 0,
+            rows_read: 0,
+            keys: Vec::with_capacity(BATCH_ROWS),
+            known: Vec::with_capacity(BATCH_ROWS),
+        })
     }
 
-    if ratings.ratings.is_empty() {
-        if skipped > 0 {
-            bail!("{source}: no valid data rows (all {skipped} rows were bad)");
+    /// Adds the plain lines (see [`is_plain`]) of `text`, which starts at line `line` and input
+    /// offset `offset` and ends after a `\n` or at the end of the input. Stops before an empty
+    /// line, the csv crate's to skip. Returns the bytes and lines read.
+    fn add_plain_lines(&mut self, text: &[u8], line: u64, offset: u64) -> Result<(usize, u64)> {
+        let columns = (
+            self.columns.customer,
+            self.columns.product,
+            self.columns.rating,
+        );
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut row = Row {
+            line,
+            ..Row::default()
+        };
+        let (mut line_start, mut field_start) = (0, 0);
+        let last_line_end = (!text.ends_with(b"\n")).then_some(text.len());
+        for end in memchr::memchr2_iter(b',', b'\n', text).chain(last_line_end) {
+            let at_line_end = end == text.len() || text[end] == b'\n';
+            if at_line_end && end == line_start {
+                break;
+            }
+            let field = &text[field_start..end];
+            match row.fields {
+                index if index == columns.0 => row.customer = field,
+                index if index == columns.1 => row.product = field,
+                index if index == columns.2 => row.rating = field,
+                _ => {}
+            }
+            row.fields += 1;
+            field_start = end + 1;
+            if at_line_end {
+                batch.push(row);
+                if batch.len() == BATCH_ROWS {
+                    self.add_batch(&batch, offset + end as u64)?;
+                    batch.clear();
+                }
+                line_start = field_start;
+                row = Row {
+                    line: row.line + 1,
+                    ..Row::default()
+                };
+            }
         }
-        bail!("{source}: no data rows (only a header)");
+        if !batch.is_empty() {
+            self.add_batch(&batch, offset + line_start as u64)?;
+        }
+        Ok((line_start.min(text.len()), row.line - line))
     }
-    let (customers, products) = (customers.into_map()?, products.into_map()?);
-    ratings.n_customers = customers.len() as u32;
-    ratings.n_products = products.len() as u32;
-    Ok(Ingested {
-        ratings,
-        customers,
-        products,
-        skipped,
-    })
+
+    /// Adds every record `reader` has left. Its line and byte counts start after `lines_before`
+    /// lines and `bytes_before` bytes of the input.
+    fn add_csv_records(
+        &mut self,
+        mut reader: csv::Reader<impl Read>,
+        lines_before: u64,
+        bytes_before: u64,
+    ) -> Result<()> {
+        let mut batch = vec![ByteRecord::new(); BATCH_ROWS];
+        loop {
+            let mut filled = 0;
+            while filled < BATCH_ROWS
+                && reader
+                    .read_byte_record(&mut batch[filled])
+                    .with_context(|| format!("reading {}", self.source))?
+            {
+                filled += 1;
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            fn field(record: &ByteRecord, column: usize) -> &[u8] {
+                record.get(column).unwrap_or_default()
+            }
+            let rows: Vec<Row> = batch[..filled]
+                .iter()
+                .map(|record| Row {
+                    line: lines_before + record.position().map_or(0, |position| position.line()),
+                    fields: record.len(),
+                    customer: field(record, self.columns.customer),
+                    product: field(record, self.columns.product),
+                    rating: field(record, self.columns.rating),
+                })
+                .collect();
+            let end = batch[filled - 1]
+                .position()
+                .map_or(0, |position| position.byte());
+            self.add_batch(&rows, bytes_before + end)?;
+        }
+    }
+
+    /// Adds a batch of rows; `end` is the input offset reached, for the progress.
+    fn add_batch(&mut self, rows: &[Row], end: u64) -> Result<()> {
+        // The batch's ids are parsed, their slots prefetched, and only then looked up: the
+        // cache misses of a whole batch overlap, where one lookup per row between parsing the
+        // rows would wait out the full memory latency each time.
+        self.keys.clear();
+        self.keys.extend(
+            rows.iter()
+                .map(|row| [canonical_uuid(row.customer), canonical_uuid(row.product)]),
+        );
+        for keys in &self.keys {
+            self.customers.prefetch(keys[0]);
+            self.products.prefetch(keys[1]);
+        }
+        let mut known = std::mem::take(&mut self.known);
+        known.clear();
+        known.extend(self.keys.iter().map(|keys| KnownIds {
+            customer: self.customers.known(keys[0]),
+            product: self.products.known(keys[1]),
+        }));
+        for (row, known) in rows.iter().zip(&known) {
+            self.add_row(row, known)?;
+        }
+        self.known = known;
+        let before = self.rows_read;
+        self.rows_read += rows.len() as u64;
+        if before / PROGRESS_EVERY != self.rows_read / PROGRESS_EVERY {
+            self.progress.set_position(end);
+        }
+        Ok(())
+    }
+
+    fn add_row(&mut self, row: &Row, known: &KnownIds) -> Result<()> {
+        let source = self.source;
+        let line = row.line;
+        match parse_row(
+            row,
+            self.columns.width,
+            known,
+            &mut self.customers,
+            &mut self.products,
+        ) {
+            Ok((customer, product, rating)) => {
+                // Indices are dense in first-seen order: index `max_ids` is one id too many.
+                let max_ids = self.max_ids;
+                for (index, column) in [(customer, CUSTOMER_COLUMN), (product, PRODUCT_COLUMN)] {
+                    if u64::from(index) >= max_ids {
+                        bail!(
+                            "{source}:{line}: more than {max_ids} distinct {column} values: ids \
+                             reach the model as float32, which holds whole numbers exactly only \
+                             up to 2^24, so a model tells at most {max_ids} apart"
+                        );
+                    }
+                }
+                self.ratings.customers.push(customer);
+                self.ratings.products.push(product);
+                self.ratings.ratings.push(rating);
+            }
+            Err(problem) => match self.on_bad_rows {
+                OnBadRows::Error => bail!(
+                    "{source}:{line}: {problem} (set `on_bad_rows: skip` to leave such rows out)"
+                ),
+                OnBadRows::Skip => {
+                    self.skipped += 1;
+                    if self.skipped <= BAD_ROWS_SHOWN {
+                        self.progress
+                            .println(&format!("skipping {source}:{line}: {problem}"));
+                    } else if self.skipped == BAD_ROWS_SHOWN + 1 {
+                        self.progress.println(&format!(
+                            "skipping further bad rows of {source} without showing them"
+                        ));
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Ingested> {
+        let source = self.source;
+        if let Some(size) = self.size {
+            self.progress.set_position(size);
+        }
+        let mut ratings = self.ratings;
+        if ratings.ratings.is_empty() {
+            if self.skipped > 0 {
+                bail!(
+                    "{source}: no valid data rows (all {} rows were bad)",
+                    self.skipped
+                );
+            }
+            bail!("{source}: no data rows (only a header)");
+        }
+        let (customers, products) = (self.customers.into_map(), self.products.into_map());
+        ratings.n_customers = customers.len() as u32;
+        ratings.n_products = products.len() as u32;
+        Ok(Ingested {
+            ratings,
+            customers,
+            products,
+            skipped: self.skipped,
+        })
+    }
 }
 
 /// Drops a leading UTF-8 byte-order mark, which the csv crate would keep in the first header
@@ -312,28 +641,24 @@ struct KnownIds {
 
 /// One row's customer index, product index and rating, or what is wrong with it.
 fn parse_row(
-    record: &ByteRecord,
-    columns: &Columns,
+    row: &Row,
+    width: usize,
     known: &KnownIds,
     customers: &mut IdInterner,
     products: &mut IdInterner,
 ) -> std::result::Result<(u32, u32, f32), String> {
-    if record.len() != columns.width {
-        return Err(format!(
-            "{} fields, but the header has {}",
-            record.len(),
-            columns.width
-        ));
+    if row.fields != width {
+        return Err(format!("{} fields, but the header has {width}", row.fields));
     }
     let customer = match known.customer {
         Some(index) => index,
-        None => customers.intern(&record[columns.customer])?,
+        None => customers.intern(row.customer)?,
     };
     let product = match known.product {
         Some(index) => index,
-        None => products.intern(&record[columns.product])?,
+        None => products.intern(row.product)?,
     };
-    let rating = parse_rating(&record[columns.rating])?;
+    let rating = parse_rating(row.rating)?;
     Ok((customer, product, rating))
 }
 
@@ -342,13 +667,13 @@ fn parse_row(
 /// Reading is bound by memory latency on the id lookups (1M customers spread over a 10M-row
 /// file miss the cache on nearly every row), so the table consulted per row is kept small: ids in
 /// the form every UUID printer writes (36 bytes, hyphenated, lowercase) are keyed by their 16
-/// bytes, a 20-byte slot, compared without a call to `memcmp`. That text and those bytes map
+/// bytes in a [`UuidTable`], whose slots can be prefetched a batch ahead. That text and those bytes map
 /// one to one, so ids are still told apart by their exact text: any other spelling (upper case,
 /// braces, no hyphens) is looked up by its text in `other`, and stays a different id from its
 /// lowercase twin, as in pandas.
 struct IdInterner {
     column: &'static str,
-    canonical: HashMap<[u8; 16], u32, foldhash::fast::RandomState>,
+    canonical: UuidTable,
     /// Ids of other spellings, by their text.
     other: HashMap<String, u32, foldhash::fast::RandomState>,
     /// Every id in first-seen order, each followed by `\n`: the map file's text, which becomes
@@ -361,7 +686,7 @@ impl IdInterner {
     fn new(column: &'static str) -> Self {
         Self {
             column,
-            canonical: HashMap::default(),
+            canonical: UuidTable::default(),
             other: HashMap::default(),
             text: String::new(),
             count: 0,
@@ -370,8 +695,15 @@ impl IdInterner {
 
     /// The index of an id of the usual form (its [`canonical_uuid`] key) when already seen: the
     /// fast path, which neither validates nor adds anything.
-    fn known(&self, key: Option<[u8; 16]>) -> Option<u32> {
-        self.canonical.get(&key?).copied()
+    fn known(&self, key: Option<u128>) -> Option<u32> {
+        self.canonical.get(key?)
+    }
+
+    /// Starts loading where [`known`](Self::known) will look for `key`.
+    fn prefetch(&self, key: Option<u128>) {
+        if let Some(key) = key {
+            self.canonical.prefetch(key);
+        }
     }
 
     /// The index of the id `field` as written, validating it as a UUID when first seen.
@@ -379,7 +711,7 @@ impl IdInterner {
         let Some(key) = canonical_uuid(field) else {
             return self.by_text(field);
         };
-        if let Some(&index) = self.canonical.get(&key) {
+        if let Some(index) = self.canonical.get(key) {
             return Ok(index);
         }
         let id =
@@ -412,29 +744,13 @@ impl IdInterner {
 
     /// The id map: each id was added once, as its column's spelling sorted it to `canonical` or
     /// `other`, never both.
-    fn into_map(self) -> Result<IdMap> {
-        IdMap::from_text(self.text).map_err(|repeated| {
-            anyhow::anyhow!(
-                "internal error: {} id `{}` was added twice",
-                self.column,
-                repeated.id
-            )
-        })
+    fn into_map(self) -> IdMap {
+        IdMap::from_distinct_text(self.text)
     }
 }
 
 fn not_a_uuid(column: &str, field: &[u8], reason: &dyn fmt::Display) -> String {
     format!("{column} `{}` is not a UUID: {reason}", shown_field(field))
-}
-
-/// The 16 bytes of `field` when it is a UUID in the hyphenated lowercase form.
-fn canonical_uuid(field: &[u8]) -> Option<[u8; 16]> {
-    if field.len() != 36 || field.iter().any(u8::is_ascii_uppercase) {
-        return None;
-    }
-    Uuid::try_parse_ascii(field)
-        .ok()
-        .map(|uuid| *uuid.as_bytes())
 }
 
 fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
@@ -461,6 +777,8 @@ fn parse_rating(field: &[u8]) -> std::result::Result<f32, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::engine::kind::NoProgress;
 
@@ -496,7 +814,10 @@ mod tests {
                 None,
                 OnBadRows::Skip,
                 &NoProgress,
-                3,
+                Limits {
+                    max_ids: 3,
+                    ..LIMITS
+                },
             )
         };
         let three = rows(&[1, 2, 1, 3, 3], &[9, 9, 8, 7, 9]);
@@ -590,6 +911,143 @@ mod tests {
             error.contains("t.csv:1: the header names column `productId` more than once"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn canonical_keys_are_the_uuid_crate_bytes_of_the_lowercase_hyphenated_form() {
+        let uuid = Uuid::parse_str(C1).unwrap();
+        assert_eq!(canonical_uuid(C1.as_bytes()), Some(uuid.as_u128()));
+        for other in [
+            C1.to_uppercase(),
+            C1.replace('-', ""),
+            format!("{{{C1}}}"),
+            C1.replacen('-', "_", 1),
+            C1.replacen('a', "g", 1),
+            format!("{}é", &C1[..34]),
+        ] {
+            assert_eq!(canonical_uuid(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any 36 bytes of hex digits of both cases, hyphens and a few others: a key exactly
+        /// when the uuid crate parses them and they hold no upper case, and then its bytes.
+        #[test]
+        fn canonical_keys_agree_with_the_uuid_crate(
+            field in "[0-9a-fA-F/:`g@-]{36}|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-fG]{12})",
+        ) {
+            let expected = Uuid::try_parse(&field)
+                .ok()
+                .filter(|_| !field.bytes().any(|byte| byte.is_ascii_uppercase()))
+                .map(|uuid| uuid.as_u128());
+            proptest::prop_assert_eq!(canonical_uuid(field.as_bytes()), expected);
+        }
+    }
+
+    /// Progress that keeps the lines printed.
+    #[derive(Default)]
+    struct Printed(std::sync::Mutex<Vec<String>>);
+
+    impl Progress for Printed {
+        fn start(&self, _total: u64, _unit: &str) {}
+        fn set_position(&self, _done: u64) {}
+        fn set_message(&self, _message: &str) {}
+        fn println(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_string());
+        }
+    }
+
+    /// What a read gave: the data or the error, and the lines it printed.
+    type Outcome = (std::result::Result<Ingested, String>, Vec<String>);
+
+    fn outcome(read: impl FnOnce(&dyn Progress) -> Result<Ingested>) -> Outcome {
+        let printed = Printed::default();
+        let result = read(&printed).map_err(|error| format!("{error:#}"));
+        (result, printed.0.into_inner().unwrap())
+    }
+
+    /// A field of a generated file: ids of every accepted and rejected spelling, ratings good
+    /// and bad, and the text that sends a line to the csv crate (quotes, a CR, a BOM).
+    fn field() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            C1.to_string(),
+            C2.to_string(),
+            P1.to_string(),
+            C1.to_uppercase(),
+            format!("{{{C2}}}"),
+            P1.replace('-', ""),
+            format!("\"{C1}\""),
+            format!("\"{P1}\"\"\""),
+            format!("\"{C2}\n\""),
+            format!("{}x", &C1[..35]),
+            format!("\u{feff}{C2}"),
+            "0.5".to_string(),
+            " 0.25 ".to_string(),
+            "\"1\"".to_string(),
+            "-1".to_string(),
+            "nan".to_string(),
+            "inf".to_string(),
+            "1e400".to_string(),
+            "x".to_string(),
+            String::new(),
+            "a\rb".to_string(),
+        ])
+    }
+
+    /// Lines of one, two, three (mostly) or four fields, each followed by an LF, CRLF or CR, or
+    /// a blank line; the header with the columns in any order; maybe a BOM; maybe no final line
+    /// end.
+    fn csv_file() -> impl Strategy<Value = Vec<u8>> {
+        let line = (
+            prop::sample::select(vec![1usize, 2, 3, 3, 3, 3, 4]),
+            [field(), field(), field(), field()],
+            prop::sample::select(vec!["\n", "\n", "\n", "\n", "\r\n", "\r", ""]),
+        );
+        (
+            Just([CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN]).prop_shuffle(),
+            prop::sample::select(vec!["\n", "\n", "\r\n"]),
+            prop::collection::vec(line, 0..24),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(header, header_end, lines, bom, final_line_end)| {
+                let mut text = String::new();
+                if bom {
+                    text.push('\u{feff}');
+                }
+                text.push_str(&header.join(","));
+                text.push_str(header_end);
+                for (width, fields, end) in &lines {
+                    text.push_str(&fields[..*width].join(","));
+                    text.push_str(end);
+                }
+                if !final_line_end {
+                    text.truncate(text.trim_end_matches(['\r', '\n']).len());
+                }
+                text.into_bytes()
+            })
+    }
+
+    proptest::proptest! {
+        /// The fast path and the csv crate alone read any file, good or bad, to the same
+        /// ratings, maps, errors and printed lines, whatever the buffer size.
+        #[test]
+        fn the_fast_path_reads_like_the_csv_crate(
+            file in csv_file(),
+            chunk_bytes in 1usize..80,
+            skip in proptest::bool::ANY,
+        ) {
+            let policy = if skip { OnBadRows::Skip } else { OnBadRows::Error };
+            let limits = Limits { chunk_bytes, ..LIMITS };
+            let fast = outcome(|progress| {
+                read_ratings_up_to(&file[..], "p.csv", None, policy, progress, limits)
+            });
+            let csv_crate = outcome(|progress| {
+                let input = skip_bom(&file[..])?;
+                read_with_csv_crate(input, "p.csv", None, policy, progress, MAX_IDS)
+            });
+            proptest::prop_assert_eq!(fast, csv_crate, "{}", String::from_utf8_lossy(&file));
+        }
     }
 
     #[test]
