@@ -14,8 +14,9 @@
 //! A bad row is an error naming `file:line` and the problem, or under [`OnBadRows::Skip`] it is
 //! reported through [`Progress::println`] and counted in [`Ingested::skipped`], never dropped
 //! silently. The header must name the three columns, in any order; other columns are ignored.
-//! Quoted fields, CR and CRLF line ends and blank lines are the csv crate's business; a missing
-//! final newline is fine; a UTF-8 BOM is stripped here.
+//! Quoted fields, CR and CRLF line ends and blank lines are the csv crate's business (the line
+//! a row is named by is counted here: see `LineCounter`); a missing final newline is fine; a
+//! UTF-8 BOM is stripped here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -187,7 +188,10 @@ fn read_ratings_up_to(
         // reads a one-field line put before it, and its line and byte counts start after that.
         const LEAD: &[u8] = b"-\n";
         let (line, offset) = (chunks.line, chunks.offset);
-        let mut reader = csv_reader(Cursor::new(LEAD).chain(chunks.into_unread()), false);
+        let mut reader = csv_reader(
+            LineCounter::new(Cursor::new(LEAD).chain(chunks.into_unread())),
+            false,
+        );
         reader
             .read_byte_record(&mut ByteRecord::new())
             .with_context(reading)?;
@@ -206,7 +210,7 @@ fn read_with_csv_crate(
     progress: &dyn Progress,
     max_ids: u64,
 ) -> Result<Ingested> {
-    let mut reader = csv_reader(input, true);
+    let mut reader = csv_reader(LineCounter::new(input), true);
     let header = reader
         .byte_headers()
         .with_context(|| format!("reading {source}"))?
@@ -229,6 +233,65 @@ fn csv_reader<R: Read>(input: R, has_headers: bool) -> csv::Reader<R> {
         .flexible(true)
         .buffer_capacity(1 << 16)
         .from_reader(input)
+}
+
+/// The csv crate's input, kept from the start of the last record found on, to tell each
+/// record's line.
+///
+/// The csv crate gives a record the position where reading it began: before the blank lines it
+/// skips and, after a `\r\n` line end, before the `\n`, so its line can name a line before the
+/// record's. The record really begins at the first byte from there on that is not a line end;
+/// its line is counted here from the bytes themselves.
+struct LineCounter<R> {
+    input: R,
+    /// Bytes read; `kept[start..]` are those not counted yet, from input byte `start_offset` on.
+    kept: Vec<u8>,
+    start: usize,
+    start_offset: u64,
+    /// `\n` bytes before `start_offset`.
+    newlines: u64,
+}
+
+impl<R: Read> LineCounter<R> {
+    fn new(input: R) -> Self {
+        LineCounter {
+            input,
+            kept: Vec::new(),
+            start: 0,
+            start_offset: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The 1-based line of the record the csv crate says began at input byte `offset`; offsets
+    /// asked for never decrease.
+    fn record_line(&mut self, offset: u64) -> u64 {
+        let kept = &self.kept[self.start..];
+        let from = usize::try_from(offset.saturating_sub(self.start_offset))
+            .map_or(kept.len(), |from| from.min(kept.len()));
+        let record_start = kept[from..]
+            .iter()
+            .position(|&byte| byte != b'\r' && byte != b'\n')
+            .map_or(kept.len(), |skipped| from + skipped);
+        self.newlines += memchr::memchr_iter(b'\n', &kept[..record_start]).count() as u64;
+        self.start += record_start;
+        self.start_offset += record_start as u64;
+        // Dropping the counted bytes only once they are most of the buffer keeps each byte's
+        // share of the moving constant.
+        if self.start > (1 << 16) && self.start * 2 > self.kept.len() {
+            self.kept.drain(..self.start);
+            self.start = 0;
+        }
+        self.newlines + 1
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.input.read(buffer)?;
+        self.kept.extend_from_slice(&buffer[..read]);
+        Ok(read)
+    }
 }
 
 /// The input a large buffer at a time, for the fast path.
@@ -431,7 +494,7 @@ impl<'a> Rows<'a> {
     /// lines and `bytes_before` bytes of the input.
     fn add_csv_records(
         &mut self,
-        mut reader: csv::Reader<impl Read>,
+        mut reader: csv::Reader<LineCounter<impl Read>>,
         lines_before: u64,
         bytes_before: u64,
     ) -> Result<()> {
@@ -451,10 +514,13 @@ impl<'a> Rows<'a> {
             fn field(record: &ByteRecord, column: usize) -> &[u8] {
                 record.get(column).unwrap_or_default()
             }
+            let lines = reader.get_mut();
             let rows: Vec<Row> = batch[..filled]
                 .iter()
                 .map(|record| Row {
-                    line: lines_before + record.position().map_or(0, |position| position.line()),
+                    line: lines_before
+                        + lines
+                            .record_line(record.position().map_or(0, |position| position.byte())),
                     fields: record.len(),
                     customer: field(record, self.columns.customer),
                     product: field(record, self.columns.product),
@@ -890,6 +956,34 @@ mod tests {
             format!("customerId,productId,scaled_purchase_freq\n{C1},{P1},0.13333333333333333\n");
         let rating = read(&text).unwrap().ratings.ratings[0];
         assert_eq!(rating, (2.0f64 / 15.0) as f32);
+    }
+
+    /// The csv crate reads these files; the line named is the bad row's own.
+    #[test]
+    fn names_the_bad_rows_line_after_crlf_ends_blank_lines_and_quoted_line_breaks() {
+        let good = format!("{C1},{P1},0.5");
+        let bad = format!("{C2},{P1},abc");
+        let header = "customerId,productId,scaled_purchase_freq";
+        for (text, line) in [
+            (format!("{header}\r\n{good}\r\n{bad}\r\n"), 3),
+            (format!("{header}\n{good}\n\n\n{bad}\n"), 5),
+            (format!("{header}\r\n\r\n{good}\r\n\r\n{bad}"), 5),
+            (format!("{header}\n\"{C1}\",{P1},0.5\n\n{bad}\n"), 4),
+            (
+                format!("{header},note\n{C1},\"{P1}\",0.5,\"a\nb\nc\"\n{bad},d\n"),
+                5,
+            ),
+            (
+                format!("\"customerId\",productId,scaled_purchase_freq\n\n{good}\n{bad}\n"),
+                4,
+            ),
+        ] {
+            let error = format!("{:#}", read(&text).unwrap_err());
+            assert!(
+                error.starts_with(&format!("t.csv:{line}: scaled_purchase_freq `abc`")),
+                "{text:?}: {error}"
+            );
+        }
     }
 
     #[test]
