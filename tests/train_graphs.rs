@@ -46,12 +46,19 @@ struct StepOutputs {
 fn run_training(session: &mut Session, batch: &Batch, dense: &Dense) -> StepOutputs {
     let n = batch.rating.len();
     let rows = batch.rows.len() / K;
+    let sample_rows: Vec<i64> = batch
+        .customer_row
+        .iter()
+        .zip(&batch.product_row)
+        .flat_map(|(&customer, &product)| [customer, product])
+        .collect();
+    let gradient_scale = [2.0 / n as f32];
     let outputs = session
         .run(ort::inputs![
             training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, K], &batch.rows[..])).unwrap(),
-            training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &batch.customer_row[..])).unwrap(),
-            training::PRODUCT_ROW => TensorRef::from_array_view(([n], &batch.product_row[..])).unwrap(),
+            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &sample_rows[..])).unwrap(),
             training::RATING => TensorRef::from_array_view(([n, 1], &batch.rating[..])).unwrap(),
+            training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..])).unwrap(),
             training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * K], &batch.mask_1[..])).unwrap(),
             training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, K], &batch.mask_2[..])).unwrap(),
             DENSE_1_KERNEL => TensorRef::from_array_view(([2 * K, K], &dense[0][..])).unwrap(),

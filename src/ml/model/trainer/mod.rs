@@ -528,8 +528,9 @@ struct StepBuffers {
     lagging_v: Vec<f32>,
     catch_up: Vec<f32>,
     lagging_sources: Vec<(Side, u32)>,
-    customer_row: Vec<i64>,
-    product_row: Vec<i64>,
+    /// Per sample, its customer row's and its product row's position in `params`:
+    /// [`training::SAMPLE_ROWS`] `[batch, 2, 1]`.
+    sample_rows: Vec<i64>,
     rating: Vec<f32>,
 }
 
@@ -548,8 +549,7 @@ impl StepBuffers {
         ] {
             values.clear();
         }
-        self.customer_row.clear();
-        self.product_row.clear();
+        self.sample_rows.clear();
         self.sources.clear();
         self.lagging_sources.clear();
     }
@@ -646,19 +646,17 @@ impl Trainer {
         let k = self.k;
         let b = &mut self.buffers;
         b.clear();
+        b.sample_rows.resize(2 * batch.len(), 0);
+        // Customers first, so the batch's customer rows come before its product rows.
         for (side, ids) in [
             (Side::Customer, &ratings.customers),
             (Side::Product, &ratings.products),
         ] {
             let table = &mut self.tables[side as usize];
-            for &sample in batch {
+            for (index, &sample) in batch.iter().enumerate() {
                 let id = ids[sample as usize] as usize;
                 debug_assert_eq!(table.last_step[id], self.step, "a stale row in the batch");
-                let position = i64::from(b.slot(table, side, id, k));
-                match side {
-                    Side::Customer => b.customer_row.push(position),
-                    Side::Product => b.product_row.push(position),
-                }
+                b.sample_rows[2 * index + side as usize] = i64::from(b.slot(table, side, id, k));
             }
         }
         b.rating
@@ -685,12 +683,14 @@ impl Trainer {
 
         let rows = b.sources.len();
         let n = batch.len();
+        // 2/B, the loss gradient's scale, as Keras' mean computes it (in float32).
+        let gradient_scale = [2.0 / n as f32];
         let [w1, b1, w2, b2] = self.dense.parts(&self.dense.values);
         let outputs = self.training.run(ort::inputs![
             training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], &b.params[..]))?,
-            training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &b.customer_row[..]))?,
-            training::PRODUCT_ROW => TensorRef::from_array_view(([n], &b.product_row[..]))?,
+            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &b.sample_rows[..]))?,
             training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
+            training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..]))?,
             training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
             training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
             DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
