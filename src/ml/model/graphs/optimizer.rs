@@ -224,8 +224,6 @@ pub struct CatchUp {
     learning_rate: f64,
     beta_1: f64,
     beta_2: f64,
-    /// q_m = β₁·β₂^{m/2}, m = 0..3.
-    ratios: [f64; SERIES_TERMS],
     /// H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ for s = 0..=last_step.
     discounted_sums: Vec<[f64; SERIES_TERMS]>,
 }
@@ -235,6 +233,7 @@ impl CatchUp {
     /// 32 bytes per step, allocated fallibly.
     pub fn new(adam: &AdamConfig, last_step: u32) -> Result<Self> {
         let (beta_1, beta_2) = (f64::from(adam.beta_1), f64::from(adam.beta_2));
+        // q_m = β₁·β₂^{m/2}, m = 0..3.
         let ratios: [f64; SERIES_TERMS] =
             std::array::from_fn(|m| beta_1 * beta_2.powf(m as f64 / 2.0));
         // A(t) = α_t / lr.
@@ -260,7 +259,6 @@ impl CatchUp {
             learning_rate: f64::from(adam.learning_rate),
             beta_1,
             beta_2,
-            ratios,
             discounted_sums,
         })
     }
@@ -274,8 +272,16 @@ impl CatchUp {
             &self.discounted_sums[last as usize],
             &self.discounted_sums[target as usize],
         );
-        let window: [f64; SERIES_TERMS] =
-            std::array::from_fn(|m| from[m] - self.ratios[m].powf(skipped) * to[m]);
+        // q_mᵏ = β₁ᵏ·(β₂^{k/2})ᵐ: two powers per row instead of six (this runs for every
+        // lagging row of every step).
+        let beta_1_power = self.beta_1.powf(skipped);
+        let beta_2_half_power = self.beta_2.powf(skipped / 2.0);
+        let mut ratio_power = beta_1_power;
+        let window: [f64; SERIES_TERMS] = std::array::from_fn(|m| {
+            let sum = from[m] - ratio_power * to[m];
+            ratio_power *= beta_2_half_power;
+            sum
+        });
         let mut columns = [0.0; CATCH_UP_COLUMNS];
         // T_n = Σ_m C(n, m)·(−1)ᵐ·U_m.
         for (n, column) in columns.iter_mut().take(SERIES_TERMS).enumerate() {
@@ -287,8 +293,8 @@ impl CatchUp {
             }
             *column = (self.learning_rate * series) as f32;
         }
-        columns[SERIES_TERMS] = self.beta_1.powf(skipped) as f32;
-        columns[SERIES_TERMS + 1] = self.beta_2.powf(skipped) as f32;
+        columns[SERIES_TERMS] = beta_1_power as f32;
+        columns[SERIES_TERMS + 1] = (beta_2_half_power * beta_2_half_power) as f32;
         columns
     }
 }
