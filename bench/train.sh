@@ -9,19 +9,27 @@
 #
 # usage: bench/train.sh [RATINGS_CSV]   (default: the 1M-row file bench/ingest.sh generates)
 #        SEEDS="42 1 2" (default) picks the seeds; KERAS=0 skips the Keras side.
+#        WAREZ=path/to/warez-pipe runs that binary instead of building this tree (to compare two
+#        builds side by side), COMMIT=label records what it was built from (default "unknown");
+#        OUT=folder writes there instead of bench/out (one folder per binary compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-out=$root/bench/out
-csv=$(realpath -m "${1:-$out/ratings_1m.csv}")
+out=$(realpath -m "${OUT:-$root/bench/out}")
+csv=$(realpath -m "${1:-$root/bench/out/ratings_1m.csv}")
 seeds=${SEEDS:-42 1 2}
 python=${PYTHON:-.venv/bin/python}
 keras=${KERAS:-1}
 mkdir -p "$out"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
-commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +dirty)
-cargo build --release --quiet --bin warez-pipe
-warez=$root/target/release/warez-pipe
+if [ -n "${WAREZ:-}" ]; then
+    warez=$(realpath "$WAREZ")
+    commit=${COMMIT:-unknown}
+else
+    commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +dirty)
+    cargo build --release --quiet --bin warez-pipe
+    warez=$root/target/release/warez-pipe
+fi
 if [ ! -f "$csv" ]; then
     "$warez" gen-data --rows 1000000 --customers 100000 --products 2000 --seed 42 --out "$csv"
 fi

@@ -46,12 +46,19 @@ struct StepOutputs {
 fn run_training(session: &mut Session, batch: &Batch, dense: &Dense) -> StepOutputs {
     let n = batch.rating.len();
     let rows = batch.rows.len() / K;
+    let sample_rows: Vec<i64> = batch
+        .customer_row
+        .iter()
+        .zip(&batch.product_row)
+        .flat_map(|(&customer, &product)| [customer, product])
+        .collect();
+    let gradient_scale = [2.0 / n as f32];
     let outputs = session
         .run(ort::inputs![
             training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, K], &batch.rows[..])).unwrap(),
-            training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &batch.customer_row[..])).unwrap(),
-            training::PRODUCT_ROW => TensorRef::from_array_view(([n], &batch.product_row[..])).unwrap(),
+            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &sample_rows[..])).unwrap(),
             training::RATING => TensorRef::from_array_view(([n, 1], &batch.rating[..])).unwrap(),
+            training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..])).unwrap(),
             training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * K], &batch.mask_1[..])).unwrap(),
             training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, K], &batch.mask_2[..])).unwrap(),
             DENSE_1_KERNEL => TensorRef::from_array_view(([2 * K, K], &dense[0][..])).unwrap(),
@@ -226,43 +233,42 @@ fn keras_adam(theta: f64, m: f64, v: f64, g: f64, step: u32, adam: &AdamConfig) 
 
 struct AdamInputs {
     step: u32,
-    rows: Vec<f32>,
-    rows_m: Vec<f32>,
-    rows_v: Vec<f32>,
-    rows_grad: Vec<f32>,
-    last_step: Vec<i64>,
-    dense: Vec<f32>,
-    dense_m: Vec<f32>,
-    dense_v: Vec<f32>,
-    dense_grad: Vec<f32>,
+    /// Adam's flat values: parameters, m, v, gradient.
+    params: [Vec<f32>; 4],
+    /// Lagging rows `[rows, K]`: values, m, v.
+    lagging: [Vec<f32>; 3],
+    /// `[rows, CATCH_UP_COLUMNS]`.
+    catch_up: Vec<f32>,
 }
 
-/// The optimizer graph's outputs: rows, rows_m, rows_v, dense, dense_m, dense_v.
-fn run_optimizer(session: &mut Session, i: &AdamInputs) -> [Vec<f32>; 6] {
-    let rows = i.last_step.len();
-    let d = i.dense.len();
-    let step = [i64::from(i.step)];
+/// The optimizer graph's outputs: params, params_m, params_v, then the lagging rows, their m, v.
+fn run_optimizer(session: &mut Session, adam: &AdamConfig, i: &AdamInputs) -> [Vec<f32>; 6] {
+    let p = i.params[0].len();
+    let rows = i.lagging[0].len() / K;
+    let step_size = [optimizer::step_size(adam, i.step)];
     let outputs = session
         .run(ort::inputs![
-            optimizer::STEP => TensorRef::from_array_view((Vec::<i64>::new(), &step[..])).unwrap(),
-            optimizer::ROWS => TensorRef::from_array_view(([rows, K], &i.rows[..])).unwrap(),
-            optimizer::ROWS_M => TensorRef::from_array_view(([rows, K], &i.rows_m[..])).unwrap(),
-            optimizer::ROWS_V => TensorRef::from_array_view(([rows, K], &i.rows_v[..])).unwrap(),
-            optimizer::ROWS_GRAD => TensorRef::from_array_view(([rows, K], &i.rows_grad[..])).unwrap(),
-            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows], &i.last_step[..])).unwrap(),
-            optimizer::DENSE => TensorRef::from_array_view(([d], &i.dense[..])).unwrap(),
-            optimizer::DENSE_M => TensorRef::from_array_view(([d], &i.dense_m[..])).unwrap(),
-            optimizer::DENSE_V => TensorRef::from_array_view(([d], &i.dense_v[..])).unwrap(),
-            optimizer::DENSE_GRAD => TensorRef::from_array_view(([d], &i.dense_grad[..])).unwrap(),
+            optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..])).unwrap(),
+            optimizer::PARAMS => TensorRef::from_array_view(([p], &i.params[0][..])).unwrap(),
+            optimizer::PARAMS_M => TensorRef::from_array_view(([p], &i.params[1][..])).unwrap(),
+            optimizer::PARAMS_V => TensorRef::from_array_view(([p], &i.params[2][..])).unwrap(),
+            optimizer::PARAMS_GRAD => TensorRef::from_array_view(([p], &i.params[3][..])).unwrap(),
+            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([rows, K], &i.lagging[0][..])).unwrap(),
+            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([rows, K], &i.lagging[1][..])).unwrap(),
+            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([rows, K], &i.lagging[2][..])).unwrap(),
+            optimizer::CATCH_UP => TensorRef::from_array_view(
+                ([rows, optimizer::CATCH_UP_COLUMNS], &i.catch_up[..]),
+            )
+            .unwrap(),
         ])
         .unwrap();
     [
-        optimizer::ROWS_UPDATED,
-        optimizer::ROWS_M_UPDATED,
-        optimizer::ROWS_V_UPDATED,
-        optimizer::DENSE_UPDATED,
-        optimizer::DENSE_M_UPDATED,
-        optimizer::DENSE_V_UPDATED,
+        optimizer::PARAMS_UPDATED,
+        optimizer::PARAMS_M_UPDATED,
+        optimizer::PARAMS_V_UPDATED,
+        optimizer::LAGGING_ROWS_UPDATED,
+        optimizer::LAGGING_ROWS_M_UPDATED,
+        optimizer::LAGGING_ROWS_V_UPDATED,
     ]
     .map(|name| {
         outputs[name]
@@ -283,120 +289,106 @@ fn assert_close(what: &str, actual: f32, expected: f64, tolerance: f64) {
 #[test]
 fn one_adam_step_matches_a_hand_computation() {
     let adam = AdamConfig::default();
-    let mut session = session(&optimizer::build(K, &adam, 1000));
+    let mut session = session(&optimizer::build(K, &adam));
     let step = 3;
+    // Two embedding rows and five dense values, in one flat vector; no lagging rows.
+    let values = 2 * K + 5;
     let inputs = AdamInputs {
         step,
-        rows: noisy(10, 2 * K, 0.05),
-        rows_m: noisy(11, 2 * K, 1e-3),
-        rows_v: noisy(12, 2 * K, 1e-6).iter().map(|v| v.abs()).collect(),
-        rows_grad: noisy(13, 2 * K, 1e-2),
-        // Both rows were updated at the previous step: nothing to catch up.
-        last_step: vec![i64::from(step - 1); 2],
-        dense: noisy(14, 5, 0.3),
-        dense_m: noisy(15, 5, 1e-2),
-        dense_v: noisy(16, 5, 1e-4).iter().map(|v| v.abs()).collect(),
-        dense_grad: noisy(17, 5, 0.1),
+        params: [
+            noisy(10, values, 0.05),
+            noisy(11, values, 1e-3),
+            noisy(12, values, 1e-6).iter().map(|v| v.abs()).collect(),
+            noisy(13, values, 1e-2),
+        ],
+        lagging: [vec![], vec![], vec![]],
+        catch_up: vec![],
     };
-    let [rows, rows_m, rows_v, dense, dense_m, dense_v] = run_optimizer(&mut session, &inputs);
-    let sides = [
-        (
-            &inputs.rows,
-            &inputs.rows_m,
-            &inputs.rows_v,
-            &inputs.rows_grad,
-            [&rows, &rows_m, &rows_v],
-        ),
-        (
-            &inputs.dense,
-            &inputs.dense_m,
-            &inputs.dense_v,
-            &inputs.dense_grad,
-            [&dense, &dense_m, &dense_v],
-        ),
-    ];
-    for (theta, m, v, g, updated) in sides {
-        for i in 0..theta.len() {
-            let expected = keras_adam(
-                f64::from(theta[i]),
-                f64::from(m[i]),
-                f64::from(v[i]),
-                f64::from(g[i]),
-                step,
-                &adam,
-            );
-            let moved = (expected[0] - f64::from(theta[i])).abs();
-            assert!(moved > 1e-5, "the step moves value {i}");
-            assert_close("parameter", updated[0][i], expected[0], 1e-4 * moved + 1e-8);
-            assert_close(
-                "m",
-                updated[1][i],
-                expected[1],
-                1e-6 * expected[1].abs() + 1e-12,
-            );
-            assert_close(
-                "v",
-                updated[2][i],
-                expected[2],
-                1e-5 * expected[2].abs() + 1e-15,
-            );
-        }
+    let [theta, m, v, lagging, ..] = run_optimizer(&mut session, &adam, &inputs);
+    assert!(lagging.is_empty());
+    let [theta_0, m_0, v_0, g] = &inputs.params;
+    for i in 0..values {
+        let expected = keras_adam(
+            f64::from(theta_0[i]),
+            f64::from(m_0[i]),
+            f64::from(v_0[i]),
+            f64::from(g[i]),
+            step,
+            &adam,
+        );
+        let moved = (expected[0] - f64::from(theta_0[i])).abs();
+        assert!(moved > 1e-5, "the step moves value {i}");
+        assert_close("parameter", theta[i], expected[0], 1e-4 * moved + 1e-8);
+        assert_close("m", m[i], expected[1], 1e-6 * expected[1].abs() + 1e-12);
+        assert_close("v", v[i], expected[2], 1e-5 * expected[2].abs() + 1e-15);
     }
 }
 
-#[test]
-fn the_catch_up_equals_explicit_zero_gradient_steps() {
+/// Brings rows last updated at `last_steps` (moments from `moments`) up to `step` through the
+/// optimizer graph and checks them against Keras' Adam run step by step with zero gradients;
+/// returns the rows before and after.
+fn check_catch_up(
+    table_steps: u32,
+    step: u32,
+    last_steps: &[u32],
+    moments: impl FnOnce(&mut [f32], &mut [f32]),
+) -> (Vec<f32>, Vec<f32>) {
     let adam = AdamConfig::default();
-    let mut session = session(&optimizer::build(K, &adam, 1000));
-    let step = 700u32;
-    // Rows that sat out 0, 49 and 688 steps, one with a second moment so small that ε
-    // dominates, and one never updated (all zero).
-    let last_steps = [699u32, 650, 11, 400, 0];
+    let mut session = session(&optimizer::build(K, &adam));
+    let catch_up = optimizer::CatchUp::new(&adam, table_steps).unwrap();
     let rows = last_steps.len();
     let mut rows_v: Vec<f32> = noisy(22, rows * K, 1e-6).iter().map(|v| v.abs()).collect();
-    rows_v[3 * K..4 * K].fill(1e-17);
     let mut rows_m = noisy(21, rows * K, 1e-3);
-    rows_m[4 * K..].fill(0.0);
-    rows_v[4 * K..].fill(0.0);
+    moments(&mut rows_m, &mut rows_v);
     let inputs = AdamInputs {
         step,
-        rows: noisy(20, rows * K, 0.05),
-        rows_m,
-        rows_v,
-        rows_grad: noisy(23, rows * K, 1e-2),
-        last_step: last_steps.iter().map(|&s| i64::from(s)).collect(),
-        dense: vec![0.0; 2],
-        dense_m: vec![0.0; 2],
-        dense_v: vec![0.0; 2],
-        dense_grad: vec![0.0; 2],
+        params: [vec![], vec![], vec![], vec![]],
+        lagging: [noisy(20, rows * K, 0.05), rows_m, rows_v],
+        catch_up: last_steps
+            .iter()
+            .flat_map(|&last| catch_up.coefficients(last, step))
+            .collect(),
     };
-    let [updated, updated_m, updated_v, ..] = run_optimizer(&mut session, &inputs);
+    let [params, _, _, updated, updated_m, updated_v] = run_optimizer(&mut session, &adam, &inputs);
+    assert!(params.is_empty());
     for (row, &last) in last_steps.iter().enumerate() {
         for j in 0..K {
             let i = row * K + j;
-            let mut state = [
-                f64::from(inputs.rows[i]),
-                f64::from(inputs.rows_m[i]),
-                f64::from(inputs.rows_v[i]),
-            ];
-            for skipped in last + 1..step {
+            let mut state = inputs.lagging.each_ref().map(|values| f64::from(values[i]));
+            for skipped in last + 1..=step {
                 state = keras_adam(state[0], state[1], state[2], 0.0, skipped, &adam);
             }
-            state = keras_adam(
-                state[0],
-                state[1],
-                state[2],
-                f64::from(inputs.rows_grad[i]),
-                step,
-                &adam,
-            );
-            let moved = (state[0] - f64::from(inputs.rows[i])).abs();
+            let moved = (state[0] - f64::from(inputs.lagging[0][i])).abs();
             let what = format!("row {row} (last step {last}), component {j}");
             assert_close(&what, updated[i], state[0], 2e-5 * moved + 1e-7);
             assert_close(&what, updated_m[i], state[1], 1e-5 * state[1].abs() + 1e-12);
             assert_close(&what, updated_v[i], state[2], 1e-4 * state[2].abs() + 1e-18);
         }
     }
+    let [before, ..] = inputs.lagging;
+    (before, updated)
+}
+
+#[test]
+fn the_catch_up_equals_explicit_zero_gradient_steps() {
+    // Rows that sat out 0, 1, 50 and 689 steps, one with a second moment so small that ε
+    // dominates, and one never updated (all zero).
+    let (before, after) = check_catch_up(1000, 700, &[700, 699, 650, 11, 400, 0], |m, v| {
+        v[4 * K..5 * K].fill(1e-17);
+        m[5 * K..].fill(0.0);
+        v[5 * K..].fill(0.0);
+    });
+    assert_eq!(
+        after[..K],
+        before[..K],
+        "a row already up to date stays as it is"
+    );
+}
+
+/// An epoch at 1M customers has ~117,000 steps: rows sit out tens of thousands of them.
+#[test]
+fn the_catch_up_stays_exact_over_a_long_run() {
+    check_catch_up(200_000, 150_000, &[149_990, 120_000, 20_000, 3], |_, _| {});
 }
 
 #[test]

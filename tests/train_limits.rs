@@ -98,11 +98,12 @@ fn a_model_past_the_protobuf_limit_stops_before_training_naming_what_fits() {
 }
 
 #[test]
-fn too_many_steps_for_the_optimizer_graph_are_refused() {
+fn more_steps_than_the_trainer_counts_are_refused() {
     let project = small_project();
-    let run = run(&project, &["--set", "train.epochs=100000000"]);
+    let run = run(&project, &["--set", "train.epochs=200000000"]);
     run.assert_code(1).assert_stderr_contains(
-        "2,400,000,000 training steps (24 per epoch × 100,000,000 epochs) are too many",
+        "4,800,000,000 training steps (24 per epoch × 200,000,000 epochs) are too many: the \
+         trainer counts steps in 32 bits",
     );
     assert_no_panic(&run);
     assert!(cache_tmp(&project).is_empty());

@@ -1,21 +1,22 @@
-//! The optimizer graph: one Adam step (Keras semantics) for the dense parameters and for a set
-//! of embedding rows, with the catch-up that gives those rows dense-Adam results at O(batch)
-//! cost.
+//! The optimizer graph: one Adam step (Keras semantics) for the parameters a training step
+//! changes, and the catch-up that gives every other embedding row dense-Adam results at
+//! O(batch) cost.
 //!
 //! # Adam as Keras runs it
 //! At step t (1-based), for every parameter θ with gradient g, moments m, v:
 //! `m ← m + (g − m)(1 − β₁)`, `v ← v + (g² − v)(1 − β₂)`, `θ ← θ − α_t·m / (√v + ε)` with
-//! `α_t = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)`; defaults lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7. The dense
-//! layers (fed as one flat vector [`DENSE`]) get exactly this every step.
+//! `α_t = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)`; defaults lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7. The graph
+//! runs exactly this on [`PARAMS`], one flat vector: the embedding rows the step's batch uses
+//! followed by the dense layers. α_t comes in as [`STEP_SIZE`], computed by [`step_size`] the way
+//! Keras does (float32 powers of the step).
 //!
 //! # Embedding rows: dense Adam, applied lazily
 //! Keras' dense Adam updates every embedding row every step. A row no sample of the step uses
 //! has g = 0, so its moments only decay (`m ← β₁m`, `v ← β₂v`) while θ keeps moving by
-//! `α_t·m/(√v + ε)`. The graph takes each row with the step `s` it was last brought up to date
-//! ([`ROWS_LAST_STEP`]), replays the k = t − 1 − s zero-gradient steps s+1 … t−1 it sat out,
-//! then applies step t with the row's gradient [`ROWS_GRAD`] (zero for a row no sample of the
-//! step uses). The trainer's step t feeds the rows batch t used (up to date, k = 0) and the rows
-//! batch t+1 will use (zero gradient): so every row is current before a forward pass reads it,
+//! `α_t·m/(√v + ε)`. The trainer keeps, per row, the step `s` it was last brought up to date;
+//! a row is brought up to a step t > s (replaying the k = t − s zero-gradient steps s+1 … t it
+//! sat out) among the graph's [`LAGGING_ROWS`] when the next batch is about to use it, and for
+//! every row at the end of an epoch. So every row is current before a forward pass reads it,
 //! and the gradients are those of dense Adam's weights too. Replaying, with x = √v_s,
 //! y = x + ε, b_j = β₂^{j/2}:
 //!
@@ -24,49 +25,65 @@
 //! The sum is computed per row in O(1), exactly:
 //! - the ε series: since `b_j·x + ε = y − (1 − b_j)·x` and `0 ≤ (1 − b_j)·x/y < 1`,
 //!   `1/(b_j·x + ε) = Σ_n (1 − b_j)ⁿ·xⁿ/yⁿ⁺¹`, so with A(t) = α_t/lr the sum is
-//!   `lr·Σ_{n=0..3} T_n·xⁿ/yⁿ⁺¹`, `T_n = Σ_{j=1..k} A(s+j)·β₁ʲ·(1 − b_j)ⁿ`. The series is cut after
-//!   n = 3: (1 − b_j) ≈ j/2000 and the weights β₁ʲ keep j small, so T₄/T₀ ≈ 10⁻⁸.
+//!   `Σ_{n=0..3} c_n·zⁿ / y` with z = x/y, `c_n = lr·T_n`, `T_n = Σ_{j=1..k} A(s+j)·β₁ʲ·(1 − b_j)ⁿ`.
+//!   The series is cut after n = 3: (1 − b_j) ≈ j/2000 and the weights β₁ʲ keep j small, so
+//!   T₄/T₀ ≈ 10⁻⁸.
 //! - the T_n from a table: expanding `(1 − b_j)ⁿ` binomially, `T_n = Σ_m C(n,m)(−1)ᵐ·U_m` with
 //!   `U_m = Σ_{j=1..k} A(s+j)·q_mʲ`, `q_m = β₁·β₂^{m/2}`. With the discounted sums
-//!   `H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ` (tabulated for every step of the run in f64 when the graph is
-//!   built, [`DISCOUNTED_SUMS`]), `U_m = H_m(s) − q_mᵏ·H_m(t−1)`, since s + k = t − 1.
+//!   `H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ` (tabulated for every step of the run in f64 by
+//!   [`CatchUp::new`]), `U_m = H_m(s) − q_mᵏ·H_m(t)`, since s + k = t.
 //!
-//! So a step costs two table lookups and a handful of elementwise operations per row, nothing
-//! proportional to k, and every embedding row follows Keras' dense Adam up to float32 rounding
-//! (the catch-up's rounding error is about 10⁻⁶ of its size, below θ's own precision). At the end
-//! of every epoch the trainer replays the rest for every row (zero gradient, t = the last step),
-//! so the weights it evaluates, exports and checkpoints are the dense-Adam weights.
+//! The per-row numbers (c₀…c₃, β₁ᵏ, β₂ᵏ) depend only on s and t: [`CatchUp::coefficients`]
+//! computes them in f64 as the trainer gathers a row and they come in as [`CATCH_UP`]
+//! `[rows, 6]`; the graph does the per-value work. So a step costs a handful of elementwise
+//! operations per value, nothing proportional to k, and every embedding row follows Keras'
+//! dense Adam up to float32 rounding (the catch-up's rounding error is about 10⁻⁶ of its size,
+//! below θ's own precision). At the end of every epoch the trainer brings every row up to the
+//! last step, so the weights it evaluates, exports and checkpoints are the dense-Adam weights.
 //!
 //! The one difference from Keras is where float32 rounding happens: Keras rounds after each of
 //! the k skipped steps, the catch-up rounds once (its constants come from f64), so the two agree
 //! to a few float32 ulps rather than bit for bit.
+//!
+//! # Why the graph is shaped this way
+//! At batch 64 a step's tensors hold a few thousand values, and ONNX Runtime spends a few µs
+//! on every node whatever its size (measured with its profiler: a scalar `Cast` costs about
+//! what a `Mul` of 12,000 values does). So the graph has as few nodes as the arithmetic allows:
+//! one Adam chain over the rows and the dense layers together, the catch-up only on the rows
+//! that lag, and no per-step or per-row scalar work (that is [`step_size`] and
+//! [`CatchUp::coefficients`], a few f64 operations in the trainer).
+
+use anyhow::Result;
 
 use super::GraphBuilder;
+use crate::ml::data::try_vec;
 use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
 
-pub const STEP: &str = "step";
-pub const ROWS: &str = "embedding_rows";
-pub const ROWS_M: &str = "embedding_rows_m";
-pub const ROWS_V: &str = "embedding_rows_v";
-pub const ROWS_GRAD: &str = "embedding_rows_grad";
-pub const ROWS_LAST_STEP: &str = "embedding_rows_last_step";
-pub const DENSE: &str = "dense";
-pub const DENSE_M: &str = "dense_m";
-pub const DENSE_V: &str = "dense_v";
-pub const DENSE_GRAD: &str = "dense_grad";
+/// α_t, float32 scalar.
+pub const STEP_SIZE: &str = "adam/step_size";
+/// The values Adam steps, flat: the batch's embedding rows, then the dense layers.
+pub const PARAMS: &str = "params";
+pub const PARAMS_M: &str = "params_m";
+pub const PARAMS_V: &str = "params_v";
+pub const PARAMS_GRAD: &str = "params_grad";
+/// Embedding rows to bring up to date, `[rows, k]`, with their moments.
+pub const LAGGING_ROWS: &str = "lagging_rows";
+pub const LAGGING_ROWS_M: &str = "lagging_rows_m";
+pub const LAGGING_ROWS_V: &str = "lagging_rows_v";
+/// Per lagging row, `[rows, CATCH_UP_COLUMNS]`: [`CatchUp::coefficients`].
+pub const CATCH_UP: &str = "catch_up/coefficients";
 
-pub const ROWS_UPDATED: &str = "updated/embedding_rows";
-pub const ROWS_M_UPDATED: &str = "updated/embedding_rows_m";
-pub const ROWS_V_UPDATED: &str = "updated/embedding_rows_v";
-pub const DENSE_UPDATED: &str = "updated/dense";
-pub const DENSE_M_UPDATED: &str = "updated/dense_m";
-pub const DENSE_V_UPDATED: &str = "updated/dense_v";
-
-/// The initializer holding H_m(s) (module doc), `[last_step + 1, 4]`.
-pub const DISCOUNTED_SUMS: &str = "catch_up/discounted_sums";
+pub const PARAMS_UPDATED: &str = "updated/params";
+pub const PARAMS_M_UPDATED: &str = "updated/params_m";
+pub const PARAMS_V_UPDATED: &str = "updated/params_v";
+pub const LAGGING_ROWS_UPDATED: &str = "updated/lagging_rows";
+pub const LAGGING_ROWS_M_UPDATED: &str = "updated/lagging_rows_m";
+pub const LAGGING_ROWS_V_UPDATED: &str = "updated/lagging_rows_v";
 
 /// Terms of the series in ε (n = 0..3).
 const SERIES_TERMS: usize = 4;
+/// Columns of [`CATCH_UP`]: c₀…c₃, β₁ᵏ, β₂ᵏ.
+pub const CATCH_UP_COLUMNS: usize = SERIES_TERMS + 2;
 /// Steps past the last one where H's backward recursion starts: q_m ≤ 0.9 and 0.9¹⁰⁰⁰ ≈ 10⁻⁴⁶,
 /// so starting from H = 0 there is exact in f64.
 const RECURSION_LEAD_IN: u64 = 1000;
@@ -91,212 +108,143 @@ impl Default for AdamConfig {
     }
 }
 
-/// The optimizer graph for `n_factors` = k, valid for steps 1..=`last_step` (the catch-up's
-/// table covers the run; a later step fails in the table lookup).
-pub fn build(n_factors: usize, adam: &AdamConfig, last_step: u64) -> ModelProto {
+/// α_t = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ) for step `step` (1-based), as Keras computes it: in float32,
+/// from float32 powers of the step.
+pub fn step_size(adam: &AdamConfig, step: u32) -> f32 {
+    let step = step as f32;
+    let bias_1 = 1.0 - adam.beta_1.powf(step);
+    let bias_2 = (1.0 - adam.beta_2.powf(step)).sqrt();
+    bias_2 / bias_1 * adam.learning_rate
+}
+
+/// The optimizer graph for `n_factors` = k (see the module doc).
+pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let k = n_factors as i64;
     let float = DataType::Float;
+    let params_shape = [Dim::Named("params")];
     let rows_shape = [Dim::Named("rows"), Dim::Fixed(k)];
-    let dense_shape = [Dim::Named("dense")];
     let mut g = GraphBuilder::new("recommender_adam_step");
 
-    let step = g.input(STEP, DataType::Int64, &[]);
-    let rows = g.input(ROWS, float, &rows_shape);
-    let rows_m = g.input(ROWS_M, float, &rows_shape);
-    let rows_v = g.input(ROWS_V, float, &rows_shape);
-    let rows_grad = g.input(ROWS_GRAD, float, &rows_shape);
-    let last_step_of_row = g.input(ROWS_LAST_STEP, DataType::Int64, &[Dim::Named("rows")]);
-    let dense = g.input(DENSE, float, &dense_shape);
-    let dense_m = g.input(DENSE_M, float, &dense_shape);
-    let dense_v = g.input(DENSE_V, float, &dense_shape);
-    let dense_grad = g.input(DENSE_GRAD, float, &dense_shape);
+    let step_size = g.input(STEP_SIZE, float, &[]);
+    let params = g.input(PARAMS, float, &params_shape);
+    let params_m = g.input(PARAMS_M, float, &params_shape);
+    let params_v = g.input(PARAMS_V, float, &params_shape);
+    let params_grad = g.input(PARAMS_GRAD, float, &params_shape);
+    let rows = g.input(LAGGING_ROWS, float, &rows_shape);
+    let rows_m = g.input(LAGGING_ROWS_M, float, &rows_shape);
+    let rows_v = g.input(LAGGING_ROWS_V, float, &rows_shape);
+    let coefficients = g.input(
+        CATCH_UP,
+        float,
+        &[Dim::Named("rows"), Dim::Fixed(CATCH_UP_COLUMNS as i64)],
+    );
 
-    let one = g.scalar("one", 1.0);
-    let beta_1 = g.scalar("adam/beta_1", adam.beta_1);
-    let beta_2 = g.scalar("adam/beta_2", adam.beta_2);
     let epsilon = g.scalar("adam/epsilon", adam.epsilon);
-    let learning_rate = g.scalar("adam/learning_rate", adam.learning_rate);
     let one_minus_beta_1 = g.scalar("adam/one_minus_beta_1", 1.0 - adam.beta_1);
     let one_minus_beta_2 = g.scalar("adam/one_minus_beta_2", 1.0 - adam.beta_2);
 
-    // α_t = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ), as Keras computes it (float32 powers of the step).
-    let step_float = g.op_with(
-        "Cast",
-        &[&step],
-        &[("to", Attr::Int(DataType::Float as i64))],
-        "adam/step_float",
-    );
-    let beta_1_power = g.op("Pow", &[&beta_1, &step_float], "adam/beta_1_power");
-    let beta_2_power = g.op("Pow", &[&beta_2, &step_float], "adam/beta_2_power");
-    let bias_1 = g.op("Sub", &[&one, &beta_1_power], "adam/one_minus_beta_1_power");
-    let bias_2 = g.op("Sub", &[&one, &beta_2_power], "adam/one_minus_beta_2_power");
-    let bias_2 = g.op("Sqrt", &[&bias_2], "adam/sqrt_one_minus_beta_2_power");
-    let alpha = g.op("Div", &[&bias_2, &bias_1], "adam/alpha_over_lr");
-    let alpha = g.op("Mul", &[&alpha, &learning_rate], "adam/alpha");
+    // Adam, in the order of Keras' operations (so its float32 rounding).
+    let m_delta = g.op("Sub", &[&params_grad, &params_m], "adam/m_delta");
+    let m_delta = g.op("Mul", &[&m_delta, &one_minus_beta_1], "adam/m_step");
+    let m_new = g.op("Add", &[&params_m, &m_delta], PARAMS_M_UPDATED);
+    let grad_squared = g.op("Mul", &[&params_grad, &params_grad], "adam/grad_squared");
+    let v_delta = g.op("Sub", &[&grad_squared, &params_v], "adam/v_delta");
+    let v_delta = g.op("Mul", &[&v_delta, &one_minus_beta_2], "adam/v_step");
+    let v_new = g.op("Add", &[&params_v, &v_delta], PARAMS_V_UPDATED);
+    let scaled_m = g.op("Mul", &[&m_new, &step_size], "adam/scaled_m");
+    let root = g.op("Sqrt", &[&v_new], "adam/sqrt_v");
+    let denominator = g.op("Add", &[&root, &epsilon], "adam/denominator");
+    let update = g.op("Div", &[&scaled_m, &denominator], "adam/update");
+    g.op("Sub", &[&params, &update], PARAMS_UPDATED);
 
-    // The embedding rows' catch-up of the steps they sat out (module doc).
-    let tables = CatchUpTables::new(adam, last_step);
-    let terms_dim = SERIES_TERMS as i64;
-    let sums = g.constant_f32(
-        DISCOUNTED_SUMS,
-        &[last_step as i64 + 1, terms_dim],
-        &tables.discounted_sums,
-    );
-    let ratios = g.constant_f32("catch_up/ratios", &[1, terms_dim], &tables.ratios);
-    let binomial = g.constant_f32(
-        "catch_up/binomial",
-        &[terms_dim, terms_dim],
-        &tables.binomial,
-    );
-    let one_step = g.constant_i64("catch_up/one_step", &[], &[1]);
-    let previous = g.op("Sub", &[&step, &one_step], "catch_up/previous_step");
-    let sums_at_row = g.op_with(
-        "Gather",
-        &[&sums, &last_step_of_row],
-        &[("axis", Attr::Int(0))],
-        "catch_up/sums_after_last_step",
-    );
-    let sums_at_previous = g.op_with(
-        "Gather",
-        &[&sums, &previous],
-        &[("axis", Attr::Int(0))],
-        "catch_up/sums_after_previous_step",
-    );
-    let skipped = g.op(
-        "Sub",
-        &[&previous, &last_step_of_row],
-        "catch_up/skipped_steps",
-    );
-    let skipped = g.op_with(
-        "Cast",
-        &[&skipped],
-        &[("to", Attr::Int(DataType::Float as i64))],
-        "catch_up/skipped_float",
-    );
-    let column_axis = g.constant_i64("catch_up/column_axis", &[1], &[1]);
-    let skipped = g.op("Unsqueeze", &[&skipped, &column_axis], "catch_up/skipped");
-    let ratios_k = g.op("Pow", &[&ratios, &skipped], "catch_up/ratios_power_k");
-    let beyond = g.op(
-        "Mul",
-        &[&ratios_k, &sums_at_previous],
-        "catch_up/sums_beyond",
-    );
-    let window = g.op(
-        "Sub",
-        &[&sums_at_row, &beyond],
-        "catch_up/sums_over_skipped",
-    );
-    let series = g.op("MatMul", &[&window, &binomial], "catch_up/series");
-    let terms: Vec<String> = (0..SERIES_TERMS)
-        .map(|n| format!("catch_up/series_{n}"))
+    // The lagging rows' catch-up (module doc).
+    let columns: Vec<String> = (0..SERIES_TERMS)
+        .map(|n| format!("catch_up/c_{n}"))
+        .chain([
+            "catch_up/beta_1_power_k".into(),
+            "catch_up/beta_2_power_k".into(),
+        ])
         .collect();
-    let term_names: Vec<&str> = terms.iter().map(String::as_str).collect();
+    let column_names: Vec<&str> = columns.iter().map(String::as_str).collect();
     g.op_multi(
         "Split",
-        &[&series],
+        &[&coefficients],
         &[
             ("axis", Attr::Int(1)),
-            ("num_outputs", Attr::Int(terms_dim)),
+            ("num_outputs", Attr::Int(CATCH_UP_COLUMNS as i64)),
         ],
-        &term_names,
+        &column_names,
     );
     let x = g.op("Sqrt", &[&rows_v], "catch_up/sqrt_v");
     let y = g.op("Add", &[&x, &epsilon], "catch_up/sqrt_v_plus_epsilon");
     let z = g.op("Div", &[&x, &y], "catch_up/ratio");
-    // Horner: T₀ + z(T₁ + z(T₂ + z·T₃)).
-    let mut sum = terms[SERIES_TERMS - 1].clone();
+    // Horner: c₀ + z(c₁ + z(c₂ + z·c₃)).
+    let mut sum = columns[SERIES_TERMS - 1].clone();
     for n in (0..SERIES_TERMS - 1).rev() {
         let scaled = g.op("Mul", &[&z, &sum], &format!("catch_up/horner_{n}_scaled"));
         sum = g.op(
             "Add",
-            &[&terms[n], &scaled],
+            &[&columns[n], &scaled],
             &format!("catch_up/horner_{n}"),
         );
     }
-    let lr_sum = g.op("Mul", &[&sum, &learning_rate], "catch_up/step_sum");
-    let move_per_m = g.op("Div", &[&lr_sum, &y], "catch_up/move_per_m");
+    let move_per_m = g.op("Div", &[&sum, &y], "catch_up/move_per_m");
     let moved = g.op("Mul", &[&rows_m, &move_per_m], "catch_up/move");
-    let rows_caught_up = g.op("Sub", &[&rows, &moved], "catch_up/embedding_rows");
-    let decay_1 = g.op("Pow", &[&beta_1, &skipped], "catch_up/beta_1_power_k");
-    let decay_2 = g.op("Pow", &[&beta_2, &skipped], "catch_up/beta_2_power_k");
-    let m_caught_up = g.op("Mul", &[&rows_m, &decay_1], "catch_up/embedding_rows_m");
-    let v_caught_up = g.op("Mul", &[&rows_v, &decay_2], "catch_up/embedding_rows_v");
-
-    let mut adam_step =
-        |name: &str, param: &str, m: &str, v: &str, grad: &str, outputs: [&str; 3]| {
-            let m_delta = g.op("Sub", &[grad, m], &format!("{name}/m_delta"));
-            let m_delta = g.op(
-                "Mul",
-                &[&m_delta, &one_minus_beta_1],
-                &format!("{name}/m_step"),
-            );
-            let m_new = g.op("Add", &[m, &m_delta], outputs[1]);
-            let grad_squared = g.op("Mul", &[grad, grad], &format!("{name}/grad_squared"));
-            let v_delta = g.op("Sub", &[&grad_squared, v], &format!("{name}/v_delta"));
-            let v_delta = g.op(
-                "Mul",
-                &[&v_delta, &one_minus_beta_2],
-                &format!("{name}/v_step"),
-            );
-            let v_new = g.op("Add", &[v, &v_delta], outputs[2]);
-            let scaled_m = g.op("Mul", &[&m_new, &alpha], &format!("{name}/scaled_m"));
-            let root = g.op("Sqrt", &[&v_new], &format!("{name}/sqrt_v"));
-            let denominator = g.op("Add", &[&root, &epsilon], &format!("{name}/denominator"));
-            let update = g.op("Div", &[&scaled_m, &denominator], &format!("{name}/update"));
-            g.op("Sub", &[param, &update], outputs[0]);
-        };
-    adam_step(
-        "adam/embedding_rows",
-        &rows_caught_up,
-        &m_caught_up,
-        &v_caught_up,
-        &rows_grad,
-        [ROWS_UPDATED, ROWS_M_UPDATED, ROWS_V_UPDATED],
+    g.op("Sub", &[&rows, &moved], LAGGING_ROWS_UPDATED);
+    g.op(
+        "Mul",
+        &[&rows_m, &columns[SERIES_TERMS]],
+        LAGGING_ROWS_M_UPDATED,
     );
-    adam_step(
-        "adam/dense",
-        &dense,
-        &dense_m,
-        &dense_v,
-        &dense_grad,
-        [DENSE_UPDATED, DENSE_M_UPDATED, DENSE_V_UPDATED],
+    g.op(
+        "Mul",
+        &[&rows_v, &columns[SERIES_TERMS + 1]],
+        LAGGING_ROWS_V_UPDATED,
     );
 
-    for output in [ROWS_UPDATED, ROWS_M_UPDATED, ROWS_V_UPDATED] {
+    for output in [PARAMS_UPDATED, PARAMS_M_UPDATED, PARAMS_V_UPDATED] {
+        g.output(output, float, &params_shape);
+    }
+    for output in [
+        LAGGING_ROWS_UPDATED,
+        LAGGING_ROWS_M_UPDATED,
+        LAGGING_ROWS_V_UPDATED,
+    ] {
         g.output(output, float, &rows_shape);
     }
-    for output in [DENSE_UPDATED, DENSE_M_UPDATED, DENSE_V_UPDATED] {
-        g.output(output, float, &dense_shape);
-    }
     g.finish(
-        "warez-pipe Adam step (Keras semantics) for the dense parameters and the batch's \
-         embedding rows, with the exact catch-up of the zero-gradient steps each row sat out",
+        "warez-pipe Adam step (Keras semantics) for the batch's embedding rows and the dense \
+         layers, and the exact catch-up of the zero-gradient steps lagging embedding rows sat out",
     )
 }
 
-/// Constants of the catch-up, computed in f64 from the float32 hyperparameters.
-struct CatchUpTables {
-    /// `[last_step + 1, 4]`: H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ for s = 0..=last_step, m = 0..3.
-    discounted_sums: Vec<f32>,
-    /// q_m = β₁·β₂^{m/2}, m = 0..3.
-    ratios: Vec<f32>,
-    /// `[4, 4]`: row m, column n holds C(n, m)·(−1)ᵐ, so `U·binomial` gives the T_n.
-    binomial: Vec<f32>,
+/// The catch-up's per-row numbers for a run, from its hyperparameters (module doc).
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    learning_rate: f64,
+    beta_1: f64,
+    beta_2: f64,
+    /// H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ for s = 0..=last_step.
+    discounted_sums: Vec<[f64; SERIES_TERMS]>,
 }
 
-impl CatchUpTables {
-    fn new(adam: &AdamConfig, last_step: u64) -> Self {
+impl CatchUp {
+    /// The table for steps 0..=`last_step`, computed in f64 from the float32 hyperparameters.
+    /// 32 bytes per step, allocated fallibly.
+    pub fn new(adam: &AdamConfig, last_step: u32) -> Result<Self> {
         let (beta_1, beta_2) = (f64::from(adam.beta_1), f64::from(adam.beta_2));
-        let ratios: Vec<f64> = (0..SERIES_TERMS)
-            .map(|m| beta_1 * beta_2.powf(m as f64 / 2.0))
-            .collect();
+        // q_m = β₁·β₂^{m/2}, m = 0..3.
+        let ratios: [f64; SERIES_TERMS] =
+            std::array::from_fn(|m| beta_1 * beta_2.powf(m as f64 / 2.0));
         // A(t) = α_t / lr.
         let alpha = |t: u64| {
             let t = t as f64;
             (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t))
         };
         // H(s) = q·(A(s+1) + H(s+1)), from far enough past the last step that H ≈ 0 there.
-        let mut discounted_sums = vec![0.0f32; (last_step as usize + 1) * SERIES_TERMS];
+        let last_step = u64::from(last_step);
+        let mut discounted_sums = try_vec(last_step as usize + 1)?;
+        discounted_sums.resize(last_step as usize + 1, [0.0; SERIES_TERMS]);
         let mut sums = [0.0f64; SERIES_TERMS];
         for s in (0..last_step + RECURSION_LEAD_IN).rev() {
             let next_alpha = alpha(s + 1);
@@ -304,28 +252,49 @@ impl CatchUpTables {
                 *sum = ratio * (next_alpha + *sum);
             }
             if s <= last_step {
-                let row = s as usize * SERIES_TERMS;
-                for (slot, sum) in discounted_sums[row..row + SERIES_TERMS]
-                    .iter_mut()
-                    .zip(&sums)
-                {
-                    *slot = *sum as f32;
-                }
+                discounted_sums[s as usize] = sums;
             }
         }
-        let mut binomial = vec![0.0f32; SERIES_TERMS * SERIES_TERMS];
-        for n in 0..SERIES_TERMS {
-            let mut choose = 1.0f32;
-            for m in 0..=n {
-                let sign = if m % 2 == 0 { 1.0 } else { -1.0 };
-                binomial[m * SERIES_TERMS + n] = sign * choose;
-                choose = choose * (n - m) as f32 / (m + 1) as f32;
-            }
-        }
-        Self {
+        Ok(Self {
+            learning_rate: f64::from(adam.learning_rate),
+            beta_1,
+            beta_2,
             discounted_sums,
-            ratios: ratios.iter().map(|&ratio| ratio as f32).collect(),
-            binomial,
+        })
+    }
+
+    /// A row's [`CATCH_UP`] columns to bring it from step `last` up to step `target`
+    /// (`last` ≤ `target` ≤ the table's last step): c₀…c₃, β₁ᵏ, β₂ᵏ with k = `target` − `last`.
+    pub fn coefficients(&self, last: u32, target: u32) -> [f32; CATCH_UP_COLUMNS] {
+        debug_assert!(last <= target, "a row ahead of the step it is caught up to");
+        let skipped = f64::from(target - last);
+        let (from, to) = (
+            &self.discounted_sums[last as usize],
+            &self.discounted_sums[target as usize],
+        );
+        // q_mᵏ = β₁ᵏ·(β₂^{k/2})ᵐ: two powers per row instead of six (this runs for every
+        // lagging row of every step).
+        let beta_1_power = self.beta_1.powf(skipped);
+        let beta_2_half_power = self.beta_2.powf(skipped / 2.0);
+        let mut ratio_power = beta_1_power;
+        let window: [f64; SERIES_TERMS] = std::array::from_fn(|m| {
+            let sum = from[m] - ratio_power * to[m];
+            ratio_power *= beta_2_half_power;
+            sum
+        });
+        let mut columns = [0.0; CATCH_UP_COLUMNS];
+        // T_n = Σ_m C(n, m)·(−1)ᵐ·U_m.
+        for (n, column) in columns.iter_mut().take(SERIES_TERMS).enumerate() {
+            let (mut choose, mut series) = (1.0f64, 0.0f64);
+            for (m, sum) in window.iter().enumerate().take(n + 1) {
+                let sign = if m % 2 == 0 { 1.0 } else { -1.0 };
+                series += sign * choose * sum;
+                choose = choose * (n - m) as f64 / (m + 1) as f64;
+            }
+            *column = (self.learning_rate * series) as f32;
         }
+        columns[SERIES_TERMS] = beta_1_power as f32;
+        columns[SERIES_TERMS + 1] = (beta_2_half_power * beta_2_half_power) as f32;
+        columns
     }
 }

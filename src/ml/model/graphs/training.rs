@@ -3,12 +3,19 @@
 //!
 //! It takes the batch's embedding rows, not the tables: [`EMBEDDING_ROWS`] `[rows, k]` holds the
 //! distinct customer rows the batch uses followed by its distinct product rows, and
-//! [`CUSTOMER_ROW`] / [`PRODUCT_ROW`] (int64 `[batch]`) point each sample at its two rows. So a
-//! step moves O(batch) data whatever the table sizes. The dense parameters come in under their
-//! own names; the dropout masks (0 or 1/(1−rate), drawn by the trainer) come in as inputs too.
+//! [`SAMPLE_ROWS`] (int64 `[batch, 2, 1]`) points each sample at its customer row and its product
+//! row. So a step moves O(batch) data whatever the table sizes. The dense parameters come in
+//! under their own names; the dropout masks (0 or 1/(1−rate), drawn by the trainer) and the
+//! loss gradient's scale 2/B ([`GRADIENT_SCALE`]) come in as inputs too.
+//!
+//! ONNX Runtime spends a few µs on every node whatever its size, and a batch's tensors are small,
+//! so the graph keeps its node count down: one `Gather` and a `Reshape` fetch both halves of
+//! every sample's features, one `Reshape` and one `ScatterND` (onto `rows · 0`) return their
+//! gradient, and each mask of a comparison is one node (`Sign`, `Where`) instead of a compare
+//! and a cast.
 //!
 //! Forward (Keras `DeepCollaborativeFiltering`):
-//! `x = concat(rows[customer_row], rows[product_row]) ⊙ mask₁`,
+//! `x = concat(rows[customer row], rows[product row]) ⊙ mask₁`,
 //! `h = x·W₁ + b₁`, `a = relu(h) ⊙ mask₂`, `ŷ = a·W₂ + b₂` (output [`PREDICTION`]).
 //!
 //! Loss (Keras `mean_squared_logarithmic_error`, mean over the batch, ε = 1e-7):
@@ -16,10 +23,12 @@
 //!
 //! Gradients, by hand (`d` = log difference, B = batch size):
 //! `∂L/∂ŷ = 2d/B / (max(ŷ, ε) + 1) · [ŷ ≥ ε]` (TensorFlow's `Maximum` gradient),
-//! `∂b₂ = Σ_batch ∂ŷ`, `∂W₂ = aᵀ·∂ŷ`, `∂h = (∂ŷ·W₂ᵀ) ⊙ mask₂ ⊙ [h > 0]`,
+//! `∂b₂ = Σ_batch ∂ŷ`, `∂W₂ = aᵀ·∂ŷ`, `∂h = (∂ŷ·W₂ᵀ) ⊙ mask₂ ⊙ [h > 0]` (`[h > 0]` is
+//! `sign(relu(h))`),
 //! `∂b₁ = Σ_batch ∂h`, `∂W₁ = xᵀ·∂h`, `∂x = (∂h·W₁ᵀ) ⊙ mask₁`, and the embedding rows'
 //! gradient scatters `∂x`'s two halves back onto their rows with `ScatterND(reduction=add)`,
-//! so a row used by several samples gets the sum of their gradients, as in dense training.
+//! so a row used by several samples gets the sum of their gradients (in sample order), as in
+//! dense training.
 
 use super::GraphBuilder;
 use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
@@ -28,9 +37,9 @@ use crate::ml::model::params::{
 };
 
 pub const EMBEDDING_ROWS: &str = "embedding_rows";
-pub const CUSTOMER_ROW: &str = "customer_row";
-pub const PRODUCT_ROW: &str = "product_row";
+pub const SAMPLE_ROWS: &str = "sample_rows";
 pub const RATING: &str = "rating";
+pub const GRADIENT_SCALE: &str = "loss/gradient_scale";
 pub const DROPOUT_1_MASK: &str = "dropout_1/mask";
 pub const DROPOUT_2_MASK: &str = "dropout_2/mask";
 
@@ -54,9 +63,13 @@ pub fn build(n_factors: usize) -> ModelProto {
     let float = DataType::Float;
 
     let rows = g.input(EMBEDDING_ROWS, float, &[Dim::Named("rows"), Dim::Fixed(k)]);
-    let customer_row = g.input(CUSTOMER_ROW, DataType::Int64, &[batch]);
-    let product_row = g.input(PRODUCT_ROW, DataType::Int64, &[batch]);
+    let sample_rows = g.input(
+        SAMPLE_ROWS,
+        DataType::Int64,
+        &[batch, Dim::Fixed(2), Dim::Fixed(1)],
+    );
     let rating = g.input(RATING, float, &[batch, Dim::Fixed(1)]);
+    let scale = g.input(GRADIENT_SCALE, float, &[]);
     let mask_1 = g.input(DROPOUT_1_MASK, float, &[batch, Dim::Fixed(2 * k)]);
     let mask_2 = g.input(DROPOUT_2_MASK, float, &[batch, Dim::Fixed(k)]);
     let w1 = g.input(DENSE_1_KERNEL, float, &[Dim::Fixed(2 * k), Dim::Fixed(k)]);
@@ -66,29 +79,19 @@ pub fn build(n_factors: usize) -> ModelProto {
 
     let epsilon = g.scalar("msle/epsilon", MSLE_EPSILON);
     let one = g.scalar("one", 1.0);
-    let two = g.scalar("two", 2.0);
     let zero = g.scalar("zero", 0.0);
     let batch_axis = g.constant_i64("batch_axis", &[1], &[0]);
+    let features_shape = g.constant_i64("features_shape", &[2], &[-1, 2 * k]);
+    let updates_shape = g.constant_i64("updates_shape", &[3], &[-1, 2, k]);
 
     // Forward.
-    let customer = g.op_with(
+    let embeddings = g.op_with(
         "Gather",
-        &[&rows, &customer_row],
+        &[&rows, &sample_rows],
         &[("axis", Attr::Int(0))],
-        "customer_embedding/lookup",
+        "embeddings/lookup",
     );
-    let product = g.op_with(
-        "Gather",
-        &[&rows, &product_row],
-        &[("axis", Attr::Int(0))],
-        "product_embedding/lookup",
-    );
-    let features = g.op_with(
-        "Concat",
-        &[&customer, &product],
-        &[("axis", Attr::Int(1))],
-        "concatenate",
-    );
+    let features = g.op("Reshape", &[&embeddings, &features_shape], "concatenate");
     let x = g.op("Mul", &[&features, &mask_1], "dropout_1");
     let h_linear = g.op("MatMul", &[&x, &w1], "dense_1/MatMul");
     let h = g.op("Add", &[&h_linear, &b1], "dense_1/BiasAdd");
@@ -114,14 +117,6 @@ pub fn build(n_factors: usize) -> ModelProto {
     );
 
     // Backward.
-    let count = g.op("Size", &[&rating], "msle/count");
-    let count = g.op_with(
-        "Cast",
-        &[&count],
-        &[("to", Attr::Int(DataType::Float as i64))],
-        "msle/count_float",
-    );
-    let scale = g.op("Div", &[&two, &count], "grad/two_over_batch");
     let d_d = g.op("Mul", &[&d, &scale], "grad/log_difference");
     let d_clipped = g.op("Div", &[&d_d, &y_shifted], "grad/clipped_prediction");
     let passes = g.op(
@@ -129,13 +124,7 @@ pub fn build(n_factors: usize) -> ModelProto {
         &[&y, &epsilon],
         "grad/prediction_not_clipped",
     );
-    let passes = g.op_with(
-        "Cast",
-        &[&passes],
-        &[("to", Attr::Int(DataType::Float as i64))],
-        "grad/prediction_not_clipped_float",
-    );
-    let d_y = g.op("Mul", &[&d_clipped, &passes], "grad/prediction");
+    let d_y = g.op("Where", &[&passes, &d_clipped, &zero], "grad/prediction");
 
     g.op_with(
         "ReduceSum",
@@ -156,13 +145,7 @@ pub fn build(n_factors: usize) -> ModelProto {
         "grad/dropout_2",
     );
     let d_relu = g.op("Mul", &[&d_a, &mask_2], "grad/dense_1/Relu");
-    let active = g.op("Greater", &[&h, &zero], "grad/dense_1/active");
-    let active = g.op_with(
-        "Cast",
-        &[&active],
-        &[("to", Attr::Int(DataType::Float as i64))],
-        "grad/dense_1/active_float",
-    );
+    let active = g.op("Sign", &[&relu], "grad/dense_1/active");
     let d_h = g.op("Mul", &[&d_relu, &active], "grad/dense_1/BiasAdd");
     g.op_with(
         "ReduceSum",
@@ -183,54 +166,15 @@ pub fn build(n_factors: usize) -> ModelProto {
         "grad/dropout_1",
     );
     let d_features = g.op("Mul", &[&d_x, &mask_1], "grad/concatenate");
-    g.op_multi(
-        "Split",
-        &[&d_features],
-        &[("axis", Attr::Int(1)), ("num_outputs", Attr::Int(2))],
-        &[
-            "grad/customer_embedding/lookup",
-            "grad/product_embedding/lookup",
-        ],
+    let updates = g.op(
+        "Reshape",
+        &[&d_features, &updates_shape],
+        "grad/embeddings/lookup",
     );
-    let last_axis = g.constant_i64("last_axis", &[1], &[1]);
-    let customer_index = g.op(
-        "Unsqueeze",
-        &[&customer_row, &last_axis],
-        "grad/customer_row_index",
-    );
-    let product_index = g.op(
-        "Unsqueeze",
-        &[&product_row, &last_axis],
-        "grad/product_row_index",
-    );
-    let indices = g.op_with(
-        "Concat",
-        &[&customer_index, &product_index],
-        &[("axis", Attr::Int(0))],
-        "grad/row_indices",
-    );
-    let updates = g.op_with(
-        "Concat",
-        &[
-            "grad/customer_embedding/lookup",
-            "grad/product_embedding/lookup",
-        ],
-        &[("axis", Attr::Int(0))],
-        "grad/row_updates",
-    );
-    let rows_shape = g.op("Shape", &[&rows], "grad/rows_shape");
-    let zero_rows = g.op_with(
-        "ConstantOfShape",
-        &[&rows_shape],
-        &[(
-            "value",
-            Attr::Tensor(crate::ml::model::onnx_proto::tensor_f32("", &[1], &[0.0])),
-        )],
-        "grad/zero_rows",
-    );
+    let zero_rows = g.op("Mul", &[&rows, &zero], "grad/zero_rows");
     g.op_with(
         "ScatterND",
-        &[&zero_rows, &indices, &updates],
+        &[&zero_rows, &sample_rows, &updates],
         &[("reduction", Attr::Str("add"))],
         EMBEDDING_ROWS_GRAD,
     );

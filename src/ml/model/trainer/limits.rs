@@ -4,10 +4,9 @@
 //!
 //! - **ids**: they reach the model as float32 (`user`, `product` `[N, 1]`, the serving side's
 //!   contract), exact for integers only up to 2²⁴, so at most [`MAX_IDS`] per side;
-//! - **rows**: the trainer indexes rows and counts steps in u32;
+//! - **rows and steps**: the trainer indexes rows and counts steps in u32;
 //! - **protobuf messages**: the frozen TensorFlow graph and `eval_model.onnx` carry every weight
-//!   as constants, and `optimizer_model.onnx` a table with one row per training step; a protobuf
-//!   message cannot exceed 2 GiB ([`PROTOBUF_LIMIT`]), so a model that would not fit is refused,
+//!   as constants; a protobuf message cannot exceed 2 GiB ([`PROTOBUF_LIMIT`]), so a model that would not fit is refused,
 //!   naming the largest `n_factors` that fits these customers and products. The checkpoint
 //!   (parameters and both Adam moments, three times the weights) has no such limit: its tensors
 //!   are ONNX external data in `checkpoint.onnx.data` (see [`checkpoint`](super::super::checkpoint));
@@ -31,8 +30,8 @@ use crate::ml::data::idmap::MAX_IDS;
 pub const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
 /// Room in a graph for everything but its tensors: node names, attributes, shapes.
 const GRAPH_OVERHEAD: u64 = 64 << 10;
-/// Bytes per step in the optimizer graph's catch-up table (four float32 sums).
-const CATCH_UP_BYTES_PER_STEP: u64 = 16;
+/// Bytes per step in the trainer's catch-up table (four f64 sums, see `optimizer::CatchUp`).
+const CATCH_UP_BYTES_PER_STEP: u64 = 32;
 /// ONNX Runtime's sessions and the process itself, beyond the tensors counted.
 const BASE_MEMORY: f64 = (64u64 << 20) as f64;
 
@@ -129,7 +128,7 @@ impl MemoryEstimate {
     /// - one step's rows (the batch's and the next batch's distinct rows, or a catch-up chunk)
     ///   with moments, gradients and updated copies, plus the training graph's activations;
     /// - the dropout masks drawn ahead;
-    /// - the optimizer graph's catch-up table (built, encoded, written and loaded);
+    /// - the optimizer's catch-up table;
     /// - at the end of an epoch: the eval graph scoring the validation rows in chunks, loaded by
     ///   ONNX Runtime from `eval_model.onnx` (one copy of the weights). Writing the eval graph and
     ///   the checkpoint copies nothing: both are streamed from the tables.
@@ -177,7 +176,7 @@ impl MemoryEstimate {
                 ),
                 (
                     "the optimizer's catch-up table",
-                    4.0 * f(CATCH_UP_BYTES_PER_STEP) * (steps + 1.0),
+                    f(CATCH_UP_BYTES_PER_STEP) * (steps + 1.0),
                 ),
                 (
                     "scoring the validation rows",
@@ -302,14 +301,13 @@ pub fn check(shape: &RunShape, available: Option<&Available>) -> Result<()> {
             grouped(largest)
         ));
     }
-    let steps_fit = (PROTOBUF_LIMIT - GRAPH_OVERHEAD) / CATCH_UP_BYTES_PER_STEP - 1;
+    let steps_fit = u64::from(u32::MAX);
     match shape.total_steps() {
         Some(steps) if steps <= steps_fit => {}
         steps => problems.push(format!(
-            "{} training steps ({} per epoch × {} epochs) are too many: optimizer_model.onnx \
-             holds {CATCH_UP_BYTES_PER_STEP} bytes per step in one protobuf message (at most \
-             2 GiB, {} steps); use fewer epochs (at most {} with this batch_size) or a larger \
-             batch_size",
+            "{} training steps ({} per epoch × {} epochs) are too many: the trainer counts \
+             steps in 32 bits (at most {} steps); use fewer epochs (at most {} with this \
+             batch_size) or a larger batch_size",
             steps.map_or_else(|| "more than 2^64".to_string(), grouped),
             grouped(shape.steps_per_epoch()),
             grouped(shape.epochs),

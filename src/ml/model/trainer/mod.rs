@@ -4,13 +4,14 @@
 //! Rust owns the state and moves O(batch) data per step:
 //! - the embedding tables with their Adam moments and, per row, the step it was last brought up
 //!   to date; a step copies out the batch's distinct rows (for the gradient and the update) and
-//!   the next batch's other rows (to bring them up to date), and copies the updated rows back;
+//!   the next batch's other rows with their catch-up coefficients (to bring them up to date),
+//!   and copies the updated rows back;
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
 //!   `dense_2/kernel`, `dense_2/bias`, in that order), fed to the training graph as views.
 //!
 //! A step is two runs: the training graph (loss and gradients) and the optimizer graph (Adam on
-//! the dense buffers and on those rows, catching each up on the steps it sat out; see
-//! [`optimizer`] for the exact update). Every row a forward pass reads
+//! the batch's rows and the dense buffers, and the catch-up of the next batch's other rows on
+//! the steps they sat out; see [`optimizer`] for the exact update). Every row a forward pass reads
 //! is therefore current, and after every epoch every row is caught up, so the gradients and the
 //! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
 //! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
@@ -40,7 +41,7 @@ pub mod limits;
 use dropout::{MaskStream, Schedule};
 
 use super::checkpoint::{self, AdamState, AdamView};
-use super::graphs::optimizer::{self, AdamConfig};
+use super::graphs::optimizer::{self, AdamConfig, CatchUp};
 use super::graphs::{eval, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
 use super::onnx_proto::ModelProto;
@@ -216,14 +217,14 @@ pub fn fit(
     let steps_per_epoch = train_rows.div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     write_model(paths.training_model, &training::build(k))?;
-    write_model(
-        paths.optimizer_model,
-        &optimizer::build(k, &config.adam, total_steps as u64),
-    )?;
+    write_model(paths.optimizer_model, &optimizer::build(k, &config.adam))?;
     let mut trainer = Trainer::new(
         initial_params(n_customers, n_products, k, config.seed)?,
         runtime::session_from_file(paths.training_model)?,
         runtime::session_from_file(paths.optimizer_model)?,
+        config.adam,
+        // At most u32::MAX steps (checked by `limits::check`).
+        total_steps as u32,
         MaskStream::start(
             Schedule {
                 epochs: config.epochs,
@@ -407,8 +408,10 @@ const INIT_STREAM: u64 = 0;
 const SHUFFLE_STREAM: u64 = 1;
 const DROPOUT_STREAM: u64 = 2;
 
-/// Marks a table row that has no place among the current batch's rows.
+/// Marks a table row that has no place among the current step's rows.
 const NO_SLOT: u32 = u32::MAX;
+/// Marks a table row among the current step's lagging rows (brought up to date, not stepped).
+const LAGGING: u32 = u32::MAX - 1;
 /// Validation pairs per eval-graph run (bounds the run's intermediate tensors).
 const EVAL_CHUNK: usize = 1 << 16;
 /// Rows per optimizer run when every row is caught up at the end of an epoch.
@@ -508,57 +511,87 @@ impl Dense {
 /// Buffers of one step, reused from step to step.
 #[derive(Default)]
 struct StepBuffers {
-    /// The rows of one optimizer run, `[rows, k]`: in a training step the batch's distinct
-    /// customer rows, then its distinct product rows (the training graph's input), then the next
-    /// batch's other rows.
-    rows: Vec<f32>,
-    rows_m: Vec<f32>,
-    rows_v: Vec<f32>,
-    rows_grad: Vec<f32>,
-    rows_last_step: Vec<i64>,
-    /// Where each of `rows` came from.
+    /// Adam's flat [`optimizer::PARAMS`]: the batch's distinct customer rows, then its distinct
+    /// product rows (the training graph's input), then, once the training graph has run, the
+    /// dense layers.
+    params: Vec<f32>,
+    params_m: Vec<f32>,
+    params_v: Vec<f32>,
+    params_grad: Vec<f32>,
+    /// Where each of the batch's rows came from.
     sources: Vec<(Side, u32)>,
-    customer_row: Vec<i64>,
-    product_row: Vec<i64>,
+    /// Rows to bring up to date (the next batch's rows this batch does not use, or a chunk of
+    /// the end-of-epoch catch-up), `[rows, k]`, with their moments and
+    /// [`optimizer::CATCH_UP`] coefficients.
+    lagging: Vec<f32>,
+    lagging_m: Vec<f32>,
+    lagging_v: Vec<f32>,
+    catch_up: Vec<f32>,
+    lagging_sources: Vec<(Side, u32)>,
+    /// Per sample, its customer row's and its product row's position in `params`:
+    /// [`training::SAMPLE_ROWS`] `[batch, 2, 1]`.
+    sample_rows: Vec<i64>,
     rating: Vec<f32>,
-    dense_grad: Vec<f32>,
 }
 
 impl StepBuffers {
     fn clear(&mut self) {
         for values in [
-            &mut self.rows,
-            &mut self.rows_m,
-            &mut self.rows_v,
-            &mut self.rows_grad,
+            &mut self.params,
+            &mut self.params_m,
+            &mut self.params_v,
+            &mut self.params_grad,
+            &mut self.lagging,
+            &mut self.lagging_m,
+            &mut self.lagging_v,
+            &mut self.catch_up,
+            &mut self.rating,
         ] {
             values.clear();
         }
-        for positions in [
-            &mut self.rows_last_step,
-            &mut self.customer_row,
-            &mut self.product_row,
-        ] {
-            positions.clear();
-        }
+        self.sample_rows.clear();
         self.sources.clear();
-        self.rating.clear();
+        self.lagging_sources.clear();
     }
 
-    /// Row `id` of `table`'s position among this step's rows, copying the row, its moments and
-    /// its last step in on first use.
+    /// Row `id` of `table`'s position among the batch's rows, copying the row and its moments in
+    /// on first use.
     fn slot(&mut self, table: &mut Table, side: Side, id: usize, k: usize) -> u32 {
         if table.slot[id] == NO_SLOT {
             table.slot[id] = self.sources.len() as u32;
             self.sources.push((side, id as u32));
             let row = id * k..(id + 1) * k;
-            self.rows.extend_from_slice(&table.values[row.clone()]);
-            self.rows_m.extend_from_slice(&table.m[row.clone()]);
-            self.rows_v.extend_from_slice(&table.v[row]);
-            self.rows_last_step.push(i64::from(table.last_step[id]));
+            self.params.extend_from_slice(&table.values[row.clone()]);
+            self.params_m.extend_from_slice(&table.m[row.clone()]);
+            self.params_v.extend_from_slice(&table.v[row]);
         }
         table.slot[id]
     }
+
+    /// Adds row `id` of `table` to the rows brought up to step `target`, unless it is among this
+    /// step's rows already.
+    fn lag(&mut self, table: &mut Table, side: Side, id: usize, k: usize, target: Target) {
+        if table.slot[id] == NO_SLOT {
+            table.slot[id] = LAGGING;
+            self.lagging_sources.push((side, id as u32));
+            let row = id * k..(id + 1) * k;
+            self.lagging.extend_from_slice(&table.values[row.clone()]);
+            self.lagging_m.extend_from_slice(&table.m[row.clone()]);
+            self.lagging_v.extend_from_slice(&table.v[row]);
+            self.catch_up.extend_from_slice(
+                &target
+                    .catch_up
+                    .coefficients(table.last_step[id], target.step),
+            );
+        }
+    }
+}
+
+/// The step lagging rows are brought up to, with the run's catch-up table.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    step: u32,
+    catch_up: &'a CatchUp,
 }
 
 struct Trainer {
@@ -571,6 +604,8 @@ struct Trainer {
     step: u32,
     training: Session,
     optimizer: Session,
+    adam: AdamConfig,
+    catch_up: CatchUp,
     buffers: StepBuffers,
     masks: MaskStream,
 }
@@ -580,6 +615,8 @@ impl Trainer {
         params: ModelParams,
         training: Session,
         optimizer: Session,
+        adam: AdamConfig,
+        last_step: u32,
         masks: MaskStream,
     ) -> Result<Self> {
         let dense = Dense::pack(&params);
@@ -595,6 +632,8 @@ impl Trainer {
             step: 0,
             training,
             optimizer,
+            adam,
+            catch_up: CatchUp::new(&adam, last_step)?,
             buffers: StepBuffers::default(),
             masks,
         })
@@ -607,19 +646,17 @@ impl Trainer {
         let k = self.k;
         let b = &mut self.buffers;
         b.clear();
+        b.sample_rows.resize(2 * batch.len(), 0);
+        // Customers first, so the batch's customer rows come before its product rows.
         for (side, ids) in [
             (Side::Customer, &ratings.customers),
             (Side::Product, &ratings.products),
         ] {
             let table = &mut self.tables[side as usize];
-            for &sample in batch {
+            for (index, &sample) in batch.iter().enumerate() {
                 let id = ids[sample as usize] as usize;
                 debug_assert_eq!(table.last_step[id], self.step, "a stale row in the batch");
-                let position = i64::from(b.slot(table, side, id, k));
-                match side {
-                    Side::Customer => b.customer_row.push(position),
-                    Side::Product => b.product_row.push(position),
-                }
+                b.sample_rows[2 * index + side as usize] = i64::from(b.slot(table, side, id, k));
             }
         }
         b.rating
@@ -646,12 +683,14 @@ impl Trainer {
 
         let rows = b.sources.len();
         let n = batch.len();
+        // 2/B, the loss gradient's scale, as Keras' mean computes it (in float32).
+        let gradient_scale = [2.0 / n as f32];
         let [w1, b1, w2, b2] = self.dense.parts(&self.dense.values);
         let outputs = self.training.run(ort::inputs![
-            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], &b.rows[..]))?,
-            training::CUSTOMER_ROW => TensorRef::from_array_view(([n], &b.customer_row[..]))?,
-            training::PRODUCT_ROW => TensorRef::from_array_view(([n], &b.product_row[..]))?,
+            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], &b.params[..]))?,
+            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &b.sample_rows[..]))?,
             training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
+            training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..]))?,
             training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
             training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
             DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
@@ -660,119 +699,125 @@ impl Trainer {
             DENSE_2_BIAS => TensorRef::from_array_view(([1], b2))?,
         ])?;
         let loss = outputs[training::LOSS].try_extract_tensor::<f32>()?.1[0];
-        b.rows_grad.clear();
-        b.rows_grad.extend_from_slice(
-            outputs[training::EMBEDDING_ROWS_GRAD]
-                .try_extract_tensor::<f32>()?
-                .1,
-        );
-        b.dense_grad.clear();
         for name in [
+            training::EMBEDDING_ROWS_GRAD,
             training::DENSE_1_KERNEL_GRAD,
             training::DENSE_1_BIAS_GRAD,
             training::DENSE_2_KERNEL_GRAD,
             training::DENSE_2_BIAS_GRAD,
         ] {
-            b.dense_grad
+            b.params_grad
                 .extend_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
         }
         drop(outputs);
         self.masks.recycle(masks);
+        b.params.extend_from_slice(&self.dense.values);
+        b.params_m.extend_from_slice(&self.dense.m);
+        b.params_v.extend_from_slice(&self.dense.v);
 
-        // The next batch's rows that this one does not use: zero gradient, caught up to now.
+        // The next batch's rows that this one does not use: caught up to this step.
+        self.step += 1;
+        let target = Target {
+            step: self.step,
+            catch_up: &self.catch_up,
+        };
         for (side, ids) in [
             (Side::Customer, &ratings.customers),
             (Side::Product, &ratings.products),
         ] {
             let table = &mut self.tables[side as usize];
             for &sample in next_batch {
-                b.slot(table, side, ids[sample as usize] as usize, k);
+                b.lag(table, side, ids[sample as usize] as usize, k, target);
             }
         }
-        b.rows_grad.resize(b.rows.len(), 0.0);
-
-        self.step += 1;
-        self.apply_adam(self.step, true)?;
+        self.apply_adam(true)?;
         Ok(loss)
     }
 
-    /// Runs the optimizer graph at `step` on the rows in the step buffers (and on the dense
-    /// parameters, whose update is kept only when `update_dense`), then writes the rows back and
-    /// frees their slots.
-    fn apply_adam(&mut self, step: u32, update_dense: bool) -> Result<()> {
-        let k = self.k;
+    /// Runs the optimizer graph at the current step on the step buffers: Adam on the batch's rows
+    /// (and on the dense layers after them in `params` when `update_dense`), the catch-up on the
+    /// lagging rows; then writes the rows back and frees their slots.
+    fn apply_adam(&mut self, update_dense: bool) -> Result<()> {
+        let (k, step) = (self.k, self.step);
         let b = &self.buffers;
-        let rows = b.sources.len();
-        let dense_len = self.dense.values.len();
-        let step_value = [i64::from(step)];
+        let params = b.params.len();
+        let lagging = b.lagging_sources.len();
+        let step_size = [optimizer::step_size(&self.adam, step)];
         let outputs = self.optimizer.run(ort::inputs![
-            optimizer::STEP => TensorRef::from_array_view((Vec::<i64>::new(), &step_value[..]))?,
-            optimizer::ROWS => TensorRef::from_array_view(([rows, k], &b.rows[..]))?,
-            optimizer::ROWS_M => TensorRef::from_array_view(([rows, k], &b.rows_m[..]))?,
-            optimizer::ROWS_V => TensorRef::from_array_view(([rows, k], &b.rows_v[..]))?,
-            optimizer::ROWS_GRAD => TensorRef::from_array_view(([rows, k], &b.rows_grad[..]))?,
-            optimizer::ROWS_LAST_STEP => TensorRef::from_array_view(([rows], &b.rows_last_step[..]))?,
-            optimizer::DENSE => TensorRef::from_array_view(([dense_len], &self.dense.values[..]))?,
-            optimizer::DENSE_M => TensorRef::from_array_view(([dense_len], &self.dense.m[..]))?,
-            optimizer::DENSE_V => TensorRef::from_array_view(([dense_len], &self.dense.v[..]))?,
-            optimizer::DENSE_GRAD => TensorRef::from_array_view(([dense_len], &b.dense_grad[..]))?,
+            optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..]))?,
+            optimizer::PARAMS => TensorRef::from_array_view(([params], &b.params[..]))?,
+            optimizer::PARAMS_M => TensorRef::from_array_view(([params], &b.params_m[..]))?,
+            optimizer::PARAMS_V => TensorRef::from_array_view(([params], &b.params_v[..]))?,
+            optimizer::PARAMS_GRAD => TensorRef::from_array_view(([params], &b.params_grad[..]))?,
+            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &b.lagging[..]))?,
+            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &b.lagging_m[..]))?,
+            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &b.lagging_v[..]))?,
+            optimizer::CATCH_UP => TensorRef::from_array_view(
+                ([lagging, optimizer::CATCH_UP_COLUMNS], &b.catch_up[..]),
+            )?,
         ])?;
-        let updated_rows = outputs[optimizer::ROWS_UPDATED]
-            .try_extract_tensor::<f32>()?
-            .1;
-        let updated_m = outputs[optimizer::ROWS_M_UPDATED]
-            .try_extract_tensor::<f32>()?
-            .1;
-        let updated_v = outputs[optimizer::ROWS_V_UPDATED]
-            .try_extract_tensor::<f32>()?
-            .1;
-        for (position, &(side, id)) in b.sources.iter().enumerate() {
-            let table = &mut self.tables[side as usize];
-            let row = id as usize * k..(id as usize + 1) * k;
-            let updated = position * k..(position + 1) * k;
-            table.values[row.clone()].copy_from_slice(&updated_rows[updated.clone()]);
-            table.m[row.clone()].copy_from_slice(&updated_m[updated.clone()]);
-            table.v[row].copy_from_slice(&updated_v[updated]);
-            table.last_step[id as usize] = step;
-            table.slot[id as usize] = NO_SLOT;
+        let output =
+            |name: &str| -> Result<&[f32]> { Ok(outputs[name].try_extract_tensor::<f32>()?.1) };
+        let stepped = [
+            output(optimizer::PARAMS_UPDATED)?,
+            output(optimizer::PARAMS_M_UPDATED)?,
+            output(optimizer::PARAMS_V_UPDATED)?,
+        ];
+        let caught_up = [
+            output(optimizer::LAGGING_ROWS_UPDATED)?,
+            output(optimizer::LAGGING_ROWS_M_UPDATED)?,
+            output(optimizer::LAGGING_ROWS_V_UPDATED)?,
+        ];
+        for (sources, updated) in [(&b.sources, stepped), (&b.lagging_sources, caught_up)] {
+            for (position, &(side, id)) in sources.iter().enumerate() {
+                let table = &mut self.tables[side as usize];
+                let row = id as usize * k..(id as usize + 1) * k;
+                let from = position * k..(position + 1) * k;
+                for (target, values) in [&mut table.values, &mut table.m, &mut table.v]
+                    .into_iter()
+                    .zip(updated)
+                {
+                    target[row.clone()].copy_from_slice(&values[from.clone()]);
+                }
+                table.last_step[id as usize] = step;
+                table.slot[id as usize] = NO_SLOT;
+            }
         }
         if update_dense {
-            for (name, target) in [
-                (optimizer::DENSE_UPDATED, &mut self.dense.values),
-                (optimizer::DENSE_M_UPDATED, &mut self.dense.m),
-                (optimizer::DENSE_V_UPDATED, &mut self.dense.v),
-            ] {
-                target.copy_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
+            let rows_end = b.sources.len() * k;
+            for (target, values) in [&mut self.dense.values, &mut self.dense.m, &mut self.dense.v]
+                .into_iter()
+                .zip(stepped)
+            {
+                target.copy_from_slice(&values[rows_end..]);
             }
         }
         Ok(())
     }
 
     /// Brings every embedding row up to date with the last step: the zero-gradient steps since
-    /// it was last used, through the optimizer graph (its dense outputs are discarded).
+    /// it was last used, through the optimizer graph's catch-up.
     fn catch_up_all_rows(&mut self) -> Result<()> {
-        if self.step == 0 {
-            return Ok(());
-        }
         let (k, step) = (self.k, self.step);
-        self.buffers.dense_grad.clear();
-        self.buffers.dense_grad.resize(self.dense.values.len(), 0.0);
         for side in [Side::Customer, Side::Product] {
             let rows = self.tables[side as usize].last_step.len();
             let mut next = 0;
             while next < rows {
                 let b = &mut self.buffers;
                 let table = &mut self.tables[side as usize];
+                let target = Target {
+                    step,
+                    catch_up: &self.catch_up,
+                };
                 b.clear();
-                while next < rows && b.sources.len() < CATCH_UP_CHUNK {
+                while next < rows && b.lagging_sources.len() < CATCH_UP_CHUNK {
                     if table.last_step[next] < step {
-                        b.slot(table, side, next, k);
+                        b.lag(table, side, next, k, target);
                     }
                     next += 1;
                 }
-                if !b.sources.is_empty() {
-                    b.rows_grad.resize(b.rows.len(), 0.0);
-                    self.apply_adam(step, false)?;
+                if !b.lagging_sources.is_empty() {
+                    self.apply_adam(false)?;
                 }
             }
         }
@@ -852,7 +897,7 @@ mod tests {
         }
     }
 
-    fn tiny_trainer(config: &TrainConfig, steps: u64, rows: usize) -> Trainer {
+    fn tiny_trainer(config: &TrainConfig, steps: u32, rows: usize) -> Trainer {
         runtime::ensure_onnxruntime(None).expect(
             "ONNX Runtime for the trainer tests: run them with scripts/test, or export \
              ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1",
@@ -862,7 +907,9 @@ mod tests {
         Trainer::new(
             initial_params(7, 4, K, config.seed).unwrap(),
             session(training::build(K)),
-            session(optimizer::build(K, &config.adam, steps)),
+            session(optimizer::build(K, &config.adam)),
+            config.adam,
+            steps,
             MaskStream::start(
                 Schedule {
                     epochs: config.epochs,
@@ -905,7 +952,7 @@ mod tests {
             ..TrainConfig::default()
         };
         let rows = ratings.len();
-        let steps = (rows.div_ceil(config.batch_size) * config.epochs) as u64;
+        let steps = (rows.div_ceil(config.batch_size) * config.epochs) as u32;
         let mut lazy = tiny_trainer(&config, steps, rows);
         let mut dense = tiny_trainer(&config, steps, rows);
         let order: Vec<u32> = (0..rows as u32).rev().collect();
@@ -965,7 +1012,7 @@ mod tests {
             &initial.dense_1_kernel,
         );
         let (lazy_adam, dense_adam) = (lazy.adam_view(), dense.adam_view());
-        assert_eq!(lazy_adam.step, steps);
+        assert_eq!(lazy_adam.step, u64::from(steps));
         let zeros = vec![0.0; lazy_adam.m.customer_embedding.len()];
         compare(
             "m of customer_embedding",
