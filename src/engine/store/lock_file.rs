@@ -84,10 +84,13 @@ impl fmt::Display for BrokenLockFile {
     }
 }
 
-/// A lock file being read and parsed on another thread: the bytes it read, and their parse.
+/// The bytes of a lock file, and their parse.
+type Parsed = (Vec<u8>, Result<LockFile, LockProblem>);
+
+/// A lock file being read and parsed on another thread (`None`: it could not be read).
 struct Prefetch {
     path: PathBuf,
-    parsed: JoinHandle<Option<(Vec<u8>, Result<LockFile, LockProblem>)>>,
+    parsed: JoinHandle<Option<Parsed>>,
 }
 
 /// The one prefetch in flight (a command reads one pipeline's lock file).

@@ -178,24 +178,29 @@ fn scalar(text: &str) -> Option<Scalar> {
     if text.is_empty() || !printable || text.trim() != text || ends_early {
         return None;
     }
-    let lower = text.to_ascii_lowercase();
     // serde_yaml's nulls and booleans (YAML 1.2: `yes`, `on` and the like are strings).
-    let reserved = ["~", "null", "true", "false"];
+    let reserved = ["~", "null", "true", "false"]
+        .iter()
+        .any(|word| text.eq_ignore_ascii_case(word));
     let first = text.as_bytes()[0];
     let starts_like_a_number = first.is_ascii_digit() || b"+-.".contains(&first);
-    let unsigned = lower.trim_start_matches(['+', '-']);
+    let unsigned = text.trim_start_matches(['+', '-']);
     let in_base = |prefix: &str, digits: &str| {
-        unsigned
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.bytes().all(|b| digits.as_bytes().contains(&b)))
+        unsigned.len() >= 2
+            && unsigned[..2].eq_ignore_ascii_case(prefix)
+            && unsigned[2..]
+                .bytes()
+                .all(|b| digits.as_bytes().contains(&b))
     };
     let numeric = starts_like_a_number
         && (text.bytes().all(|b| b"0123456789eE+-._".contains(&b))
-            || [".inf", ".nan"].contains(&unsigned)
-            || in_base("0x", "0123456789abcdef_")
+            || [".inf", ".nan"]
+                .iter()
+                .any(|word| unsigned.eq_ignore_ascii_case(word))
+            || in_base("0x", "0123456789abcdefABCDEF_")
             || in_base("0o", "01234567_")
             || in_base("0b", "01_"));
-    if reserved.contains(&lower.as_str()) || numeric {
+    if reserved || numeric {
         Some(Scalar::Other)
     } else if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) {
         None
