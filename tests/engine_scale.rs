@@ -5,7 +5,7 @@
 
 mod engine_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use engine_support::{Project, PIPELINE};
 
@@ -175,4 +175,74 @@ fn a_chain_of_ten_thousand_stages_runs_then_stays_up_to_date_then_reruns_below_a
         above
     );
     assert_eq!(project.read(&last), format!("{}\n", STAGES + 1));
+}
+
+/// Every file of the project but the run lock (which holds the running process's id): its
+/// bytes and modification time.
+fn snapshot(project: &Project) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    walkdir::WalkDir::new(project.path())
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.file_type().is_file() && entry.file_name() != "run.lock")
+        .map(|entry| {
+            let path = entry.path();
+            let relative = path.strip_prefix(project.path()).unwrap();
+            let modified = entry.metadata().unwrap().modified().unwrap();
+            (
+                relative.display().to_string(),
+                (std::fs::read(path).unwrap(), modified),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_no_op_run_of_a_fan_out_and_in_writes_nothing() {
+    let middle = STAGES / 10;
+    let mut yaml = String::from("stages:\n");
+    yaml += &stage("src", "data/src.txt", "out/src.txt");
+    for i in 0..middle {
+        yaml += &stage(&format!("m{i}"), "out/src.txt", &format!("out/m/{i}.txt"));
+    }
+    let outputs: Vec<String> = (0..middle).map(|i| format!("out/m/{i}.txt")).collect();
+    yaml += &format!(
+        "  sink:\n    cmd: cat out/m/* > out/sink.txt\n    deps: [{}]\n    outs: [out/sink.txt]\n",
+        outputs.join(", ")
+    );
+    let project = Project::new();
+    project.file("data/src.txt", "1\n").pipeline(&yaml);
+    project.run(&[]).assert_code(0);
+    // Past the stat cache's racy window, so the next run can remember every output's hash;
+    // that run records the stages as up to date.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let second = project.run(&[]);
+    second.assert_code(0);
+    assert_eq!(second.with_outcome("up_to_date").len(), middle + 2);
+    let before = snapshot(&project);
+    for name in [
+        "pipelines/p.lock",
+        "cache/history.json",
+        "cache/stat-cache.json",
+    ] {
+        assert!(before.contains_key(name), "{name} exists");
+    }
+
+    let third = project.run(&[]);
+    third.assert_code(0);
+    assert_eq!(third.with_outcome("up_to_date").len(), middle + 2);
+    project.warez(&["status", PIPELINE]).assert_code(0);
+    let after = snapshot(&project);
+    let changed: Vec<&String> = after
+        .keys()
+        .chain(before.keys())
+        .filter(|name| before.get(*name) != after.get(*name))
+        .collect();
+    assert!(changed.is_empty(), "written by a no-op run: {changed:?}");
+
+    // What the run did is still on record for `report`: the stages ran, then were up to date.
+    let history: serde_json::Value =
+        serde_json::from_str(&project.read("cache/history.json")).unwrap();
+    let sink = &history["pipelines"]["p"]["sink"];
+    assert_eq!(sink["outcome"], "up_to_date", "{sink}");
+    assert_eq!(sink["last_work"]["outcome"], "ran", "{sink}");
 }

@@ -25,7 +25,7 @@ pub struct CleanArgs {
 }
 
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
-    let loaded = or_exit!(args.pipeline.load());
+    let loaded = or_exit!(args.pipeline.load_without_lock());
     let pipeline = &loaded.pipeline;
     let store = Store::open(&loaded.cache_dir)?;
     let ui = Ui::detect();

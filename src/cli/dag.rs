@@ -29,7 +29,7 @@ pub struct DagArgs {
 }
 
 pub fn run(args: DagArgs) -> Result<ExitCode> {
-    let loaded = or_exit!(args.pipeline.load());
+    let loaded = or_exit!(args.pipeline.load_without_lock());
     let (dag, pipeline) = (&loaded.dag, &loaded.pipeline);
     let text = if args.variants {
         match args.format {

@@ -93,8 +93,15 @@ impl Loaded {
 }
 
 impl PipelineArgs {
-    /// Loads and validates; a rejected pipeline is printed and becomes the exit code.
+    /// Loads and validates, reading the lock file meanwhile (see [`LockFile::prefetch`]); a
+    /// rejected pipeline is printed and becomes the exit code.
     pub fn load(&self) -> Result<Loaded, ExitCode> {
+        LockFile::prefetch(&self.pipeline.with_extension("lock"));
+        self.load_without_lock()
+    }
+
+    /// [`Self::load`] for commands that do not read the lock file.
+    pub fn load_without_lock(&self) -> Result<Loaded, ExitCode> {
         self.try_load().map_err(|error| {
             eprintln!("error: {error}");
             ExitCode::from(INVALID_PIPELINE)

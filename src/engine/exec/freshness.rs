@@ -64,12 +64,13 @@ pub fn output_contents(
         .iter()
         .map(|out| {
             let path = pipeline.abs(&out.path);
-            if std::fs::symlink_metadata(&path).is_err() {
-                return Ok((out.path.clone(), None));
+            // Missing when not there at all (a dangling link is there, and an error); looked
+            // at only when hashing fails, saving a `stat` per output.
+            match hash_path(&path, stats) {
+                Ok(content) => Ok((out.path.clone(), Some(content))),
+                Err(_) if std::fs::symlink_metadata(&path).is_err() => Ok((out.path.clone(), None)),
+                Err(error) => Err(error).with_context(|| format!("output `{}`", out.path)),
             }
-            let content =
-                hash_path(&path, stats).with_context(|| format!("output `{}`", out.path))?;
-            Ok((out.path.clone(), Some(content)))
         })
         .collect()
 }

@@ -15,7 +15,10 @@
 //! `last_work` is the latest run in which the stage did work (ran, was restored, or failed),
 //! kept while later runs find it up to date, so "up to date, last ran 40 s on …" can be told.
 //! Stages a run did not select keep their entries; entries are keyed by pipeline name, so one
-//! cache can serve several pipelines. The file is only informative: it is written atomically,
+//! cache can serve several pipelines. A stage found up to date (or cut off, or skipped) again
+//! keeps the entry of the run that first found it so: `at` is when it was first found in that
+//! state, and a run that changes nothing (a no-op `run`) does not rewrite the file, which at
+//! thousands of stages is megabytes. The file is only informative: it is written atomically,
 //! and a failure to read or write it is a warning, never a failed run.
 
 use std::collections::BTreeMap;
@@ -66,10 +69,19 @@ impl History {
         self.pipelines.get(pipeline)
     }
 
-    /// Adds a finished run's results (at `at`).
-    fn add(&mut self, report: &RunReport, at: u64) {
+    /// Adds a finished run's results (at `at`); false when that changes nothing (see the
+    /// module doc).
+    fn add(&mut self, report: &RunReport, at: u64) -> bool {
         let stages = self.pipelines.entry(report.pipeline.clone()).or_default();
+        let mut changed = false;
         for stage in &report.stages {
+            let again = stages
+                .get(&stage.stage)
+                .is_some_and(|h| h.outcome == stage.outcome && !stage.outcome.worked());
+            if again {
+                continue;
+            }
+            changed = true;
             let work = stage.outcome.worked().then_some(Work {
                 outcome: stage.outcome,
                 seconds: stage.seconds,
@@ -86,13 +98,16 @@ impl History {
                 },
             );
         }
+        changed
     }
 }
 
 /// Adds a finished (not dry) run to the cache's history; returns a warning when it could not.
 pub fn record(store: &Store, report: &RunReport) -> Option<String> {
     let mut history = History::load(store);
-    history.add(report, now_unix());
+    if !history.add(report, now_unix()) {
+        return None;
+    }
     let path = store.history_file();
     let written = serde_json::to_vec_pretty(&history)
         .map_err(std::io::Error::other)
@@ -149,6 +164,19 @@ mod tests {
             })
         );
         assert_eq!(stages["b"].at, 100, "not in the second run: kept");
+    }
+
+    #[test]
+    fn a_run_that_finds_everything_as_before_changes_nothing() {
+        let mut history = History::default();
+        let ran = report(&[("a", Outcome::Ran, 2.0)]);
+        let up_to_date = report(&[("a", Outcome::UpToDate, 0.01)]);
+        assert!(history.add(&ran, 100));
+        assert!(history.add(&up_to_date, 200));
+        assert!(!history.add(&up_to_date, 300), "up to date again");
+        assert_eq!(history.of("p").unwrap()["a"].at, 200);
+        assert!(history.add(&ran, 400), "ran again");
+        assert_eq!(history.of("p").unwrap()["a"].at, 400);
     }
 
     #[test]

@@ -283,7 +283,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Starts each stage when its upstream stages are done, packing them so the cores they
-    /// declare never exceed `jobs` (see `packing`).
+    /// declare never exceed `jobs` (see `packing`). Stages go to a pool of worker threads, one
+    /// more started only when every worker is busy (at most `jobs`, since packing never runs
+    /// more stages at once): a thread per stage would cost a `clone` per stage, most of a no-op
+    /// run of thousands of stages.
     fn schedule(&self, dag: &Dag, order: &[usize]) -> BTreeMap<usize, StageReport> {
         let stages = &self.pipeline.stages;
         let mut packing = packing::Packing::new(dag, stages.len(), order, self.options.jobs, |s| {
@@ -291,57 +294,74 @@ impl<'a> Engine<'a> {
         });
         let mut reports: BTreeMap<usize, StageReport> = BTreeMap::new();
         let mut running = 0usize;
+        let mut workers = 0usize;
         let mut writes = LockWrites {
             last: Instant::now(),
             took: Duration::ZERO,
         };
         let (done_tx, done_rx) = mpsc::channel::<(usize, StageReport)>();
-        std::thread::scope(|scope| loop {
-            while let Some(stage) = packing.next_to_start() {
-                let reran: Vec<&str> = dag
-                    .upstream(stage)
-                    .into_iter()
-                    .filter(|up| reports.get(up).is_some_and(|r| r.outcome.executed()))
-                    .map(|up| stages[up].name.as_str())
-                    .collect();
-                let done_tx = done_tx.clone();
-                running += 1;
-                scope.spawn(move || {
-                    let report = self.process(stage, &reran);
-                    let _ = done_tx.send((stage, report));
-                });
-            }
-            if running == 0 {
-                self.write_unwritten(&mut writes, &mut reports);
-                break;
-            }
-            let received = if self.lock(&self.unwritten).is_empty() {
-                done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                done_rx.recv_timeout(writes.due_in())
-            };
-            let (stage, report) = match received {
-                Ok(done) => done,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.write_unwritten(&mut writes, &mut reports);
-                    continue;
+        let (work_tx, work_rx) = mpsc::channel::<(usize, Vec<&str>)>();
+        let work_rx = Mutex::new(work_rx);
+        std::thread::scope(|scope| {
+            loop {
+                while let Some(stage) = packing.next_to_start() {
+                    let reran: Vec<&str> = dag
+                        .upstream(stage)
+                        .into_iter()
+                        .filter(|up| reports.get(up).is_some_and(|r| r.outcome.executed()))
+                        .map(|up| stages[up].name.as_str())
+                        .collect();
+                    running += 1;
+                    if running > workers {
+                        workers += 1;
+                        let (done_tx, work_rx) = (done_tx.clone(), &work_rx);
+                        scope.spawn(move || loop {
+                            // The guard goes at the end of this statement: the others may wait.
+                            let next = self.lock(work_rx).recv();
+                            let Ok((stage, reran)) = next else { break };
+                            let report = self.process(stage, &reran);
+                            if done_tx.send((stage, report)).is_err() {
+                                break;
+                            }
+                        });
+                    }
+                    // The workers hold the receiver until this function's scope ends.
+                    let _ = work_tx.send((stage, reran));
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            running -= 1;
-            let skipped = packing.finished(stage, report.outcome.is_success());
-            reports.insert(stage, report);
-            for (stage, failed) in skipped {
-                let name = &stages[failed].name;
-                reports.insert(
-                    stage,
-                    StageReport::new(&stages[stage], Outcome::Skipped)
-                        .with_error(format!("not run: `{name}` did not succeed"), None),
-                );
+                if running == 0 {
+                    self.write_unwritten(&mut writes, &mut reports);
+                    break;
+                }
+                let received = if self.lock(&self.unwritten).is_empty() {
+                    done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                } else {
+                    done_rx.recv_timeout(writes.due_in())
+                };
+                let (stage, report) = match received {
+                    Ok(done) => done,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.write_unwritten(&mut writes, &mut reports);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                running -= 1;
+                let skipped = packing.finished(stage, report.outcome.is_success());
+                reports.insert(stage, report);
+                for (stage, failed) in skipped {
+                    let name = &stages[failed].name;
+                    reports.insert(
+                        stage,
+                        StageReport::new(&stages[stage], Outcome::Skipped)
+                            .with_error(format!("not run: `{name}` did not succeed"), None),
+                    );
+                }
+                if writes.due_in().is_zero() {
+                    self.write_unwritten(&mut writes, &mut reports);
+                }
             }
-            if writes.due_in().is_zero() {
-                self.write_unwritten(&mut writes, &mut reports);
-            }
+            // No more work: the workers' `recv` fails and they end.
+            drop(work_tx);
         });
         reports
     }

@@ -43,7 +43,17 @@ impl<'a> Loader<'a> {
                 message,
             }
         };
-        let Some(mut positions) = Positions::index(text) else {
+        // Two parsers of the same text, side by side: serde_yaml for the values, yaml-rust2
+        // for where each node is (serde_yaml does not say).
+        let (positions, raw) = std::thread::scope(|scope| {
+            let positions = scope.spawn(|| Positions::index(text));
+            let raw = serde_yaml::from_str::<RawPipeline>(text);
+            let positions = positions
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (positions, raw)
+        });
+        let Some(mut positions) = positions else {
             // Not YAML at all: serde_yaml words the syntax error.
             return Err(match serde_yaml::from_str::<serde_yaml::Value>(text) {
                 Err(error) => syntax_error(error),
@@ -78,7 +88,7 @@ impl<'a> Loader<'a> {
                 }
             });
         }
-        let mut raw: RawPipeline = serde_yaml::from_str(text).map_err(syntax_error)?;
+        let mut raw = raw.map_err(syntax_error)?;
         raw.unprotect();
         let matrices = matrix::expand(file, &mut raw, &mut positions, registry)?;
         Ok(Loader {
@@ -773,13 +783,15 @@ impl<'a> Loader<'a> {
                 protected.push((file, "a pipeline or lock file".to_string()));
             }
         }
+        let mut real_locations = protect::RealLocations::new(project);
         for (index, stage) in pipeline.stages.iter().enumerate() {
             let deps: Vec<(PathBuf, String)> = stage
                 .deps
                 .iter()
                 .map(|dep| {
                     let real = if path::is_inside_project(&dep.path) {
-                        protect::real_location(project, &dep.path)
+                        real_locations
+                            .of(&dep.path)
                             .unwrap_or_else(|escape| escape.resolved)
                     } else {
                         protect::resolve(&pipeline.abs(&dep.path))
@@ -789,7 +801,7 @@ impl<'a> Loader<'a> {
                 .collect();
             for (port, out) in stage.outs.iter().enumerate() {
                 let at = || self.port_location(pipeline, index, "outs", port);
-                let real = protect::real_location(project, &out.path).map_err(|escape| {
+                let real = real_locations.of(&out.path).map_err(|escape| {
                     SpecError::OutputThroughSymlink {
                         at: at(),
                         stage: stage.name.clone(),

@@ -9,6 +9,7 @@
 //! that does not exist yet appended as written. So `./x`, `x/`, `a/../x` and `link-to-x` are
 //! all `x`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -70,37 +71,69 @@ pub struct Escape {
     pub resolved: PathBuf,
 }
 
-/// Where `relative` (a normalized path inside `project`, a real path) really is: each
-/// existing component looked at in turn, symlinks resolved (a dangling one by its target's
-/// text), the rest appended. The first link that leads outside the project is an [`Escape`].
-///
-/// By hand rather than `canonicalize`: that fails for paths that do not exist yet, and does
-/// not say which link took the path elsewhere.
-pub fn real_location(project: &Path, relative: &str) -> Result<PathBuf, Escape> {
-    let mut real = project.to_path_buf();
-    let mut spelled: Vec<&str> = Vec::new();
-    for part in relative.split('/').filter(|part| !part.is_empty()) {
-        spelled.push(part);
-        real.push(part);
+/// Real locations of paths inside one project (see [`RealLocations::of`]), each path and
+/// folder looked up once: thousands of outputs in one folder cost one `lstat` each, not one per
+/// component, and a dependency many stages share costs one.
+pub struct RealLocations<'p> {
+    project: &'p Path,
+    /// A path as spelled (its components joined by `/`) → its real location.
+    known: HashMap<String, PathBuf>,
+}
+
+impl<'p> RealLocations<'p> {
+    pub fn new(project: &'p Path) -> Self {
+        RealLocations {
+            project,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Where `relative` (a normalized path inside the project, a real path) really is: each
+    /// existing component looked at in turn, symlinks resolved (a dangling one by its target's
+    /// text), the rest appended. The first link that leads outside the project is an
+    /// [`Escape`].
+    ///
+    /// By hand rather than `canonicalize`: that fails for paths that do not exist yet, and does
+    /// not say which link took the path elsewhere.
+    pub fn of(&mut self, relative: &str) -> Result<PathBuf, Escape> {
+        let parts: Vec<&str> = relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .collect();
+        let spelled = parts.join("/");
+        if let Some(real) = self.known.get(&spelled) {
+            return Ok(real.clone());
+        }
+        let Some((name, folder_parts)) = parts.split_last() else {
+            return Ok(self.project.to_path_buf());
+        };
+        let real = self.look_up(&folder_parts.join("/"), name, &spelled)?;
+        self.known.insert(spelled, real.clone());
+        Ok(real)
+    }
+
+    /// The real location of `name` in `folder` (`spelled` is both).
+    fn look_up(&mut self, folder: &str, name: &str, spelled: &str) -> Result<PathBuf, Escape> {
+        let mut real = self.of(folder)?;
+        real.push(name);
         let is_link = fs::symlink_metadata(&real).is_ok_and(|m| m.file_type().is_symlink());
         if !is_link {
-            continue;
+            return Ok(real);
         }
         let target = fs::read_link(&real).unwrap_or_default();
         let resolved = real.canonicalize().unwrap_or_else(|_| {
-            let parent = real.parent().unwrap_or(project);
+            let parent = real.parent().unwrap_or(self.project);
             lexical(&parent.join(&target))
         });
-        if !resolved.starts_with(project) {
+        if !resolved.starts_with(self.project) {
             return Err(Escape {
-                link: spelled.join("/"),
+                link: spelled.to_string(),
                 target,
                 resolved,
             });
         }
-        real = resolved;
+        Ok(resolved)
     }
-    Ok(real)
 }
 
 /// The real location of any path (relative ones from the current folder), which need not exist:
@@ -183,14 +216,20 @@ mod tests {
         std::os::unix::fs::symlink(project.join("data"), project.join("inner")).unwrap();
         std::os::unix::fs::symlink(outside.path(), project.join("models")).unwrap();
         std::os::unix::fs::symlink("/nowhere/at/all", project.join("dangling")).unwrap();
+        let mut locations = RealLocations::new(&project);
         assert_eq!(
-            real_location(&project, "inner/new/x").unwrap(),
+            locations.of("inner/new/x").unwrap(),
             project.join("data/new/x")
         );
-        let escape = real_location(&project, "models/m/x").unwrap_err();
+        assert_eq!(
+            locations.of("inner/new/y").unwrap(),
+            project.join("data/new/y"),
+            "the folder's remembered location"
+        );
+        let escape = locations.of("models/m/x").unwrap_err();
         assert_eq!(escape.link, "models");
         assert_eq!(escape.target, outside.path());
-        let escape = real_location(&project, "dangling/x").unwrap_err();
+        let escape = locations.of("dangling/x").unwrap_err();
         assert_eq!(escape.resolved, PathBuf::from("/nowhere/at/all"));
     }
 

@@ -18,11 +18,16 @@
 //! merge-conflict markers) is a [`BrokenLockFile`]: `run` and `status` treat it as absent and
 //! warn ([`LockFile::read_or_broken`]); the run cache still finds every recorded run by its key,
 //! so `run` restores them and writes a whole new file.
+//!
+//! At thousands of stages, parsing the lock file costs about as much as loading the pipeline;
+//! [`LockFile::prefetch`] lets the two run side by side.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -79,7 +84,46 @@ impl fmt::Display for BrokenLockFile {
     }
 }
 
+/// The bytes of a lock file, and their parse.
+type Parsed = (Vec<u8>, Result<LockFile, LockProblem>);
+
+/// A lock file being read and parsed on another thread (`None`: it could not be read).
+struct Prefetch {
+    path: PathBuf,
+    parsed: JoinHandle<Option<Parsed>>,
+}
+
+/// The one prefetch in flight (a command reads one pipeline's lock file).
+static PREFETCH: Mutex<Option<Prefetch>> = Mutex::new(None);
+
 impl LockFile {
+    /// Starts reading and parsing the lock file at `path` on another thread. The next
+    /// [`Self::read_or_broken`] of that path takes the parse, if the file still holds the
+    /// bytes that were parsed (it reads them again to compare: a run waiting for another to
+    /// finish must not act on a lock file the other has since rewritten).
+    pub fn prefetch(path: &Path) {
+        let file = path.to_path_buf();
+        let parsed = std::thread::spawn(move || {
+            let bytes = std::fs::read(&file).ok()?;
+            let parsed = Self::parse(&bytes);
+            Some((bytes, parsed))
+        });
+        *PREFETCH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Prefetch {
+            path: path.to_path_buf(),
+            parsed,
+        });
+    }
+
+    /// The prefetched parse of `bytes` read from `path`, if there is one.
+    fn prefetched(path: &Path, bytes: &[u8]) -> Option<Result<LockFile, LockProblem>> {
+        let prefetch = PREFETCH.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        if prefetch.path != path {
+            return None;
+        }
+        let (seen, parsed) = prefetch.parsed.join().ok()??;
+        (seen == bytes).then_some(parsed)
+    }
+
     /// Reads a lock file; a missing one is empty, a broken one an error saying why.
     pub fn read(path: &Path) -> anyhow::Result<LockFile> {
         Self::read_or_broken(path)?.map_err(|broken| anyhow::anyhow!("{broken}"))
@@ -95,7 +139,8 @@ impl LockFile {
             }
             Err(error) => anyhow::bail!("{}: {error}", path.display()),
         };
-        Ok(Self::parse(&bytes).map_err(|problem| BrokenLockFile {
+        let parsed = Self::prefetched(path, &bytes).unwrap_or_else(|| Self::parse(&bytes));
+        Ok(parsed.map_err(|problem| BrokenLockFile {
             path: path.to_path_buf(),
             problem,
         }))
@@ -113,6 +158,9 @@ impl LockFile {
         };
         if !text.lines().any(|line| content(&line)) {
             return Err(LockProblem::Empty);
+        }
+        if let Some(lock) = super::lock_text::parse(text) {
+            return Ok(lock);
         }
         serde_yaml::from_str(text).map_err(|error| LockProblem::Unreadable(error.to_string()))
     }

@@ -30,6 +30,7 @@
 mod exchange;
 mod gc;
 mod lock_file;
+mod lock_text;
 mod objects;
 mod records;
 mod run_lock;
