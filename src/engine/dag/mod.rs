@@ -95,20 +95,19 @@ impl Dag {
 
     /// The stages `stage` reads outputs of.
     pub fn upstream(&self, stage: usize) -> Vec<usize> {
-        let mut stages: Vec<usize> = self
-            .graph
-            .neighbors_directed(NodeIndex::new(stage), Direction::Incoming)
-            .map(NodeIndex::index)
-            .collect();
-        stages.sort_unstable();
-        stages
+        self.neighbours(stage, Direction::Incoming)
     }
 
     /// The stages that read outputs of `stage`.
     pub fn downstream(&self, stage: usize) -> Vec<usize> {
+        self.neighbours(stage, Direction::Outgoing)
+    }
+
+    /// `stage`'s neighbours in `direction`, in pipeline order.
+    fn neighbours(&self, stage: usize, direction: Direction) -> Vec<usize> {
         let mut stages: Vec<usize> = self
             .graph
-            .neighbors_directed(NodeIndex::new(stage), Direction::Outgoing)
+            .neighbors_directed(NodeIndex::new(stage), direction)
             .map(NodeIndex::index)
             .collect();
         stages.sort_unstable();
