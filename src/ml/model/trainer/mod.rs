@@ -462,6 +462,14 @@ impl Table {
             slot: try_filled(rows, NO_SLOT)?,
         })
     }
+
+    /// Appends row `id`'s values, first moments and second moments to `into`, in that order.
+    fn copy_row(&self, id: usize, k: usize, into: [&mut Vec<f32>; 3]) {
+        let row = id * k..(id + 1) * k;
+        for (source, target) in [&self.values, &self.m, &self.v].into_iter().zip(into) {
+            target.extend_from_slice(&source[row.clone()]);
+        }
+    }
 }
 
 /// Which table a step row came from.
@@ -560,10 +568,11 @@ impl StepBuffers {
         if table.slot[id] == NO_SLOT {
             table.slot[id] = self.sources.len() as u32;
             self.sources.push((side, id as u32));
-            let row = id * k..(id + 1) * k;
-            self.params.extend_from_slice(&table.values[row.clone()]);
-            self.params_m.extend_from_slice(&table.m[row.clone()]);
-            self.params_v.extend_from_slice(&table.v[row]);
+            table.copy_row(
+                id,
+                k,
+                [&mut self.params, &mut self.params_m, &mut self.params_v],
+            );
         }
         table.slot[id]
     }
@@ -574,10 +583,11 @@ impl StepBuffers {
         if table.slot[id] == NO_SLOT {
             table.slot[id] = LAGGING;
             self.lagging_sources.push((side, id as u32));
-            let row = id * k..(id + 1) * k;
-            self.lagging.extend_from_slice(&table.values[row.clone()]);
-            self.lagging_m.extend_from_slice(&table.m[row.clone()]);
-            self.lagging_v.extend_from_slice(&table.v[row]);
+            table.copy_row(
+                id,
+                k,
+                [&mut self.lagging, &mut self.lagging_m, &mut self.lagging_v],
+            );
             self.catch_up.extend_from_slice(
                 &target
                     .catch_up
