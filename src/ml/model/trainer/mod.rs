@@ -470,6 +470,30 @@ impl Table {
             target.extend_from_slice(&source[row.clone()]);
         }
     }
+
+    /// Stores row `id`'s updated values, first and second moments (`updated`, in that order),
+    /// now up to date with `step`, and frees its slot.
+    fn write_row(&mut self, id: usize, k: usize, updated: [&[f32]; 3], step: u32) {
+        let row = id * k..(id + 1) * k;
+        for (target, values) in [&mut self.values, &mut self.m, &mut self.v]
+            .into_iter()
+            .zip(updated)
+        {
+            target[row.clone()].copy_from_slice(values);
+        }
+        self.last_step[id] = step;
+        self.slot[id] = NO_SLOT;
+    }
+
+    /// Hints the CPU to load everything a step reads of row `id` (see [`prefetch`]).
+    fn prefetch_row(&self, id: usize, k: usize) {
+        let row = id * k..(id + 1) * k;
+        for values in [&self.values, &self.m, &self.v] {
+            prefetch(&values[row.clone()]);
+        }
+        prefetch(&self.slot[id..=id]);
+        prefetch(&self.last_step[id..=id]);
+    }
 }
 
 /// Which table a step row came from.
@@ -681,13 +705,7 @@ impl Trainer {
         ] {
             let table = &self.tables[side as usize];
             for &sample in next_batch {
-                let id = ids[sample as usize] as usize;
-                let row = id * k..(id + 1) * k;
-                for values in [&table.values, &table.m, &table.v] {
-                    prefetch(&values[row.clone()]);
-                }
-                prefetch(&table.slot[id..=id]);
-                prefetch(&table.last_step[id..=id]);
+                table.prefetch_row(ids[sample as usize] as usize, k);
             }
         }
 
@@ -780,17 +798,13 @@ impl Trainer {
         ];
         for (sources, updated) in [(&b.sources, stepped), (&b.lagging_sources, caught_up)] {
             for (position, &(side, id)) in sources.iter().enumerate() {
-                let table = &mut self.tables[side as usize];
-                let row = id as usize * k..(id as usize + 1) * k;
                 let from = position * k..(position + 1) * k;
-                for (target, values) in [&mut table.values, &mut table.m, &mut table.v]
-                    .into_iter()
-                    .zip(updated)
-                {
-                    target[row.clone()].copy_from_slice(&values[from.clone()]);
-                }
-                table.last_step[id as usize] = step;
-                table.slot[id as usize] = NO_SLOT;
+                self.tables[side as usize].write_row(
+                    id as usize,
+                    k,
+                    updated.map(|values| &values[from.clone()]),
+                    step,
+                );
             }
         }
         if update_dense {
