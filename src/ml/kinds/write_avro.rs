@@ -82,6 +82,11 @@ impl StageKind for WriteAvro {
     fn run(&self, ctx: &StageContext) -> Result<()> {
         let schema = avro_record::read_schema(ctx.input("schema")?).context("input `schema`")?;
         let codec = avro_record::parse_codec(ctx.params.str("codec")?).context("param `codec`")?;
+        // The id maps first: checking a map for repeated ids builds a lookup table as large as
+        // the map, which is dropped before the graph (the largest input) is read, so the two
+        // never add up in the stage's peak.
+        let products = read_map(ctx, "product_map")?;
+        let customers = read_map(ctx, "customer_map")?;
         // As `Bytes`, so checking the graph slices its tables out of the buffer, not copies.
         let graph = bytes::Bytes::from(ctx.read_input("graph")?);
         let graph_path = ctx.input("graph")?;
@@ -91,8 +96,6 @@ impl StageKind for WriteAvro {
             Some(id) => id.to_string(),
             None => model_id_at(packaging_time()?),
         };
-        let products = read_map(ctx, "product_map")?;
-        let customers = read_map(ctx, "customer_map")?;
         let record = RecordParts {
             model_id: &model_id,
             tensor_flow_model: &graph,
