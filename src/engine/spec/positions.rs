@@ -1,11 +1,18 @@
 //! Line and column of every key and value of a YAML document.
 //!
 //! serde_yaml reports positions for syntax and type errors but hands deserialized values over
-//! without them; the checks after deserializing (unknown kind, missing dependency, …) look the
-//! place up here. The index is built from yaml-rust2's marked event stream, which also reveals
-//! duplicate keys (serde would silently keep the last one).
+//! without them; the checks after deserializing (unknown kind, missing dependency, a cycle, …)
+//! look the place up here. The index ([`Positions`]) is built from yaml-rust2's marked event
+//! stream, which also reveals duplicate keys (serde would silently keep the last one).
+//!
+//! Indexing is a second parse of the whole file and a map entry per node — at 100,000 stages
+//! more than a quarter of loading — and a valid pipeline never needs it. So the loader keeps
+//! the text in [`Places`] and indexes it on the first lookup only: when a message must name a
+//! place. A matrix stage's variants are not copied into the index either: a lookup under a
+//! variant's name is redirected to the stage as written (see [`Places::alias`]).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -29,45 +36,110 @@ impl Positions {
         Some(builder.positions)
     }
 
-    /// Where the key of the node at `path` starts (falls back to its value).
-    pub fn key(&self, path: &str) -> (usize, usize) {
+    /// Where the key of the node at `path` starts (falls back to its value), if indexed.
+    fn key(&self, path: &str) -> Option<(usize, usize)> {
         self.keys
             .get(path)
             .or_else(|| self.values.get(path))
             .copied()
-            .unwrap_or((1, 1))
     }
 
-    /// Indexes every node under `from` (and `from` itself) also under `to`: a matrix stage's
-    /// variants point into the stage as written.
-    pub fn alias(&mut self, from: &str, to: &str) {
-        for map in [&mut self.keys, &mut self.values] {
-            let copies: Vec<(NodePath, (usize, usize))> = map
-                .iter()
-                .filter_map(|(path, at)| {
-                    let rest = path.strip_prefix(from)?;
-                    (rest.is_empty() || rest.starts_with('/')).then(|| (format!("{to}{rest}"), *at))
-                })
-                .collect();
-            map.extend(copies);
+    /// Where the value of the node at `path` starts (falls back to its key), if indexed.
+    fn value(&self, path: &str) -> Option<(usize, usize)> {
+        self.values
+            .get(path)
+            .or_else(|| self.keys.get(path))
+            .copied()
+    }
+}
+
+/// The places of a pipeline file's nodes, indexed when first asked for (see the module doc).
+#[derive(Debug, Default)]
+pub struct Places {
+    /// The text as parsed.
+    text: String,
+    /// Built on the first lookup; `None` when yaml-rust2 cannot parse the text (every place is
+    /// then line 1, column 1).
+    index: OnceLock<Option<Positions>>,
+    /// A variant's node prefix (`stages/train@a=1`) → its matrix stage's (`stages/train`).
+    aliases: HashMap<NodePath, NodePath>,
+    /// A node placed at another node's value (a variant's param → its matrix value).
+    placed: HashMap<NodePath, NodePath>,
+}
+
+impl Places {
+    pub fn new(text: String) -> Places {
+        Places {
+            text,
+            ..Places::default()
         }
     }
 
-    /// Places the node at `path` (key and value) at `at`, replacing what was indexed there.
-    pub fn place(&mut self, path: &str, at: (usize, usize)) {
-        self.keys.insert(path.to_string(), at);
-        self.values.insert(path.to_string(), at);
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The index of the text, built now if it was not yet.
+    pub fn index(&self) -> Option<&Positions> {
+        self.index
+            .get_or_init(|| Positions::index(&self.text))
+            .as_ref()
+    }
+
+    /// Lookups of `to` and of any node under it go to the same node under `from`: a matrix
+    /// stage's variants point into the stage as written.
+    pub fn alias(&mut self, from: &str, to: &str) {
+        self.aliases.insert(to.to_string(), from.to_string());
+    }
+
+    /// The node at `path` (key and value) is where the value of the node `at` is.
+    pub fn place(&mut self, path: &str, at: &str) {
+        self.placed.insert(path.to_string(), at.to_string());
+    }
+
+    /// Where the key of the node at `path` starts (falls back to its value).
+    pub fn key(&self, path: &str) -> (usize, usize) {
+        if let Some(at) = self.placed.get(path) {
+            return self.value(at);
+        }
+        let Some(index) = self.index() else {
+            return (1, 1);
+        };
+        index.key(&self.unaliased(path)).unwrap_or((1, 1))
     }
 
     /// Where the value of the node at `path` starts (falls back to its key, then its parent).
     pub fn value(&self, path: &str) -> (usize, usize) {
-        if let Some(position) = self.values.get(path).or_else(|| self.keys.get(path)) {
-            return *position;
+        if let Some(at) = self.placed.get(path) {
+            return self.value(at);
+        }
+        let Some(index) = self.index() else {
+            return (1, 1);
+        };
+        if let Some(at) = index.value(&self.unaliased(path)) {
+            return at;
         }
         match path.rsplit_once('/') {
             Some((parent, _)) => self.value(parent),
             None => (1, 1),
         }
+    }
+
+    /// `path` with a variant's prefix replaced by its matrix stage's.
+    fn unaliased(&self, path: &str) -> NodePath {
+        if self.aliases.is_empty() {
+            return path.to_string();
+        }
+        let prefixes = path
+            .match_indices('/')
+            .map(|(end, _)| end)
+            .chain([path.len()]);
+        for end in prefixes {
+            if let Some(from) = self.aliases.get(&path[..end]) {
+                return format!("{from}{}", &path[end..]);
+            }
+        }
+        path.to_string()
     }
 }
 
@@ -182,10 +254,12 @@ mod tests {
     fn indexes_keys_values_and_duplicates() {
         let text =
             "name: x\nstages:\n  a:\n    cmd: echo\n    deps: [one, two]\n  a:\n    cmd: b\n";
-        let positions = Positions::index(text).unwrap();
-        assert_eq!(positions.key("stages/a"), (3, 3));
-        assert_eq!(positions.value("stages/a/cmd"), (4, 10));
-        assert_eq!(positions.value("stages/a/deps/1"), (5, 17));
+        let places = Places::new(text.to_string());
+        assert_eq!(places.key("stages/a"), (3, 3));
+        assert_eq!(places.value("stages/a/cmd"), (4, 10));
+        assert_eq!(places.value("stages/a/deps/1"), (5, 17));
+        assert_eq!(places.value("stages/a/deps/1/nothing/here"), (5, 17));
+        let positions = places.index().unwrap();
         assert_eq!(positions.duplicates.len(), 1);
         assert_eq!(positions.duplicates[0].0, "stages/a");
         assert_eq!(positions.duplicates[0].1, (6, 3));
