@@ -1,9 +1,8 @@
 //! The pipeline file: YAML in, a validated [`Pipeline`] out — or a [`SpecError`] naming the
 //! file, line and column, before anything runs.
 //!
-//! Loading goes in three steps: serde_yaml deserializes [`raw`] types (unknown keys and wrong
-//! types are its errors, with positions), [`positions`] indexes where every node sits, then
-//! [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
+//! Loading goes in two steps: serde_yaml deserializes [`raw`] types (unknown keys, repeated keys
+//! and wrong types are its errors, with positions), then [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
 //! `${model_path}` expanded, normalized relative to the project folder), and its params
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
 //! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). A `select` stage is
@@ -13,7 +12,9 @@
 //! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,
 //! a dependency that no stage produces and no file provides. Cycles are found when
 //! the graph is built (`dag`), placed at the dependency entry that closes them (every [`Port`]
-//! keeps its place in the file).
+//! keeps which node declares it). Every error names its line and column, found by
+//! [`positions`], which indexes the file only when an error needs a place: a valid pipeline is
+//! parsed once.
 
 pub mod defaults;
 mod error;

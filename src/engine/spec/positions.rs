@@ -248,6 +248,8 @@ impl MarkedEventReceiver for Builder {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -264,5 +266,137 @@ mod tests {
         assert_eq!(positions.duplicates[0].0, "stages/a");
         assert_eq!(positions.duplicates[0].1, (6, 3));
         assert_eq!(positions.duplicates[0].2, 3);
+    }
+
+    /// The index as it was built before places were looked up lazily: every variant's nodes
+    /// copied under its name, a matrix value's place written over its param's. Kept here only
+    /// to check that [`Places`] answers every lookup the same.
+    struct Eager(Positions);
+
+    impl Eager {
+        fn alias(&mut self, from: &str, to: &str) {
+            for map in [&mut self.0.keys, &mut self.0.values] {
+                let copies: Vec<(NodePath, (usize, usize))> = map
+                    .iter()
+                    .filter_map(|(path, at)| {
+                        let rest = path.strip_prefix(from)?;
+                        (rest.is_empty() || rest.starts_with('/'))
+                            .then(|| (format!("{to}{rest}"), *at))
+                    })
+                    .collect();
+                map.extend(copies);
+            }
+        }
+
+        fn place(&mut self, path: &str, at: (usize, usize)) {
+            self.0.keys.insert(path.to_string(), at);
+            self.0.values.insert(path.to_string(), at);
+        }
+
+        fn key(&self, path: &str) -> (usize, usize) {
+            self.0.key(path).unwrap_or((1, 1))
+        }
+
+        fn value(&self, path: &str) -> (usize, usize) {
+            if let Some(at) = self.0.value(path) {
+                return at;
+            }
+            match path.rsplit_once('/') {
+                Some((parent, _)) => self.value(parent),
+                None => (1, 1),
+            }
+        }
+    }
+
+    /// A generated stage: its name's number, its deps (block style when `true`), its params and
+    /// its matrix (key → number of values).
+    type GeneratedStage = (u8, Vec<String>, bool, Vec<(String, u8)>, Vec<(String, u8)>);
+
+    fn pipeline_text(stages: &[GeneratedStage]) -> String {
+        let mut text = String::from("name: p\nparams: { seed: 1 }\nstages:\n");
+        for (name, deps, block, params, matrix) in stages {
+            text += &format!("  s{name}:\n    cmd: echo {name}\n");
+            if *block {
+                text += "    deps:\n";
+                deps.iter()
+                    .for_each(|dep| text += &format!("      - {dep}\n"));
+            } else {
+                text += &format!("    deps: [{}]\n", deps.join(", "));
+            }
+            if !params.is_empty() {
+                text += "    params:\n";
+                for (key, value) in params {
+                    text += &format!("      {key}: {{ nested: [{value}, {value}] }}\n");
+                }
+            }
+            if !matrix.is_empty() {
+                let axes: Vec<String> = (matrix.iter())
+                    .map(|(key, count)| {
+                        let values: Vec<String> = (0..*count).map(|v| v.to_string()).collect();
+                        format!("{key}: [{}]", values.join(", "))
+                    })
+                    .collect();
+                text += &format!("    matrix: {{ {} }}\n", axes.join(", "));
+            }
+        }
+        text
+    }
+
+    fn generated_stages() -> impl Strategy<Value = Vec<GeneratedStage>> {
+        let words = || proptest::collection::vec(("[a-c]", 1u8..4), 0..3);
+        let unique = |pairs: Vec<(String, u8)>| {
+            let mut seen = std::collections::BTreeMap::new();
+            for (key, count) in pairs {
+                seen.entry(key).or_insert(count);
+            }
+            seen.into_iter().collect::<Vec<_>>()
+        };
+        let stage = (
+            0u8..20,
+            proptest::collection::vec("[a-z]{1,6}(/[a-z]{1,4})?", 0..4),
+            any::<bool>(),
+            words().prop_map(unique),
+            words().prop_map(unique),
+        );
+        proptest::collection::vec(stage, 1..6).prop_map(|mut stages| {
+            let mut names = std::collections::BTreeSet::new();
+            stages.retain(|stage| names.insert(stage.0));
+            stages
+        })
+    }
+
+    proptest::proptest! {
+        /// Lazy places (variants redirected, matrix values placed by node) answer every lookup
+        /// as the eager index with copied variants did.
+        #[test]
+        fn lazy_places_match_the_eager_index(stages in generated_stages()) {
+            let text = pipeline_text(&stages);
+            let mut places = Places::new(text.clone());
+            let mut eager = Eager(Positions::index(&text).unwrap());
+            for (name, _, _, _, matrix) in &stages {
+                let prefix = format!("stages/s{name}");
+                let Some((key, count)) = matrix.first() else {
+                    continue;
+                };
+                for index in 0..*count {
+                    let variant = format!("stages/s{name}@{key}={index}");
+                    places.alias(&prefix, &variant);
+                    eager.alias(&prefix, &variant);
+                    let cell = format!("{prefix}/matrix/{key}/{index}");
+                    let param = format!("{variant}/params/{key}");
+                    places.place(&param, &cell);
+                    let at = eager.value(&cell);
+                    eager.place(&param, at);
+                }
+            }
+            let indexed: Vec<NodePath> =
+                eager.0.keys.keys().chain(eager.0.values.keys()).cloned().collect();
+            for path in indexed {
+                for query in [path.clone(), format!("{path}/deeper/still"), format!("{path}x")] {
+                    prop_assert_eq!(places.key(&query), eager.key(&query), "key {}", query);
+                    prop_assert_eq!(places.value(&query), eager.value(&query), "value {}", query);
+                }
+            }
+        }
     }
 }
