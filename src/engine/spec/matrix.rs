@@ -126,13 +126,16 @@ pub(super) fn expand(
         let prefix = format!("stages/{name}");
         let Some(matrix) = stage.matrix.take() else {
             for_each_text(&mut stage, &mut |node, text| {
+                if !text.contains("${") {
+                    return Ok(());
+                }
                 path::expand(text, |var| {
                     (!var.starts_with("item.")).then(|| format!("${{{var}}}"))
                 })
                 .map(drop)
                 .map_err(|_| {
                     error(
-                        places.value(&format!("{prefix}/{node}")),
+                        places.value(&format!("{prefix}/{}", node())),
                         &name,
                         "`${item.…}` belongs in a stage with `matrix:` (this stage has none)"
                             .into(),
@@ -158,7 +161,7 @@ pub(super) fn expand(
             .map(drop)
             .map_err(|message| {
                 error(
-                    places.value(&format!("{prefix}/{node}")),
+                    places.value(&format!("{prefix}/{}", node())),
                     &name,
                     format!("{message}: the matrix has the keys {}", keys.join(", ")),
                 )
@@ -225,7 +228,11 @@ pub(super) fn expand(
                     None => Some(format!("${{{var}}}")),
                 })
                 .map_err(|message| {
-                    error(places.value(&format!("{prefix}/{node}")), &name, message)
+                    error(
+                        places.value(&format!("{prefix}/{}", node())),
+                        &name,
+                        message,
+                    )
                 })?;
                 Ok(())
             })?;
@@ -376,40 +383,43 @@ fn default_outputs_in_folder(
     }
 }
 
-/// Calls `visit` with the node path (below the stage) and text of every string `${item.KEY}`
-/// may appear in: `cmd`, `deps`, `outs` and params (nested values under their param's node).
+/// The node path of a text below its stage (`deps/0`), made only for an error message.
+type TextNode<'a> = &'a dyn Fn() -> String;
+
+/// Calls `visit` with the node (below the stage) and text of every string `${item.KEY}` may
+/// appear in: `cmd`, `deps`, `outs` and params (nested values under their param's node).
 fn for_each_text(
     stage: &mut RawStage,
-    visit: &mut impl FnMut(&str, &mut String) -> Result<(), SpecError>,
+    visit: &mut impl FnMut(TextNode, &mut String) -> Result<(), SpecError>,
 ) -> Result<(), SpecError> {
     if let Some(cmd) = &mut stage.cmd {
-        visit("cmd", cmd)?;
+        visit(&|| "cmd".to_string(), cmd)?;
     }
     for (node, ports) in [("deps", &mut stage.deps), ("outs", &mut stage.outs)] {
         match ports {
             None => {}
             Some(RawPorts::List(paths)) => {
                 for (index, text) in paths.iter_mut().enumerate() {
-                    visit(&format!("{node}/{index}"), text)?;
+                    visit(&|| format!("{node}/{index}"), text)?;
                 }
             }
             Some(RawPorts::Roles(roles)) => {
                 for (role, text) in roles.iter_mut() {
-                    visit(&format!("{node}/{role}"), text)?;
+                    visit(&|| format!("{node}/{role}"), text)?;
                 }
             }
         }
     }
     for (name, value) in stage.params.iter_mut() {
-        visit_value(&format!("params/{name}"), value, visit)?;
+        visit_value(&|| format!("params/{name}"), value, visit)?;
     }
     Ok(())
 }
 
 fn visit_value(
-    node: &str,
+    node: TextNode,
     value: &mut Value,
-    visit: &mut impl FnMut(&str, &mut String) -> Result<(), SpecError>,
+    visit: &mut impl FnMut(TextNode, &mut String) -> Result<(), SpecError>,
 ) -> Result<(), SpecError> {
     match value {
         Value::String(text) => visit(node, text),

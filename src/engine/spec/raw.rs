@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::path::unprotect;
+use super::path::unprotect_in_place;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,17 +30,17 @@ impl RawPipeline {
             .into_iter()
             .flatten()
         {
-            *text = unprotect(text);
+            unprotect_in_place(text);
         }
         self.params.values_mut().for_each(unprotect_value);
         for stage in self.stages.values_mut() {
             for text in [&mut stage.kind, &mut stage.cmd].into_iter().flatten() {
-                *text = unprotect(text);
+                unprotect_in_place(text);
             }
             for ports in [&mut stage.deps, &mut stage.outs].into_iter().flatten() {
                 match ports {
-                    RawPorts::List(paths) => paths.iter_mut().for_each(|p| *p = unprotect(p)),
-                    RawPorts::Roles(roles) => roles.values_mut().for_each(|p| *p = unprotect(p)),
+                    RawPorts::List(paths) => paths.iter_mut().for_each(unprotect_in_place),
+                    RawPorts::Roles(roles) => roles.values_mut().for_each(unprotect_in_place),
                 }
             }
             stage.params.values_mut().for_each(unprotect_value);
@@ -50,7 +50,7 @@ impl RawPipeline {
 
 fn unprotect_value(value: &mut serde_yaml::Value) {
     match value {
-        serde_yaml::Value::String(text) => *text = unprotect(text),
+        serde_yaml::Value::String(text) => unprotect_in_place(text),
         serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(unprotect_value),
         serde_yaml::Value::Mapping(map) => map.values_mut().for_each(unprotect_value),
         _ => {}
