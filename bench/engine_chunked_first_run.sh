@@ -27,8 +27,13 @@ for number, start in enumerate(range(0, len(rest), chunk)):
     with open(f"chunk{number:05d}.yaml", "w") as f:
         f.write(f"name: chunk{number:05d}\nstages:\n" + "".join(source + rest[start:start + chunk]))
 PY
+# run FILE: `warez-pipe run FILE`, its summary shown only if it fails.
+run() {
+    "$warez" run "$1" >/dev/null 2>run.log || { cat run.log >&2; exit 1; }
+}
 for file in chunk*.yaml; do
-    "$warez" run "$file" >/dev/null 2>"$dir/chunk.log" || { cat "$dir/chunk.log" >&2; exit 1; }
+    run "$file"
 done
-rm -f chunk*.yaml chunk*.lock chunk.log
-"$warez" run pipeline.yaml >/dev/null
+rm -f chunk*.yaml chunk*.lock
+run pipeline.yaml
+rm -f run.log
