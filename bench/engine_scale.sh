@@ -7,6 +7,7 @@
 #   bench/engine_scale.sh 1000 10000           # other sizes
 #   SHAPES=chain bench/engine_scale.sh 100000  # one shape
 #   WAREZ_BIN=/path/to/warez-pipe bench/engine_scale.sh 10000   # another build (before/after)
+#   FIRST_RUN=chunks bench/engine_scale.sh 100000   # first run in chunks (engine_chunked_first_run.sh)
 #
 # Each size is timed: `status` before anything ran (load + plan, every stage stale), the first
 # `run` (runs every stage: one `sh` each); then, once the outputs are older than the stat
@@ -54,6 +55,14 @@ for shape in "${shapes[@]}"; do
         rm -rf "$dir"
         python3 "$root/bench/gen_stages.py" "$shape" "$n" "$dir"
         for command in "status (nothing ran)" "first run" status "run --dry-run" "run (after the first)" "no-op run"; do
+            if [[ $command == "first run" && ${FIRST_RUN:-} == chunks ]]; then
+                # Wall time only: many processes (one `run` per chunk, then the whole pipeline's).
+                start=$(date +%s.%N)
+                WAREZ_BIN=$warez "$root/bench/engine_chunked_first_run.sh" "$dir"
+                seconds=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+                printf '| %s | %d | `first run, in chunks of 1,000 stages` | %s | - | - | - |\n' "$shape" "$n" "$seconds"
+                continue
+            fi
             case $command in
             "status (nothing ran)") args=(status) ;;
             "first run") args=(run) ;;

@@ -66,6 +66,24 @@ fn duplicate_stage_names() {
     );
 }
 
+/// serde would keep the last of two equal keys: a repeat is refused at every level, with both
+/// places (line 1 is `project_dir: ..`).
+#[test]
+fn repeated_keys_at_every_level() {
+    let cases = [
+        ("name: t\nname: u\nstages:\n  a:\n    cmd: echo\n", "3:1: duplicate key `name` (first on line 2)"),
+        ("name: t\nparams: { s: 1, s: 2 }\nstages:\n  a:\n    cmd: echo\n", "3:17: duplicate key `s` (first on line 3)"),
+        ("name: t\nstages:\n  a:\n    cmd: echo\n    cmd: again\n", "6:5: duplicate key `cmd` (first on line 5)"),
+        ("name: t\nstages:\n  a:\n    cmd: echo\n    params: { p: 1, p: 2 }\n", "6:21: duplicate key `p` (first on line 6)"),
+        ("name: t\nstages:\n  a:\n    cmd: echo\n    params: { p: { x: 1, x: 2 } }\n", "6:26: duplicate key `x` (first on line 6)"),
+        ("name: t\nstages:\n  a:\n    cmd: echo ${item.k}\n    matrix: { k: [1, 2], k: [3] }\n", "6:26: duplicate key `k` (first on line 6)"),
+        ("name: t\nstages:\n  a:\n    kind: ingest\n    deps: { ratings: data/in.txt, ratings: data/in.txt }\n", "6:35: duplicate key `ratings` (first on line 6)"),
+    ];
+    for (yaml, message) in cases {
+        rejected(yaml, &format!("pipelines/p.yaml:{message}"));
+    }
+}
+
 #[test]
 fn unknown_kind_suggests_the_closest() {
     rejected(

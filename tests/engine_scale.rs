@@ -246,3 +246,106 @@ fn a_no_op_run_of_a_fan_out_and_in_writes_nothing() {
     assert_eq!(sink["outcome"], "up_to_date", "{sink}");
     assert_eq!(sink["last_work"]["outcome"], "ran", "{sink}");
 }
+
+/// A chain of 10,000 stages (`stage`) as `Project::pipeline` writes it: line 1 is `project_dir:`,
+/// line 2 `stages:`, stage `i` starts on line `3 + 4i` with `cmd`, `deps`, `outs` on the next
+/// three; `edit` may change stage `i`'s text.
+fn chain_with(edit: impl Fn(usize, String) -> String) -> String {
+    let mut yaml = String::from("stages:\n");
+    for i in 0..STAGES {
+        let dep = match i {
+            0 => "data/src.txt".to_string(),
+            _ => format!("out/{}.txt", i - 1),
+        };
+        yaml += &edit(i, stage(&format!("s{i}"), &dep, &format!("out/{i}.txt")));
+    }
+    yaml
+}
+
+fn stage_line(i: usize) -> usize {
+    3 + 4 * i
+}
+
+/// Loading `yaml` is refused (exit 2, nothing run) with exactly `message` on stderr.
+#[track_caller]
+fn refused(yaml: &str, message: &str) {
+    let project = Project::new();
+    project.file("data/src.txt", "1\n").pipeline(yaml);
+    let run = project.warez(&["run", PIPELINE]);
+    run.assert_code(2);
+    assert_eq!(run.stderr.trim_end(), format!("error: {message}"));
+    assert!(!project.exists("out"), "nothing ran");
+}
+
+/// Places are found only when an error needs one (positions are indexed lazily): deep in a
+/// 10,000-stage pipeline each error still names its exact line and column.
+#[test]
+fn errors_deep_in_ten_thousand_stages_name_their_exact_place() {
+    let deep = 9_500;
+    refused(
+        &chain_with(|i, text| match i == deep {
+            true => text.replace("deps: [out/9499.txt]", "deps: [out/9499.txt, data/none.txt]"),
+            false => text,
+        }),
+        &format!(
+            "pipelines/p.yaml:{}:26: stage `s{deep}`: dependency `data/none.txt` is produced by no stage and no such file exists",
+            stage_line(deep) + 2
+        ),
+    );
+    refused(
+        &(chain_with(|_, text| text) + "  s9000:\n    cmd: echo again\n"),
+        &format!(
+            "pipelines/p.yaml:{}:3: duplicate stage name `s9000` (first defined on line {})",
+            stage_line(STAGES),
+            stage_line(9_000)
+        ),
+    );
+    refused(
+        &chain_with(|i, text| match i == deep {
+            true => text.replace("    cmd:", "    params: { a: 1, b: 2, a: 3 }\n    cmd:"),
+            false => text,
+        }),
+        &format!(
+            "pipelines/p.yaml:{}:27: duplicate key `a` (first on line {})",
+            stage_line(deep) + 1,
+            stage_line(deep) + 1
+        ),
+    );
+    // s9000 reads the last output: s9000 -> … -> s9999 -> s9000, closed at s9000's dependency.
+    let first = 9_000;
+    let cycle: Vec<String> = (first..STAGES)
+        .chain([first])
+        .map(|i| format!("s{i}"))
+        .collect();
+    refused(
+        &chain_with(|i, text| match i == first {
+            true => text.replace("deps: [out/8999.txt]", "deps: [out/9999.txt]"),
+            false => text,
+        }),
+        &format!(
+            "pipelines/p.yaml:{}:12: dependency cycle: {} (stage `s{first}` reads `out/9999.txt`, an output of `s9999`)",
+            stage_line(first) + 2,
+            cycle.join(" -> ")
+        ),
+    );
+    refused(
+        &chain_with(|i, text| match i == 9_700 {
+            true => text.replace("outs: [out/9700.txt]", "outs: [out/9700.txt, out/12.txt]"),
+            false => text,
+        }),
+        &format!(
+            "pipelines/p.yaml:{}:26: stage `s9700` writes `out/12.txt`, which stage `s12` (as `out/12.txt`) also writes",
+            stage_line(9_700) + 3
+        ),
+    );
+    refused(
+        &chain_with(|i, text| match i == deep {
+            true => text.replace("cmd: echo", "cmd: echo ${params.missing}"),
+            false => text,
+        }),
+        &format!(
+            "pipelines/p.yaml:{}:10: stage `s{deep}`: unknown variable `${{params.missing}}`",
+            stage_line(deep) + 1
+        ),
+    );
+}

@@ -14,7 +14,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
 
-use crate::engine::spec::{path, Pipeline, SpecError};
+use crate::engine::spec::{path, Pipeline, Side, SpecError};
 
 pub use groups::{Group, Grouped};
 
@@ -59,7 +59,7 @@ impl Dag {
                 let closing = consumer
                     .deps
                     .iter()
-                    .find(|dep| {
+                    .position(|dep| {
                         producer
                             .outs
                             .iter()
@@ -67,12 +67,12 @@ impl Dag {
                     })
                     .expect("an edge comes from a dependency on an output");
                 return Err(SpecError::Cycle {
-                    at: closing.at.clone(),
+                    at: pipeline.port_location(first.index(), Side::Deps, closing),
                     cycle: chain
                         .into_iter()
                         .map(|node| pipeline.stages[node.index()].name.clone())
                         .collect(),
-                    path: closing.path.clone(),
+                    path: consumer.deps[closing].path.clone(),
                 });
             }
         };

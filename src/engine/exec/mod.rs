@@ -687,7 +687,7 @@ mod tests {
 
     use super::*;
     use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
-    use crate::engine::spec::{Location, Port, Stage};
+    use crate::engine::spec::{Declared, Places, Port, Stage};
 
     type Span = (String, Instant, Instant);
 
@@ -750,11 +750,7 @@ mod tests {
             outs: vec![Port {
                 role: Some("out".into()),
                 path: format!("out/{name}"),
-                at: Location {
-                    file: "p.yaml".into(),
-                    line: 1,
-                    column: 1,
-                },
+                declared: Declared::Entry,
             }],
             params: Params::new(BTreeMap::from([("test".to_string(), test.into())])),
         };
@@ -769,6 +765,7 @@ mod tests {
                 .iter()
                 .map(|(name, kind)| stage(name, kind))
                 .collect(),
+            places: Places::default(),
         };
         let dag = Dag::build(&pipeline).unwrap();
         let store = Store::open(&dir.path().join("cache")).unwrap();

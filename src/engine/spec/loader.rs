@@ -6,95 +6,44 @@ use std::path::{Path, PathBuf};
 
 use super::error::Symlink;
 use super::matrix::{self, Matrices};
-use super::positions::Positions;
+use super::positions::Places;
 use super::protect;
 use super::raw::{RawPipeline, RawPorts, RawStage};
 use super::{
-    closest, defaults, path, Action, Location, Override, Pipeline, Port, SpecError, Stage,
+    closest, defaults, path, Action, Declared, Location, Override, Pipeline, Port, Side, SpecError,
+    Stage,
 };
 use crate::engine::kind::{param_text, select, Params, Registry, StageKind};
 
 pub(super) struct Loader<'a> {
     file: &'a Path,
     registry: &'a Registry,
-    positions: Positions,
+    places: Places,
     raw: RawPipeline,
     matrices: Matrices,
 }
 
 impl<'a> Loader<'a> {
+    /// Parses `text` (the pipeline file with `${…}` protected) into raw stages. Places are
+    /// indexed only when an error needs one (see `positions`): serde_yaml refuses a repeated
+    /// key in any map, and only then is the text indexed, to name the repeat.
     pub(super) fn new(
         file: &'a Path,
-        text: &str,
+        text: String,
         registry: &'a Registry,
     ) -> Result<Self, SpecError> {
-        let syntax_error = |error: serde_yaml::Error| {
-            let (line, column) = error
-                .location()
-                .map(|at| (at.line(), at.column()))
-                .unwrap_or((1, 1));
-            let message = path::unprotect(&without_location(&error.to_string()));
-            SpecError::Syntax {
-                at: Location {
-                    file: file.to_path_buf(),
-                    line,
-                    column,
-                },
-                message,
-            }
+        let parsed = serde_yaml::from_str::<RawPipeline>(&text);
+        let mut places = Places::new(text);
+        let mut raw = match parsed {
+            Ok(raw) => raw,
+            Err(error) => return Err(refused(file, &places, error)),
         };
-        // Two parsers of the same text, side by side: serde_yaml for the values, yaml-rust2
-        // for where each node is (serde_yaml does not say).
-        let (positions, raw) = std::thread::scope(|scope| {
-            let positions = scope.spawn(|| Positions::index(text));
-            let raw = serde_yaml::from_str::<RawPipeline>(text);
-            let positions = positions
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (positions, raw)
-        });
-        let Some(mut positions) = positions else {
-            // Not YAML at all: serde_yaml words the syntax error.
-            return Err(match serde_yaml::from_str::<serde_yaml::Value>(text) {
-                Err(error) => syntax_error(error),
-                Ok(_) => SpecError::Syntax {
-                    at: Location {
-                        file: file.to_path_buf(),
-                        line: 1,
-                        column: 1,
-                    },
-                    message: "not a YAML document".to_string(),
-                },
-            });
-        };
-        if let Some((path, (line, column), first_line)) = positions.duplicates.first() {
-            let at = Location {
-                file: file.to_path_buf(),
-                line: *line,
-                column: *column,
-            };
-            let (parent, key) = path.rsplit_once('/').unwrap_or(("", path));
-            return Err(if parent == "stages" {
-                SpecError::DuplicateStage {
-                    at,
-                    name: key.to_string(),
-                    first_line: *first_line,
-                }
-            } else {
-                SpecError::DuplicateKey {
-                    at,
-                    key: key.to_string(),
-                    first_line: *first_line,
-                }
-            });
-        }
-        let mut raw = raw.map_err(syntax_error)?;
         raw.unprotect();
-        let matrices = matrix::expand(file, &mut raw, &mut positions, registry)?;
+        let matrices = matrix::expand(file, &mut raw, &mut places, registry)?;
         Ok(Loader {
             file,
             registry,
-            positions,
+            places,
             raw,
             matrices,
         })
@@ -110,7 +59,7 @@ impl<'a> Loader<'a> {
 
     /// Where `node` (e.g. `deps/ratings`) of `stage` sits in the file.
     fn node_location(&self, stage: &str, node: &str) -> Location {
-        self.at(self.positions.value(&format!("stages/{stage}/{node}")))
+        self.at(self.places.value(&format!("stages/{stage}/{node}")))
     }
 
     fn stage_error(&self, stage: &str, node: &str, message: impl Into<String>) -> SpecError {
@@ -122,20 +71,20 @@ impl<'a> Loader<'a> {
     }
 
     pub(super) fn load(
-        self,
+        mut self,
         overrides: &[Override],
         cache: Option<&Path>,
     ) -> Result<Pipeline, SpecError> {
         let project_dir = defaults::project_dir(self.file, self.raw.project_dir.as_deref())
             .map_err(|(project_dir, error)| SpecError::Syntax {
-                at: self.at(self.positions.value("project_dir")),
+                at: self.at(self.places.value("project_dir")),
                 message: format!("project_dir `{}`: {error}", project_dir.display()),
             })?;
         let name = defaults::name(self.file, self.raw.name.as_deref());
         let model_path = defaults::model_path(&name, self.raw.model_path.as_deref());
         if !path::is_inside_project(&model_path) {
             return Err(SpecError::Syntax {
-                at: self.at(self.positions.value("model_path")),
+                at: self.at(self.places.value("model_path")),
                 message: format!("model_path `{model_path}` must stay inside the project folder"),
             });
         }
@@ -170,7 +119,7 @@ impl<'a> Loader<'a> {
             let origin = self.matrices.origin(stage_name);
             if origin.is_empty() || !origin.chars().all(valid) {
                 return Err(SpecError::Stage {
-                    at: self.at(self.positions.key(&format!("stages/{stage_name}"))),
+                    at: self.at(self.places.key(&format!("stages/{stage_name}"))),
                     stage: stage_name.clone(),
                     message: "a stage name is letters, digits, `_` and `-`".into(),
                 });
@@ -205,6 +154,7 @@ impl<'a> Loader<'a> {
             cache_dir,
             remote: self.raw.remote.clone(),
             stages,
+            places: std::mem::take(&mut self.places),
         };
         self.check_outputs(&pipeline)?;
         self.check_protected(&pipeline)?;
@@ -222,24 +172,25 @@ impl<'a> Loader<'a> {
             Ok(_) => return Ok(()),
         };
         Err(SpecError::Syntax {
-            at: self.at(self.positions.value("remote")),
+            at: self.at(self.places.value("remote")),
             message: format!("remote: {problem}"),
         })
     }
 
     /// `text` (the node `node` of stage `name`) with `${model_path}` expanded, normalized.
+    /// (`node` is made only for an error.)
     fn expand_path(
         &self,
         name: &str,
         model_path: &str,
-        node: &str,
+        node: impl FnOnce() -> String,
         text: &str,
     ) -> Result<String, SpecError> {
         path::expand(text, |var| {
             (var == "model_path").then(|| model_path.to_string())
         })
         .map(|expanded| path::normalize(&expanded))
-        .map_err(|message| self.stage_error(name, node, message))
+        .map_err(|message| self.stage_error(name, &node(), message))
     }
 
     fn stage(
@@ -249,7 +200,8 @@ impl<'a> Loader<'a> {
         model_path: &str,
         overrides: &[&Override],
     ) -> Result<Stage, SpecError> {
-        let expand_path = |node: &str, text: &str| self.expand_path(name, model_path, node, text);
+        let expand_path =
+            |node: &dyn Fn() -> String, text: &str| self.expand_path(name, model_path, node, text);
         if raw.from.is_some() {
             return Err(self.stage_error(
                 name,
@@ -262,7 +214,7 @@ impl<'a> Loader<'a> {
                 let Some(kind) = self.registry.find(kind_name) else {
                     let names = self.registry.names();
                     return Err(SpecError::UnknownKind {
-                        at: self.at(self.positions.value(&format!("stages/{name}/kind"))),
+                        at: self.at(self.places.value(&format!("stages/{name}/kind"))),
                         stage: name.to_string(),
                         kind: kind_name.clone(),
                         suggestion: closest(kind_name, names),
@@ -272,10 +224,9 @@ impl<'a> Loader<'a> {
                 let deps = deps
                     .into_iter()
                     .map(|(role, text)| {
-                        let node = format!("deps/{role}");
                         Ok(Port {
-                            path: expand_path(&node, &text)?,
-                            at: self.node_location(name, &node),
+                            path: expand_path(&|| format!("deps/{role}"), &text)?,
+                            declared: Declared::Entry,
                             role: Some(role),
                         })
                     })
@@ -301,11 +252,10 @@ impl<'a> Loader<'a> {
                         .iter()
                         .enumerate()
                         .map(|(i, text)| {
-                            let node = format!("{node}/{i}");
                             Ok(Port {
                                 role: None,
-                                path: expand_path(&node, text)?,
-                                at: self.node_location(name, &node),
+                                path: expand_path(&|| format!("{node}/{i}"), text)?,
+                                declared: Declared::Entry,
                             })
                         })
                         .collect::<Result<Vec<_>, SpecError>>(),
@@ -361,7 +311,7 @@ impl<'a> Loader<'a> {
                 "a stage has either `kind:` or `cmd:`, not both",
             )),
             (None, None) => Err(SpecError::Stage {
-                at: self.at(self.positions.key(&format!("stages/{name}"))),
+                at: self.at(self.places.key(&format!("stages/{name}"))),
                 stage: name.to_string(),
                 message: "needs `kind:` (a built-in stage) or `cmd:` (a shell command)".into(),
             }),
@@ -381,22 +331,22 @@ impl<'a> Loader<'a> {
         let given = self.roles(name, "outs", raw.outs.as_ref(), &declared, false)?;
         let mut outs = Vec::new();
         for (role, default_name) in roles {
-            let (path, at) = match given.iter().find(|(given, _)| given == role) {
+            let (path, declared) = match given.iter().find(|(given, _)| given == role) {
                 Some((role, text)) => {
-                    let node = format!("outs/{role}");
-                    let path = self.expand_path(name, model_path, &node, text)?;
-                    (path, self.node_location(name, &node))
+                    let node = || format!("outs/{role}");
+                    let path = self.expand_path(name, model_path, node, text)?;
+                    (path, Declared::Entry)
                 }
                 // A defaulted output has no node of its own: point at the stage.
                 None => (
                     path::normalize(&format!("{model_path}/{default_name}")),
-                    self.at(self.positions.key(&format!("stages/{name}"))),
+                    Declared::Stage,
                 ),
             };
             outs.push(Port {
                 role: Some(role.to_string()),
                 path,
-                at,
+                declared,
             });
         }
         Ok(outs)
@@ -435,7 +385,7 @@ impl<'a> Loader<'a> {
         }
         let Some(from) = &raw.from else {
             return Err(SpecError::Stage {
-                at: self.at(self.positions.key(&format!("stages/{name}"))),
+                at: self.at(self.places.key(&format!("stages/{name}"))),
                 stage: name.to_string(),
                 message: "a select stage needs `from: STAGE`, the matrix stage whose variants it compares".into(),
             });
@@ -530,7 +480,7 @@ impl<'a> Loader<'a> {
                 deps.push(Port {
                     role: Some(format!("{}/{}", variant.name, out.role)),
                     path: out.path.clone(),
-                    at: self.node_location(name, "from"),
+                    declared: Declared::From,
                 });
             }
             specs.push(select::VariantSpec {
@@ -588,7 +538,7 @@ impl<'a> Loader<'a> {
         for (role, _) in &given {
             if !declared.contains(&role.as_str()) {
                 return Err(SpecError::Stage {
-                    at: self.at(self.positions.key(&format!("stages/{stage}/{node}/{role}"))),
+                    at: self.at(self.places.key(&format!("stages/{stage}/{node}/{role}"))),
                     stage: stage.to_string(),
                     message: format!(
                         "unknown {node} role `{role}`{} (roles: {})",
@@ -646,7 +596,7 @@ impl<'a> Loader<'a> {
         for (name, value) in &raw.params {
             let Some(slot) = values.get_mut(name) else {
                 return Err(SpecError::Stage {
-                    at: self.at(self.positions.key(&format!("stages/{stage}/params/{name}"))),
+                    at: self.at(self.places.key(&format!("stages/{stage}/params/{name}"))),
                     stage: stage.to_string(),
                     message: unknown(name),
                 });
@@ -684,7 +634,7 @@ impl<'a> Loader<'a> {
                 self.stage_error(stage, &format!("params/{param}"), message)
             } else if self.raw.params.contains_key(param) {
                 SpecError::Stage {
-                    at: self.at(self.positions.value(&format!("params/{param}"))),
+                    at: self.at(self.places.value(&format!("params/{param}"))),
                     stage: stage.to_string(),
                     message: format!("{message} (from the global `params:`)"),
                 }
@@ -695,22 +645,6 @@ impl<'a> Loader<'a> {
         Ok(params)
     }
 
-    fn port_location(
-        &self,
-        pipeline: &Pipeline,
-        stage: usize,
-        node: &str,
-        port: usize,
-    ) -> Location {
-        let stage = &pipeline.stages[stage];
-        let list = if node == "outs" {
-            &stage.outs
-        } else {
-            &stage.deps
-        };
-        list[port].at.clone()
-    }
-
     fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
         // Each output seen so far → (its place in file order, its stage); the first overlapping
         // one in file order is named.
@@ -719,7 +653,7 @@ impl<'a> Loader<'a> {
             for (port, out) in stage.outs.iter().enumerate() {
                 if out.path == "." {
                     return Err(SpecError::ProtectedOutput {
-                        at: self.port_location(pipeline, index, "outs", port),
+                        at: pipeline.port_location(index, Side::Outs, port),
                         stage: stage.name.clone(),
                         path: out.path.clone(),
                         problem: "is the project folder".to_string(),
@@ -727,7 +661,7 @@ impl<'a> Loader<'a> {
                 }
                 if !path::is_inside_project(&out.path) {
                     return Err(SpecError::OutputOutsideProject {
-                        at: self.port_location(pipeline, index, "outs", port),
+                        at: pipeline.port_location(index, Side::Outs, port),
                         stage: stage.name.clone(),
                         path: out.path.clone(),
                     });
@@ -735,7 +669,7 @@ impl<'a> Loader<'a> {
                 let first_overlapping = path::overlapping(&seen, &out.path).min().copied();
                 if let Some((_, other, other_path)) = first_overlapping {
                     return Err(SpecError::DuplicateOutput {
-                        at: self.port_location(pipeline, index, "outs", port),
+                        at: pipeline.port_location(index, Side::Outs, port),
                         stage: stage.name.clone(),
                         path: out.path.clone(),
                         other: format!(
@@ -800,7 +734,7 @@ impl<'a> Loader<'a> {
                 })
                 .collect();
             for (port, out) in stage.outs.iter().enumerate() {
-                let at = || self.port_location(pipeline, index, "outs", port);
+                let at = || pipeline.port_location(index, Side::Outs, port);
                 let real = real_locations.of(&out.path).map_err(|escape| {
                     SpecError::OutputThroughSymlink {
                         at: at(),
@@ -867,7 +801,7 @@ impl<'a> Loader<'a> {
                 let produced = path::overlapping(&outputs, &dep.path).next().is_some();
                 if !produced && !pipeline.abs(&dep.path).exists() {
                     return Err(SpecError::MissingDependency {
-                        at: self.port_location(pipeline, index, "deps", port),
+                        at: pipeline.port_location(index, Side::Deps, port),
                         stage: stage.name.clone(),
                         path: dep.path.clone(),
                     });
@@ -918,6 +852,63 @@ fn variant_outputs(stage: &Stage) -> Vec<VariantOutput> {
             }
         })
         .collect()
+}
+
+/// What is wrong with a text serde_yaml refused (with `error`): a repeated key (named with
+/// both places, before anything else), else the syntax or type error.
+fn refused(file: &Path, places: &Places, error: serde_yaml::Error) -> SpecError {
+    let Some(positions) = places.index() else {
+        // Not YAML at all: serde_yaml words the syntax error.
+        return match serde_yaml::from_str::<serde_yaml::Value>(places.text()) {
+            Err(error) => syntax_error(file, error),
+            Ok(_) => SpecError::Syntax {
+                at: Location {
+                    file: file.to_path_buf(),
+                    line: 1,
+                    column: 1,
+                },
+                message: "not a YAML document".to_string(),
+            },
+        };
+    };
+    let Some((path, (line, column), first_line)) = positions.duplicates.first() else {
+        return syntax_error(file, error);
+    };
+    let at = Location {
+        file: file.to_path_buf(),
+        line: *line,
+        column: *column,
+    };
+    let (parent, key) = path.rsplit_once('/').unwrap_or(("", path));
+    if parent == "stages" {
+        SpecError::DuplicateStage {
+            at,
+            name: key.to_string(),
+            first_line: *first_line,
+        }
+    } else {
+        SpecError::DuplicateKey {
+            at,
+            key: key.to_string(),
+            first_line: *first_line,
+        }
+    }
+}
+
+/// serde_yaml's syntax or type error, at the place it gives.
+fn syntax_error(file: &Path, error: serde_yaml::Error) -> SpecError {
+    let (line, column) = error
+        .location()
+        .map(|at| (at.line(), at.column()))
+        .unwrap_or((1, 1));
+    SpecError::Syntax {
+        at: Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        },
+        message: path::unprotect(&without_location(&error.to_string())),
+    }
 }
 
 /// serde_yaml's message without its " at line L column C" (the location leads instead).

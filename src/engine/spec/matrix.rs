@@ -11,9 +11,9 @@
 //! name>`. `--set stage.param=…` on a matrix stage applies to every variant; setting a matrix
 //! key with `--set` is an error (the matrix decides it).
 //!
-//! The positions of the stage's nodes are copied to each variant's name, so every later error
-//! about a variant points into the original stage; a matrix value that sets a param is indexed
-//! as that param's value.
+//! The places of a variant's nodes are those of the stage's (see `Places::alias`), so every
+//! later error about a variant points into the original stage; a matrix value that sets a
+//! param is placed as that param's value.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use serde_yaml::Value;
 
 use super::path;
-use super::positions::Positions;
+use super::positions::Places;
 use super::raw::{RawPipeline, RawPorts, RawStage};
 use super::{Location, Override, SpecError};
 use crate::engine::kind::{param_text, Registry};
@@ -107,7 +107,7 @@ impl Matrices {
 pub(super) fn expand(
     file: &Path,
     raw: &mut RawPipeline,
-    positions: &mut Positions,
+    places: &mut Places,
     registry: &Registry,
 ) -> Result<Matrices, SpecError> {
     let error = |at: (usize, usize), stage: &str, message: String| SpecError::Stage {
@@ -126,13 +126,16 @@ pub(super) fn expand(
         let prefix = format!("stages/{name}");
         let Some(matrix) = stage.matrix.take() else {
             for_each_text(&mut stage, &mut |node, text| {
+                if !text.contains("${") {
+                    return Ok(());
+                }
                 path::expand(text, |var| {
                     (!var.starts_with("item.")).then(|| format!("${{{var}}}"))
                 })
                 .map(drop)
                 .map_err(|_| {
                     error(
-                        positions.value(&format!("{prefix}/{node}")),
+                        places.value(&format!("{prefix}/{}", node())),
                         &name,
                         "`${item.…}` belongs in a stage with `matrix:` (this stage has none)"
                             .into(),
@@ -142,7 +145,7 @@ pub(super) fn expand(
             stages.insert(name, stage);
             continue;
         };
-        let axes = axes(&matrix, &prefix, positions)
+        let axes = axes(&matrix, &prefix, places)
             .map_err(|(node, message)| error(node, &name, message))?;
         let keys: Vec<String> = axes.iter().map(|(key, _)| key.clone()).collect();
         let used = RefCell::new(Vec::new());
@@ -158,7 +161,7 @@ pub(super) fn expand(
             .map(drop)
             .map_err(|message| {
                 error(
-                    positions.value(&format!("{prefix}/{node}")),
+                    places.value(&format!("{prefix}/{}", node())),
                     &name,
                     format!("{message}: the matrix has the keys {}", keys.join(", ")),
                 )
@@ -175,7 +178,7 @@ pub(super) fn expand(
             let is_param = params.as_ref().is_none_or(|params| params.contains(key));
             if !is_param && !used.borrow().contains(key) {
                 return Err(error(
-                    positions.key(&format!("{prefix}/matrix/{key}")),
+                    places.key(&format!("{prefix}/matrix/{key}")),
                     &name,
                     format!("matrix key `{key}` is neither a param of the stage nor used as `${{item.{key}}}` in it"),
                 ));
@@ -193,18 +196,18 @@ pub(super) fn expand(
             );
             if names.contains(&variant) {
                 return Err(error(
-                    positions.value(&format!("{prefix}/matrix")),
+                    places.value(&format!("{prefix}/matrix")),
                     &name,
                     format!("matrix variant `{variant}` has the name of another stage"),
                 ));
             }
-            positions.alias(&prefix, &format!("stages/{variant}"));
+            places.alias(&prefix, &format!("stages/{variant}"));
             let mut copy = stage.clone();
             for (key, (_, value, at)) in &combination {
                 let is_param = params.as_ref().is_some_and(|params| params.contains(key));
                 if is_param {
                     copy.params.insert(key.clone(), value.clone());
-                    positions.place(&format!("stages/{variant}/params/{key}"), *at);
+                    places.place(&format!("stages/{variant}/params/{key}"), at);
                 }
             }
             for value in copy.params.values_mut() {
@@ -225,7 +228,11 @@ pub(super) fn expand(
                     None => Some(format!("${{{var}}}")),
                 })
                 .map_err(|message| {
-                    error(positions.value(&format!("{prefix}/{node}")), &name, message)
+                    error(
+                        places.value(&format!("{prefix}/{}", node())),
+                        &name,
+                        message,
+                    )
                 })?;
                 Ok(())
             })?;
@@ -251,8 +258,8 @@ pub(super) fn expand(
 }
 
 /// A matrix value: its text (in the variant's name and `${item.KEY}`), its YAML value (what a
-/// param gets) and its place in the file.
-type Cell = (String, Value, (usize, usize));
+/// param gets) and its node in the file.
+type Cell = (String, Value, String);
 
 /// One matrix key and its values.
 type Axis = (String, Vec<Cell>);
@@ -262,49 +269,50 @@ type Axis = (String, Vec<Cell>);
 fn axes(
     matrix: &Value,
     prefix: &str,
-    positions: &Positions,
+    places: &Places,
 ) -> Result<Vec<Axis>, ((usize, usize), String)> {
     let node = format!("{prefix}/matrix");
     let Value::Mapping(map) = matrix else {
         return Err((
-            positions.value(&node),
+            places.value(&node),
             "`matrix:` is a map of names to lists of values (`matrix: {n_factors: [16, 32]}`)"
                 .into(),
         ));
     };
     if map.is_empty() {
-        return Err((positions.value(&node), "`matrix:` is empty".into()));
+        return Err((places.value(&node), "`matrix:` is empty".into()));
     }
     let mut axes = Vec::new();
     for (key, values) in map {
         let Value::String(key) = key else {
-            return Err((positions.value(&node), "a matrix key is a name".into()));
+            return Err((places.value(&node), "a matrix key is a name".into()));
         };
         let key_node = format!("{node}/{key}");
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err((
-                positions.key(&key_node),
+                places.key(&key_node),
                 format!("matrix key `{key}`: a key is letters, digits and `_` (it names the variant and `${{item.KEY}}`)"),
             ));
         }
         let Value::Sequence(values) = values else {
             return Err((
-                positions.value(&key_node),
+                places.value(&key_node),
                 format!("matrix key `{key}`: expected a list of values (`{key}: [1, 2]`)"),
             ));
         };
         if values.is_empty() {
             return Err((
-                positions.value(&key_node),
+                places.value(&key_node),
                 format!("matrix key `{key}` has an empty list"),
             ));
         }
         let mut cells: Vec<Cell> = Vec::new();
         for (index, value) in values.iter().enumerate() {
-            let at = positions.value(&format!("{key_node}/{index}"));
+            let cell = format!("{key_node}/{index}");
+            let at = || places.value(&cell);
             if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
                 return Err((
-                    at,
+                    at(),
                     format!("matrix key `{key}`: a value is a number, a boolean or a word"),
                 ));
             }
@@ -313,20 +321,20 @@ fn axes(
             let plain = |c: char| c.is_ascii_alphanumeric() || "._+-".contains(c);
             if text.is_empty() || text == "." || text == ".." || !text.chars().all(plain) {
                 return Err((
-                    at,
+                    at(),
                     format!("matrix key `{key}`: value `{text}` must be letters, digits, `.`, `_`, `+` and `-` (it names the variant)"),
                 ));
             }
             if let Some(first) = cells.iter().position(|(seen, _, _)| *seen == text) {
                 return Err((
-                    at,
+                    at(),
                     format!(
                         "matrix key `{key}`: duplicate value `{text}` (also item {} of the list)",
                         first + 1
                     ),
                 ));
             }
-            cells.push((text, value.clone(), at));
+            cells.push((text, value.clone(), cell));
         }
         axes.push((key.clone(), cells));
     }
@@ -375,40 +383,43 @@ fn default_outputs_in_folder(
     }
 }
 
-/// Calls `visit` with the node path (below the stage) and text of every string `${item.KEY}`
-/// may appear in: `cmd`, `deps`, `outs` and params (nested values under their param's node).
+/// The node path of a text below its stage (`deps/0`), made only for an error message.
+type TextNode<'a> = &'a dyn Fn() -> String;
+
+/// Calls `visit` with the node (below the stage) and text of every string `${item.KEY}` may
+/// appear in: `cmd`, `deps`, `outs` and params (nested values under their param's node).
 fn for_each_text(
     stage: &mut RawStage,
-    visit: &mut impl FnMut(&str, &mut String) -> Result<(), SpecError>,
+    visit: &mut impl FnMut(TextNode, &mut String) -> Result<(), SpecError>,
 ) -> Result<(), SpecError> {
     if let Some(cmd) = &mut stage.cmd {
-        visit("cmd", cmd)?;
+        visit(&|| "cmd".to_string(), cmd)?;
     }
     for (node, ports) in [("deps", &mut stage.deps), ("outs", &mut stage.outs)] {
         match ports {
             None => {}
             Some(RawPorts::List(paths)) => {
                 for (index, text) in paths.iter_mut().enumerate() {
-                    visit(&format!("{node}/{index}"), text)?;
+                    visit(&|| format!("{node}/{index}"), text)?;
                 }
             }
             Some(RawPorts::Roles(roles)) => {
                 for (role, text) in roles.iter_mut() {
-                    visit(&format!("{node}/{role}"), text)?;
+                    visit(&|| format!("{node}/{role}"), text)?;
                 }
             }
         }
     }
     for (name, value) in stage.params.iter_mut() {
-        visit_value(&format!("params/{name}"), value, visit)?;
+        visit_value(&|| format!("params/{name}"), value, visit)?;
     }
     Ok(())
 }
 
 fn visit_value(
-    node: &str,
+    node: TextNode,
     value: &mut Value,
-    visit: &mut impl FnMut(&str, &mut String) -> Result<(), SpecError>,
+    visit: &mut impl FnMut(TextNode, &mut String) -> Result<(), SpecError>,
 ) -> Result<(), SpecError> {
     match value {
         Value::String(text) => visit(node, text),

@@ -1,9 +1,8 @@
 //! The pipeline file: YAML in, a validated [`Pipeline`] out — or a [`SpecError`] naming the
 //! file, line and column, before anything runs.
 //!
-//! Loading goes in three steps: serde_yaml deserializes [`raw`] types (unknown keys and wrong
-//! types are its errors, with positions), [`positions`] indexes where every node sits, then
-//! [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
+//! Loading goes in two steps: serde_yaml deserializes [`raw`] types (unknown keys, repeated keys
+//! and wrong types are its errors, with positions), then [`load`] resolves each stage: its kind or command, its ports (`deps:`/`outs:` with
 //! `${model_path}` expanded, normalized relative to the project folder), and its params
 //! (kind default < global `params:` the kind declares < stage `params:` < `--set`), checked by
 //! the kind; a `cmd` stage has exactly its own `params:` (and `--set`). A `select` stage is
@@ -13,7 +12,9 @@
 //! pipeline and lock files, the stage's own dependencies) or leading outside through a symlink,
 //! a dependency that no stage produces and no file provides. Cycles are found when
 //! the graph is built (`dag`), placed at the dependency entry that closes them (every [`Port`]
-//! keeps its place in the file).
+//! keeps which node declares it). Every error names its line and column, found by
+//! [`positions`], which indexes the file only when an error needs a place: a valid pipeline is
+//! parsed once.
 
 pub mod defaults;
 mod error;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 pub use error::{closest, Location, SpecError};
 use loader::Loader;
 pub use matrix::{matrix_stage_of, variant_values};
+pub use positions::Places;
 
 use crate::engine::kind::{Params, Registry, StageKind};
 
@@ -48,6 +50,8 @@ pub struct Pipeline {
     pub remote: Option<String>,
     /// In file order.
     pub stages: Vec<Stage>,
+    /// Where each node sits in the file, looked up when a message names one.
+    pub places: Places,
 }
 
 /// One stage with everything resolved.
@@ -81,8 +85,26 @@ impl Action {
 pub struct Port {
     pub role: Option<String>,
     pub path: String,
-    /// Where the pipeline file declares it (a defaulted output: its stage's name), for errors.
-    pub at: Location,
+    /// Which node of the pipeline file declares it, for errors ([`Pipeline::port_location`]).
+    pub declared: Declared,
+}
+
+/// The node of the pipeline file that declares a [`Port`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    /// Its entry in the stage's `deps:`/`outs:`: the role's, or a list's item at its index.
+    Entry,
+    /// None (an output left to its default): the stage's name.
+    Stage,
+    /// A select stage's dependency on a variant's output: its `from:`.
+    From,
+}
+
+/// Which ports of a stage: its dependencies or its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Deps,
+    Outs,
 }
 
 impl Pipeline {
@@ -94,6 +116,30 @@ impl Pipeline {
     /// `pipelines/x.yaml` → `pipelines/x.lock`.
     pub fn lock_file(&self) -> PathBuf {
         self.file.with_extension("lock")
+    }
+
+    /// Where the pipeline file declares port `port` of `side` of stage `stage` (index into
+    /// [`Self::stages`]).
+    pub fn port_location(&self, stage: usize, side: Side, port: usize) -> Location {
+        let stage = &self.stages[stage];
+        let (node, ports) = match side {
+            Side::Deps => ("deps", &stage.deps),
+            Side::Outs => ("outs", &stage.outs),
+        };
+        let name = &stage.name;
+        let (line, column) = match ports[port].declared {
+            Declared::Entry => self.places.value(&match &ports[port].role {
+                Some(role) => format!("stages/{name}/{node}/{role}"),
+                None => format!("stages/{name}/{node}/{port}"),
+            }),
+            Declared::Stage => self.places.key(&format!("stages/{name}")),
+            Declared::From => self.places.value(&format!("stages/{name}/from")),
+        };
+        Location {
+            file: self.file.clone(),
+            line,
+            column,
+        }
     }
 
     /// The index of one stage (a scan: for many lookups, [`Self::stage_indexes`]).
@@ -178,7 +224,7 @@ pub fn load(
         file: file.to_path_buf(),
         source,
     })?;
-    Loader::new(file, &path::protect_variables(&text), registry)?.load(overrides, cache)
+    Loader::new(file, path::protect_variables(&text), registry)?.load(overrides, cache)
 }
 
 #[cfg(test)]

@@ -125,6 +125,13 @@ pub fn unprotect(text: &str) -> String {
     text.replace(OPEN, "{").replace(CLOSE, "}")
 }
 
+/// [`unprotect`] in place: most texts hold no variable and stay as they are, unallocated.
+pub fn unprotect_in_place(text: &mut String) {
+    if text.contains([OPEN, CLOSE]) {
+        *text = unprotect(text);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
