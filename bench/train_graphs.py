@@ -27,7 +27,8 @@ DIMS = {
     # After: `params` = the batch's rows and the dense layers, `rows` = the next batch's.
     "optimizer_model.onnx": {"rows": BATCH_ROWS + NEXT_ROWS, "dense": DENSE},
 }
-DIMS_AFTER = {"params": BATCH_ROWS * K + DENSE, "rows": NEXT_ROWS}
+# The optimizer's lagging rows are `rows` up to 8f0a502, `lagging_rows` since the fused step graph.
+DIMS_AFTER = {"params": BATCH_ROWS * K + DENSE, "rows": NEXT_ROWS, "lagging_rows": NEXT_ROWS}
 
 
 def feeds(session, dims):

@@ -1,15 +1,16 @@
 //! The generated graphs, run in ONNX Runtime: the training graph's gradients against finite
 //! differences, the optimizer graph against Keras' Adam computed by hand (one step, and the
-//! catch-up against explicit zero-gradient steps), the eval graph against the Rust forward pass
-//! and the training graph's forward pass.
+//! catch-up against explicit zero-gradient steps), the fused step graph against the two run one
+//! after the other, the eval graph against the Rust forward pass and the training graph's forward
+//! pass.
 
 mod train_support;
 
 use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
-use warez_pipe::ml::model::graphs::optimizer::{self, AdamConfig};
-use warez_pipe::ml::model::graphs::{eval, training};
+use warez_pipe::ml::model::graphs::optimizer::{self, AdamConfig, CatchUp};
+use warez_pipe::ml::model::graphs::{eval, step, training};
 use warez_pipe::ml::model::params::{
     ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
 };
@@ -452,4 +453,126 @@ fn the_eval_graph_matches_the_rust_forward_pass_and_the_training_graph() {
         scores.iter().any(|&s| s != scores[0]),
         "scores differ by pair"
     );
+}
+
+/// The trainer's step graph is the training graph feeding the optimizer graph: the same inputs
+/// give the same bits as the two graphs run one after the other, the gradients flattened into
+/// `params_grad` in between (as the two-run trainer did).
+#[test]
+fn the_step_graph_is_the_training_graph_then_the_optimizer_graph() {
+    let adam = AdamConfig::default();
+    let batch = tiny_batch();
+    let dense = tiny_dense();
+    let trained = run_training(&mut session(&training::build(K)), &batch, &dense);
+    let params: Vec<f32> = batch
+        .rows
+        .iter()
+        .chain(dense.iter().flatten())
+        .copied()
+        .collect();
+    let params_grad: Vec<f32> = trained
+        .rows_grad
+        .iter()
+        .chain(trained.dense_grad.iter().flatten())
+        .copied()
+        .collect();
+    let values = params.len();
+    // Three lagging rows, last updated at steps 1, 4 and 6, caught up to step 9.
+    let catch_up = CatchUp::new(&adam, 20).unwrap();
+    let step = 9;
+    let inputs = AdamInputs {
+        step,
+        params: [
+            params,
+            noisy(20, values, 1e-3),
+            noisy(21, values, 1e-6).iter().map(|v| v.abs()).collect(),
+            params_grad,
+        ],
+        lagging: [
+            noisy(22, 3 * K, 0.05),
+            noisy(23, 3 * K, 1e-3),
+            noisy(24, 3 * K, 1e-6).iter().map(|v| v.abs()).collect(),
+        ],
+        catch_up: [1, 4, 6]
+            .iter()
+            .flat_map(|&last| catch_up.coefficients(last, step))
+            .collect(),
+    };
+    let two_runs = run_optimizer(&mut session(&optimizer::build(K, &adam)), &adam, &inputs);
+
+    let n = batch.rating.len();
+    let rows = batch.rows.len() / K;
+    let sample_rows: Vec<i64> = batch
+        .customer_row
+        .iter()
+        .zip(&batch.product_row)
+        .flat_map(|(&customer, &product)| [customer, product])
+        .collect();
+    let gradient_scale = [2.0 / n as f32];
+    let step_size = [optimizer::step_size(&adam, step)];
+    let [theta, m, v, _] = &inputs.params;
+    let [lagging, lagging_m, lagging_v] = &inputs.lagging;
+    fn view(shape: Vec<usize>, values: &[f32]) -> TensorRef<'_, f32> {
+        TensorRef::from_array_view((shape, values)).unwrap()
+    }
+    let mut fused = session(&step::build(K, &adam));
+    let outputs = fused
+        .run(ort::inputs![
+            training::EMBEDDING_ROWS => view(vec![rows, K], &batch.rows),
+            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &sample_rows[..])).unwrap(),
+            training::RATING => view(vec![n, 1], &batch.rating),
+            training::GRADIENT_SCALE => view(vec![], &gradient_scale),
+            training::DROPOUT_1_MASK => view(vec![n, 2 * K], &batch.mask_1),
+            training::DROPOUT_2_MASK => view(vec![n, K], &batch.mask_2),
+            DENSE_1_KERNEL => view(vec![2 * K, K], &dense[0]),
+            DENSE_1_BIAS => view(vec![K], &dense[1]),
+            DENSE_2_KERNEL => view(vec![K, 1], &dense[2]),
+            DENSE_2_BIAS => view(vec![1], &dense[3]),
+            optimizer::STEP_SIZE => view(vec![], &step_size),
+            optimizer::PARAMS => view(vec![values], theta),
+            optimizer::PARAMS_M => view(vec![values], m),
+            optimizer::PARAMS_V => view(vec![values], v),
+            optimizer::LAGGING_ROWS => view(vec![3, K], lagging),
+            optimizer::LAGGING_ROWS_M => view(vec![3, K], lagging_m),
+            optimizer::LAGGING_ROWS_V => view(vec![3, K], lagging_v),
+            optimizer::CATCH_UP => view(vec![3, optimizer::CATCH_UP_COLUMNS], &inputs.catch_up),
+        ])
+        .unwrap();
+    let bits = |values: &[f32]| {
+        values
+            .iter()
+            .map(|value| value.to_bits())
+            .collect::<Vec<_>>()
+    };
+    let output = |name: &str| {
+        outputs[name]
+            .try_extract_tensor::<f32>()
+            .unwrap()
+            .1
+            .to_vec()
+    };
+    assert_eq!(output(training::LOSS)[0].to_bits(), trained.loss.to_bits());
+    for (name, expected) in [
+        optimizer::PARAMS_UPDATED,
+        optimizer::PARAMS_M_UPDATED,
+        optimizer::PARAMS_V_UPDATED,
+        optimizer::LAGGING_ROWS_UPDATED,
+        optimizer::LAGGING_ROWS_M_UPDATED,
+        optimizer::LAGGING_ROWS_V_UPDATED,
+    ]
+    .into_iter()
+    .zip(&two_runs)
+    {
+        let fused = output(name);
+        assert_eq!(bits(&fused), bits(expected), "{name}");
+        assert!(
+            fused.iter().any(|&value| value != 0.0),
+            "{name} is all zeros"
+        );
+    }
+    // The step moved every parameter, so the gradients did reach Adam.
+    assert!(theta
+        .iter()
+        .zip(&output(optimizer::PARAMS_UPDATED))
+        .all(|(before, after)| before != after));
 }

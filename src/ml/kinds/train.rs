@@ -46,9 +46,11 @@ impl StageKind for Train {
         "train"
     }
 
-    /// 3: the checkpoint's large tensors moved to the `checkpoint_data` output.
+    /// 3: the checkpoint's large tensors moved to the `checkpoint_data` output. 4:
+    /// `optimizer_model.onnx` names its lagging rows' dimension `lagging_rows` (the fused step
+    /// graph composes it with the training graph, whose `rows` differ).
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn inputs(&self) -> &'static [&'static str] {

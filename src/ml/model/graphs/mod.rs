@@ -4,6 +4,7 @@
 //!   Keras' MSLE loss, and every parameter's gradient, derived by hand in standard operators;
 //! - [`optimizer`]: Adam (Keras semantics) on the dense layers and on the batch's embedding rows,
 //!   including the exact catch-up of the steps a row sat out;
+//! - [`step`]: the two above composed into one graph, so the trainer's step is one run;
 //! - [`eval`]: the serving graph (`user`, `product` → `dense_2/BiasAdd`) with the weights inside.
 //!
 //! The training and optimizer graphs hold no weights: the trainer keeps the parameters and the
@@ -13,6 +14,7 @@
 
 pub mod eval;
 pub mod optimizer;
+pub mod step;
 pub mod training;
 
 use super::onnx_proto::{

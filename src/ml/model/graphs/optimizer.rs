@@ -119,24 +119,41 @@ pub fn step_size(adam: &AdamConfig, step: u32) -> f32 {
 
 /// The optimizer graph for `n_factors` = k (see the module doc).
 pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
+    let mut g = GraphBuilder::new("recommender_adam_step");
+    add(&mut g, n_factors, adam, None);
+    g.finish(
+        "warez-pipe Adam step (Keras semantics) for the batch's embedding rows and the dense \
+         layers, and the exact catch-up of the zero-gradient steps lagging embedding rows sat out",
+    )
+}
+
+/// Adds the optimizer graph's inputs, nodes and outputs to `g`. The gradient of [`PARAMS`] is
+/// the input [`PARAMS_GRAD`] when `params_grad` is `None` ([`build`]), else the value of that
+/// name (in the fused step graph, [`super::step`], the training half's flattened gradients).
+pub fn add(g: &mut GraphBuilder, n_factors: usize, adam: &AdamConfig, params_grad: Option<&str>) {
     let k = n_factors as i64;
     let float = DataType::Float;
     let params_shape = [Dim::Named("params")];
-    let rows_shape = [Dim::Named("rows"), Dim::Fixed(k)];
-    let mut g = GraphBuilder::new("recommender_adam_step");
+    let rows_shape = [Dim::Named("lagging_rows"), Dim::Fixed(k)];
 
     let step_size = g.input(STEP_SIZE, float, &[]);
     let params = g.input(PARAMS, float, &params_shape);
     let params_m = g.input(PARAMS_M, float, &params_shape);
     let params_v = g.input(PARAMS_V, float, &params_shape);
-    let params_grad = g.input(PARAMS_GRAD, float, &params_shape);
+    let params_grad = match params_grad {
+        Some(name) => name.to_string(),
+        None => g.input(PARAMS_GRAD, float, &params_shape),
+    };
     let rows = g.input(LAGGING_ROWS, float, &rows_shape);
     let rows_m = g.input(LAGGING_ROWS_M, float, &rows_shape);
     let rows_v = g.input(LAGGING_ROWS_V, float, &rows_shape);
     let coefficients = g.input(
         CATCH_UP,
         float,
-        &[Dim::Named("rows"), Dim::Fixed(CATCH_UP_COLUMNS as i64)],
+        &[
+            Dim::Named("lagging_rows"),
+            Dim::Fixed(CATCH_UP_COLUMNS as i64),
+        ],
     );
 
     let epsilon = g.scalar("adam/epsilon", adam.epsilon);
@@ -212,25 +229,22 @@ pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     ] {
         g.output(output, float, &rows_shape);
     }
-    g.finish(
-        "warez-pipe Adam step (Keras semantics) for the batch's embedding rows and the dense \
-         layers, and the exact catch-up of the zero-gradient steps lagging embedding rows sat out",
-    )
 }
 
 /// The catch-up's per-row numbers for a run, from its hyperparameters (module doc).
 #[derive(Debug, Clone)]
 pub struct CatchUp {
     learning_rate: f64,
-    beta_1: f64,
-    beta_2: f64,
     /// H_m(s) = Σ_{j≥1} A(s+j)·q_mʲ for s = 0..=last_step.
     discounted_sums: Vec<[f64; SERIES_TERMS]>,
+    /// β₁ᵏ and β₂^{k/2} for k = 0..=last_step: two `powf` per lagging row of every step
+    /// otherwise.
+    powers: Vec<[f64; 2]>,
 }
 
 impl CatchUp {
-    /// The table for steps 0..=`last_step`, computed in f64 from the float32 hyperparameters.
-    /// 32 bytes per step, allocated fallibly.
+    /// The tables for steps 0..=`last_step`, computed in f64 from the float32 hyperparameters.
+    /// 48 bytes per step, allocated fallibly.
     pub fn new(adam: &AdamConfig, last_step: u32) -> Result<Self> {
         let (beta_1, beta_2) = (f64::from(adam.beta_1), f64::from(adam.beta_2));
         // q_m = β₁·β₂^{m/2}, m = 0..3.
@@ -255,11 +269,15 @@ impl CatchUp {
                 discounted_sums[s as usize] = sums;
             }
         }
+        let mut powers = try_vec(last_step as usize + 1)?;
+        powers.extend((0..=last_step).map(|skipped| {
+            let skipped = skipped as f64;
+            [beta_1.powf(skipped), beta_2.powf(skipped / 2.0)]
+        }));
         Ok(Self {
             learning_rate: f64::from(adam.learning_rate),
-            beta_1,
-            beta_2,
             discounted_sums,
+            powers,
         })
     }
 
@@ -267,15 +285,13 @@ impl CatchUp {
     /// (`last` ≤ `target` ≤ the table's last step): c₀…c₃, β₁ᵏ, β₂ᵏ with k = `target` − `last`.
     pub fn coefficients(&self, last: u32, target: u32) -> [f32; CATCH_UP_COLUMNS] {
         debug_assert!(last <= target, "a row ahead of the step it is caught up to");
-        let skipped = f64::from(target - last);
         let (from, to) = (
             &self.discounted_sums[last as usize],
             &self.discounted_sums[target as usize],
         );
-        // q_mᵏ = β₁ᵏ·(β₂^{k/2})ᵐ: two powers per row instead of six (this runs for every
-        // lagging row of every step).
-        let beta_1_power = self.beta_1.powf(skipped);
-        let beta_2_half_power = self.beta_2.powf(skipped / 2.0);
+        // q_mᵏ = β₁ᵏ·(β₂^{k/2})ᵐ, from two tabulated powers (this runs for every lagging row of
+        // every step).
+        let [beta_1_power, beta_2_half_power] = self.powers[(target - last) as usize];
         let mut ratio_power = beta_1_power;
         let window: [f64; SERIES_TERMS] = std::array::from_fn(|m| {
             let sum = from[m] - ratio_power * to[m];

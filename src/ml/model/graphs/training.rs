@@ -59,7 +59,35 @@ pub const MSLE_EPSILON: f32 = 1e-7;
 pub fn build(n_factors: usize) -> ModelProto {
     let k = n_factors as i64;
     let batch = Dim::Named("batch");
+    let float = DataType::Float;
     let mut g = GraphBuilder::new("recommender_training_step");
+    add(&mut g, n_factors);
+    g.output(LOSS, float, &[]);
+    g.output(PREDICTION, float, &[batch, Dim::Fixed(1)]);
+    g.output(
+        EMBEDDING_ROWS_GRAD,
+        float,
+        &[Dim::Named("rows"), Dim::Fixed(k)],
+    );
+    g.output(
+        DENSE_1_KERNEL_GRAD,
+        float,
+        &[Dim::Fixed(2 * k), Dim::Fixed(k)],
+    );
+    g.output(DENSE_1_BIAS_GRAD, float, &[Dim::Fixed(k)]);
+    g.output(DENSE_2_KERNEL_GRAD, float, &[Dim::Fixed(k), Dim::Fixed(1)]);
+    g.output(DENSE_2_BIAS_GRAD, float, &[Dim::Fixed(1)]);
+    g.finish(
+        "warez-pipe training step: forward with dropout masks, Keras MSLE loss, and hand-derived \
+         gradients of the dense parameters and of the batch's embedding rows",
+    )
+}
+
+/// Adds the training graph's inputs and nodes to `g` (its values under the names above), for
+/// [`build`] and for the fused step graph ([`super::step`]).
+pub fn add(g: &mut GraphBuilder, n_factors: usize) {
+    let k = n_factors as i64;
+    let batch = Dim::Named("batch");
     let float = DataType::Float;
 
     let rows = g.input(EMBEDDING_ROWS, float, &[Dim::Named("rows"), Dim::Fixed(k)]);
@@ -109,7 +137,7 @@ pub fn build(n_factors: usize) -> ModelProto {
     let log_t = g.op("Log", &[&t_shifted], "msle/log_rating");
     let d = g.op("Sub", &[&log_y, &log_t], "msle/log_difference");
     let squared = g.op("Mul", &[&d, &d], "msle/squared");
-    let loss = g.op_with(
+    g.op_with(
         "ReduceMean",
         &[&squared],
         &[("keepdims", Attr::Int(0))],
@@ -178,24 +206,4 @@ pub fn build(n_factors: usize) -> ModelProto {
         &[("reduction", Attr::Str("add"))],
         EMBEDDING_ROWS_GRAD,
     );
-
-    g.output(&loss, float, &[]);
-    g.output(PREDICTION, float, &[batch, Dim::Fixed(1)]);
-    g.output(
-        EMBEDDING_ROWS_GRAD,
-        float,
-        &[Dim::Named("rows"), Dim::Fixed(k)],
-    );
-    g.output(
-        DENSE_1_KERNEL_GRAD,
-        float,
-        &[Dim::Fixed(2 * k), Dim::Fixed(k)],
-    );
-    g.output(DENSE_1_BIAS_GRAD, float, &[Dim::Fixed(k)]);
-    g.output(DENSE_2_KERNEL_GRAD, float, &[Dim::Fixed(k), Dim::Fixed(1)]);
-    g.output(DENSE_2_BIAS_GRAD, float, &[Dim::Fixed(1)]);
-    g.finish(
-        "warez-pipe training step: forward with dropout masks, Keras MSLE loss, and hand-derived \
-         gradients of the dense parameters and of the batch's embedding rows",
-    )
 }

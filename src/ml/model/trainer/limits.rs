@@ -30,8 +30,9 @@ use crate::ml::data::idmap::MAX_IDS;
 pub const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
 /// Room in a graph for everything but its tensors: node names, attributes, shapes.
 const GRAPH_OVERHEAD: u64 = 64 << 10;
-/// Bytes per step in the trainer's catch-up table (four f64 sums, see `optimizer::CatchUp`).
-const CATCH_UP_BYTES_PER_STEP: u64 = 32;
+/// Bytes per step in the trainer's catch-up tables (four f64 sums and two f64 powers, see
+/// `optimizer::CatchUp`).
+const CATCH_UP_BYTES_PER_STEP: u64 = 48;
 /// ONNX Runtime's sessions and the process itself, beyond the tensors counted.
 const BASE_MEMORY: f64 = (64u64 << 20) as f64;
 

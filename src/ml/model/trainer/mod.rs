@@ -9,9 +9,10 @@
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
 //!   `dense_2/kernel`, `dense_2/bias`, in that order), fed to the training graph as views.
 //!
-//! A step is two runs: the training graph (loss and gradients) and the optimizer graph (Adam on
-//! the batch's rows and the dense buffers, and the catch-up of the next batch's other rows on
-//! the steps they sat out; see [`optimizer`] for the exact update). Every row a forward pass reads
+//! A step is one run of the step graph ([`step`]): the training graph (loss and gradients)
+//! feeding the optimizer graph (Adam on the batch's rows and the dense buffers, and the catch-up
+//! of the next batch's other rows on the steps they sat out; see [`optimizer`] for the exact
+//! update). The end-of-epoch catch-up of every row runs the optimizer graph alone. Every row a forward pass reads
 //! is therefore current, and after every epoch every row is caught up, so the gradients and the
 //! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
 //! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
@@ -42,7 +43,7 @@ use dropout::{MaskStream, Schedule};
 
 use super::checkpoint::{self, AdamState, AdamView};
 use super::graphs::optimizer::{self, AdamConfig, CatchUp};
-use super::graphs::{eval, training};
+use super::graphs::{eval, step, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
 use super::onnx_proto::ModelProto;
 use super::params::{
@@ -220,7 +221,7 @@ pub fn fit(
     write_model(paths.optimizer_model, &optimizer::build(k, &config.adam))?;
     let mut trainer = Trainer::new(
         initial_params(n_customers, n_products, k, config.seed)?,
-        runtime::session_from_file(paths.training_model)?,
+        runtime::session_from_bytes(&step::build(k, &config.adam).encode_to_vec())?,
         runtime::session_from_file(paths.optimizer_model)?,
         config.adam,
         // At most u32::MAX steps (checked by `limits::check`).
@@ -253,8 +254,8 @@ pub fn fit(
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
         let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
         for (index, batch) in batches.iter().enumerate() {
-            let next_batch = batches.get(index + 1).copied().unwrap_or_default();
-            let loss = trainer.step(ratings, batch, next_batch)?;
+            let upcoming = |ahead: usize| batches.get(index + ahead).copied().unwrap_or_default();
+            let loss = trainer.step(ratings, batch, upcoming(1), upcoming(2))?;
             if !loss.is_finite() {
                 bail!(
                     "epoch {epoch}, step {} of {steps_per_epoch}: the training loss is {loss}; \
@@ -544,12 +545,10 @@ impl Dense {
 #[derive(Default)]
 struct StepBuffers {
     /// Adam's flat [`optimizer::PARAMS`]: the batch's distinct customer rows, then its distinct
-    /// product rows (the training graph's input), then, once the training graph has run, the
-    /// dense layers.
+    /// product rows, then the dense layers (the step graph's training half reads views of it).
     params: Vec<f32>,
     params_m: Vec<f32>,
     params_v: Vec<f32>,
-    params_grad: Vec<f32>,
     /// Where each of the batch's rows came from.
     sources: Vec<(Side, u32)>,
     /// Rows to bring up to date (the next batch's rows this batch does not use, or a chunk of
@@ -572,7 +571,6 @@ impl StepBuffers {
             &mut self.params,
             &mut self.params_m,
             &mut self.params_v,
-            &mut self.params_grad,
             &mut self.lagging,
             &mut self.lagging_m,
             &mut self.lagging_v,
@@ -628,6 +626,37 @@ struct Target<'a> {
     catch_up: &'a CatchUp,
 }
 
+/// Stores a run's updated rows in the tables, up to date with `step`: `updated` holds the
+/// values, first and second moments of the rows `sources`, in that order, `k` values a row.
+fn write_rows(
+    tables: &mut [Table; 2],
+    sources: &[(Side, u32)],
+    updated: [&[f32]; 3],
+    k: usize,
+    step: u32,
+) {
+    for (position, &(side, id)) in sources.iter().enumerate() {
+        let row = position * k..(position + 1) * k;
+        tables[side as usize].write_row(
+            id as usize,
+            k,
+            updated.map(|values| &values[row.clone()]),
+            step,
+        );
+    }
+}
+
+/// The lagging rows' values, first and second moments after an optimizer run's catch-up.
+fn caught_up<'o>(outputs: &'o ort::session::SessionOutputs<'_>) -> Result<[&'o [f32]; 3]> {
+    let output =
+        |name: &str| -> Result<&'o [f32]> { Ok(outputs[name].try_extract_tensor::<f32>()?.1) };
+    Ok([
+        output(optimizer::LAGGING_ROWS_UPDATED)?,
+        output(optimizer::LAGGING_ROWS_M_UPDATED)?,
+        output(optimizer::LAGGING_ROWS_V_UPDATED)?,
+    ])
+}
+
 struct Trainer {
     k: usize,
     n_customers: usize,
@@ -636,7 +665,9 @@ struct Trainer {
     dense: Dense,
     /// Steps taken.
     step: u32,
-    training: Session,
+    /// The fused step graph (training and optimizer graphs in one run, [`step`]).
+    step_graph: Session,
+    /// The optimizer graph alone, for the end-of-epoch catch-up.
     optimizer: Session,
     adam: AdamConfig,
     catch_up: CatchUp,
@@ -647,7 +678,7 @@ struct Trainer {
 impl Trainer {
     fn new(
         params: ModelParams,
-        training: Session,
+        step_graph: Session,
         optimizer: Session,
         adam: AdamConfig,
         last_step: u32,
@@ -664,7 +695,7 @@ impl Trainer {
             ],
             dense,
             step: 0,
-            training,
+            step_graph,
             optimizer,
             adam,
             catch_up: CatchUp::new(&adam, last_step)?,
@@ -675,8 +706,15 @@ impl Trainer {
 
     /// One training step on the rating rows `batch`; returns the batch loss. `next_batch` (the
     /// following step's rows, empty at the end of an epoch) has its embedding rows brought up
-    /// to date by this step's optimizer run, so every forward pass sees dense-Adam values.
-    fn step(&mut self, ratings: &Ratings, batch: &[u32], next_batch: &[u32]) -> Result<f32> {
+    /// to date by this step's run, so every forward pass sees dense-Adam values; the rows of
+    /// `after_next` (the batch after it) are prefetched, for the next step to gather.
+    fn step(
+        &mut self,
+        ratings: &Ratings,
+        batch: &[u32],
+        next_batch: &[u32],
+        after_next: &[u32],
+    ) -> Result<f32> {
         let k = self.k;
         let b = &mut self.buffers;
         b.clear();
@@ -695,55 +733,14 @@ impl Trainer {
         }
         b.rating
             .extend(batch.iter().map(|&sample| ratings.ratings[sample as usize]));
-        let masks = self.masks.next()?;
-        debug_assert_eq!(masks.second.len(), batch.len() * k, "masks out of step");
-
-        // The next batch's rows are read after this run: their loads overlap it.
-        for (side, ids) in [
-            (Side::Customer, &ratings.customers),
-            (Side::Product, &ratings.products),
-        ] {
-            let table = &self.tables[side as usize];
-            for &sample in next_batch {
-                table.prefetch_row(ids[sample as usize] as usize, k);
-            }
-        }
-
         let rows = b.sources.len();
-        let n = batch.len();
-        // 2/B, the loss gradient's scale, as Keras' mean computes it (in float32).
-        let gradient_scale = [2.0 / n as f32];
-        let [w1, b1, w2, b2] = self.dense.parts(&self.dense.values);
-        let outputs = self.training.run(ort::inputs![
-            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], &b.params[..]))?,
-            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &b.sample_rows[..]))?,
-            training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
-            training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..]))?,
-            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
-            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
-            DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
-            DENSE_1_BIAS => TensorRef::from_array_view(([k], b1))?,
-            DENSE_2_KERNEL => TensorRef::from_array_view(([k, 1], w2))?,
-            DENSE_2_BIAS => TensorRef::from_array_view(([1], b2))?,
-        ])?;
-        let loss = outputs[training::LOSS].try_extract_tensor::<f32>()?.1[0];
-        for name in [
-            training::EMBEDDING_ROWS_GRAD,
-            training::DENSE_1_KERNEL_GRAD,
-            training::DENSE_1_BIAS_GRAD,
-            training::DENSE_2_KERNEL_GRAD,
-            training::DENSE_2_BIAS_GRAD,
-        ] {
-            b.params_grad
-                .extend_from_slice(outputs[name].try_extract_tensor::<f32>()?.1);
-        }
-        drop(outputs);
-        self.masks.recycle(masks);
         b.params.extend_from_slice(&self.dense.values);
         b.params_m.extend_from_slice(&self.dense.m);
         b.params_v.extend_from_slice(&self.dense.v);
 
-        // The next batch's rows that this one does not use: caught up to this step.
+        // The next batch's rows that this one does not use: caught up to this step. They were
+        // prefetched a step ago; the rows of the batch after are prefetched now, for the next
+        // step, so their loads overlap this run.
         self.step += 1;
         let target = Target {
             step: self.step,
@@ -757,26 +754,36 @@ impl Trainer {
             for &sample in next_batch {
                 b.lag(table, side, ids[sample as usize] as usize, k, target);
             }
+            for &sample in after_next {
+                table.prefetch_row(ids[sample as usize] as usize, k);
+            }
         }
-        self.apply_adam(true)?;
-        Ok(loss)
-    }
 
-    /// Runs the optimizer graph at the current step on the step buffers: Adam on the batch's rows
-    /// (and on the dense layers after them in `params` when `update_dense`), the catch-up on the
-    /// lagging rows; then writes the rows back and frees their slots.
-    fn apply_adam(&mut self, update_dense: bool) -> Result<()> {
-        let (k, step) = (self.k, self.step);
-        let b = &self.buffers;
+        let masks = self.masks.next()?;
+        debug_assert_eq!(masks.second.len(), batch.len() * k, "masks out of step");
+        let n = batch.len();
+        // 2/B, the loss gradient's scale, as Keras' mean computes it (in float32).
+        let gradient_scale = [2.0 / n as f32];
+        let step_size = [optimizer::step_size(&self.adam, self.step)];
+        let (embedding_rows, dense) = b.params.split_at(rows * k);
+        let [w1, b1, w2, b2] = self.dense.parts(dense);
         let params = b.params.len();
         let lagging = b.lagging_sources.len();
-        let step_size = [optimizer::step_size(&self.adam, step)];
-        let outputs = self.optimizer.run(ort::inputs![
+        let outputs = self.step_graph.run(ort::inputs![
+            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], embedding_rows))?,
+            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &b.sample_rows[..]))?,
+            training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
+            training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..]))?,
+            training::DROPOUT_1_MASK => TensorRef::from_array_view(([n, 2 * k], &masks.first[..]))?,
+            training::DROPOUT_2_MASK => TensorRef::from_array_view(([n, k], &masks.second[..]))?,
+            DENSE_1_KERNEL => TensorRef::from_array_view(([2 * k, k], w1))?,
+            DENSE_1_BIAS => TensorRef::from_array_view(([k], b1))?,
+            DENSE_2_KERNEL => TensorRef::from_array_view(([k, 1], w2))?,
+            DENSE_2_BIAS => TensorRef::from_array_view(([1], b2))?,
             optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..]))?,
             optimizer::PARAMS => TensorRef::from_array_view(([params], &b.params[..]))?,
             optimizer::PARAMS_M => TensorRef::from_array_view(([params], &b.params_m[..]))?,
             optimizer::PARAMS_V => TensorRef::from_array_view(([params], &b.params_v[..]))?,
-            optimizer::PARAMS_GRAD => TensorRef::from_array_view(([params], &b.params_grad[..]))?,
             optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &b.lagging[..]))?,
             optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &b.lagging_m[..]))?,
             optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &b.lagging_v[..]))?,
@@ -786,36 +793,60 @@ impl Trainer {
         ])?;
         let output =
             |name: &str| -> Result<&[f32]> { Ok(outputs[name].try_extract_tensor::<f32>()?.1) };
+        let loss = output(training::LOSS)?[0];
         let stepped = [
             output(optimizer::PARAMS_UPDATED)?,
             output(optimizer::PARAMS_M_UPDATED)?,
             output(optimizer::PARAMS_V_UPDATED)?,
         ];
-        let caught_up = [
-            output(optimizer::LAGGING_ROWS_UPDATED)?,
-            output(optimizer::LAGGING_ROWS_M_UPDATED)?,
-            output(optimizer::LAGGING_ROWS_V_UPDATED)?,
-        ];
-        for (sources, updated) in [(&b.sources, stepped), (&b.lagging_sources, caught_up)] {
-            for (position, &(side, id)) in sources.iter().enumerate() {
-                let from = position * k..(position + 1) * k;
-                self.tables[side as usize].write_row(
-                    id as usize,
-                    k,
-                    updated.map(|values| &values[from.clone()]),
-                    step,
-                );
-            }
+        write_rows(&mut self.tables, &b.sources, stepped, k, self.step);
+        write_rows(
+            &mut self.tables,
+            &b.lagging_sources,
+            caught_up(&outputs)?,
+            k,
+            self.step,
+        );
+        for (target, values) in [&mut self.dense.values, &mut self.dense.m, &mut self.dense.v]
+            .into_iter()
+            .zip(stepped)
+        {
+            target.copy_from_slice(&values[rows * k..]);
         }
-        if update_dense {
-            let rows_end = b.sources.len() * k;
-            for (target, values) in [&mut self.dense.values, &mut self.dense.m, &mut self.dense.v]
-                .into_iter()
-                .zip(stepped)
-            {
-                target.copy_from_slice(&values[rows_end..]);
-            }
-        }
+        drop(outputs);
+        self.masks.recycle(masks);
+        Ok(loss)
+    }
+
+    /// Runs the optimizer graph at the current step on the step buffers' lagging rows alone
+    /// (the catch-up; no rows or dense layers to step), then writes the rows back.
+    fn catch_up_lagging_rows(&mut self) -> Result<()> {
+        let (k, step) = (self.k, self.step);
+        let b = &self.buffers;
+        let lagging = b.lagging_sources.len();
+        let step_size = [optimizer::step_size(&self.adam, step)];
+        let nothing: [f32; 0] = [];
+        let nothing = || TensorRef::from_array_view(([0], &nothing[..]));
+        let outputs = self.optimizer.run(ort::inputs![
+            optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..]))?,
+            optimizer::PARAMS => nothing()?,
+            optimizer::PARAMS_M => nothing()?,
+            optimizer::PARAMS_V => nothing()?,
+            optimizer::PARAMS_GRAD => nothing()?,
+            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &b.lagging[..]))?,
+            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &b.lagging_m[..]))?,
+            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &b.lagging_v[..]))?,
+            optimizer::CATCH_UP => TensorRef::from_array_view(
+                ([lagging, optimizer::CATCH_UP_COLUMNS], &b.catch_up[..]),
+            )?,
+        ])?;
+        write_rows(
+            &mut self.tables,
+            &b.lagging_sources,
+            caught_up(&outputs)?,
+            k,
+            step,
+        );
         Ok(())
     }
 
@@ -841,7 +872,7 @@ impl Trainer {
                     next += 1;
                 }
                 if !b.lagging_sources.is_empty() {
-                    self.apply_adam(false)?;
+                    self.catch_up_lagging_rows()?;
                 }
             }
         }
@@ -930,7 +961,7 @@ mod tests {
             |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
         Trainer::new(
             initial_params(7, 4, K, config.seed).unwrap(),
-            session(training::build(K)),
+            session(step::build(K, &config.adam)),
             session(optimizer::build(K, &config.adam)),
             config.adam,
             steps,
@@ -984,9 +1015,12 @@ mod tests {
         let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
         for epoch in 0..config.epochs {
             for (index, batch) in batches.iter().enumerate() {
-                let next_batch = batches.get(index + 1).copied().unwrap_or_default();
-                let lazy_loss = lazy.step(&ratings, batch, next_batch).unwrap();
-                let dense_loss = dense.step(&ratings, batch, &[]).unwrap();
+                let upcoming =
+                    |ahead: usize| batches.get(index + ahead).copied().unwrap_or_default();
+                let lazy_loss = lazy
+                    .step(&ratings, batch, upcoming(1), upcoming(2))
+                    .unwrap();
+                let dense_loss = dense.step(&ratings, batch, &[], &[]).unwrap();
                 assert!((lazy_loss - dense_loss).abs() <= 1e-5 * dense_loss.abs());
                 sat_out += lazy.tables[Side::Customer as usize]
                     .last_step
