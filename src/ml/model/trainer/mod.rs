@@ -2,8 +2,8 @@
 //! ONNX Runtime sessions over the generated [`graphs`](super::graphs).
 //!
 //! Rust owns the state and moves O(batch) data per step:
-//! - the embedding tables with their Adam moments and, per row, the step it was last brought up
-//!   to date; a step copies out the batch's distinct rows (for the gradient and the update) and
+//! - the embedding tables with their Adam moments (a row's values and moments side by side, see
+//!   `Table`) and, per row, the step it was last brought up to date; a step copies out the batch's distinct rows (for the gradient and the update) and
 //!   the next batch's other rows with their catch-up coefficients (to bring them up to date),
 //!   and copies the updated rows back;
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
@@ -15,6 +15,10 @@
 //! is therefore current, and after every epoch every row is caught up, so the gradients and the
 //! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
 //! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
+//!
+//! After every epoch the validation rows are scored from the tables themselves (their rows
+//! gathered for [`eval::scorer`], so ONNX Runtime holds no copy of the tables); after the last,
+//! the eval graph and the checkpoint are streamed from the tables on a second thread meanwhile.
 //!
 //! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
 //! `floor(rows·(1 − val_split))` rows train); training rows are reshuffled every epoch; batches
