@@ -60,7 +60,7 @@ impl<'a> FloatsView<'a> {
     /// If the runs do not fit in `buffer` or `width + offset > stride` (a caller's bug).
     pub fn strided(buffer: &'a [f32], width: usize, stride: usize, offset: usize) -> Self {
         assert!(
-            width + offset <= stride && buffer.len() % stride.max(1) == 0,
+            width + offset <= stride && buffer.len().is_multiple_of(stride.max(1)),
             "{width} values at {offset} do not fit rows of {stride} in {} values",
             buffer.len()
         );
