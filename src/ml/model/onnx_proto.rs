@@ -12,8 +12,9 @@
 //!
 //! # Large tensors: streamed, and stored outside the model when asked
 //! [`write_model`] writes a model whose big float32 initializers (the embedding tables and their
-//! Adam moments) come straight from the caller's buffers ([`Payload`]): the model is encoded
-//! around them, so no copy of a table is made, neither as `raw_data` nor as encoded bytes.
+//! Adam moments) come straight from the caller's buffers ([`Payload`], a [`FloatsView`] that
+//! may pick every row's part of a wider buffer, as the trainer's tables need): the model is
+//! encoded around them, so no copy of a table is made, neither as `raw_data` nor as encoded bytes.
 //! With [`ExternalData`] the payloads of at least `min_bytes` go to a side file instead, per
 //! the ONNX external data convention (`data_location` EXTERNAL, `external_data` entries
 //! `location`, `offset`, `length`; `location` relative to the model's folder), which lifts
