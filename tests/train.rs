@@ -13,7 +13,8 @@ use warez_pipe::engine::kind::{NoProgress, Params, Progress, StageContext, Stage
 use warez_pipe::ml::data::dataset::Ratings;
 use warez_pipe::ml::kinds::train::Train;
 use warez_pipe::ml::model::checkpoint;
-use warez_pipe::ml::model::metrics::TrainingMetrics;
+use warez_pipe::ml::model::metrics::{self, TrainingMetrics};
+use warez_pipe::ml::model::runtime::EvalSession;
 use warez_pipe::ml::model::trainer::{self, initial_params, msle, TrainConfig};
 
 use train_support::{small_ratings, train};
@@ -63,6 +64,32 @@ fn training_lowers_the_loss_on_the_small_data() {
     // The notebook reaches about 0.008 after one epoch; three epochs do at least as well.
     assert!(after < 0.0095, "validation MSLE {after}");
     assert!(trained.metrics.validation.mse < trained.metrics.baseline.mse);
+}
+
+/// The trainer scores its validation rows from its own tables (the eval graph's layers after
+/// the lookup, fed the gathered rows), not through `eval_model.onnx`: the scores must still be
+/// the eval graph's bit for bit, since they make `metrics.json`. Two epochs: every epoch is
+/// scored, the artifacts are written after the last.
+#[test]
+fn validation_scores_are_those_of_the_eval_graph_bit_for_bit() {
+    let ratings = small_ratings();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 2,
+        ..TrainConfig::default()
+    };
+    let (trained, artifacts) = train(&ratings, &config, dir.path());
+    let start = trainer::training_rows(ratings.len(), config.val_split).unwrap();
+    let mut eval = EvalSession::from_file(&artifacts.eval_model).unwrap();
+    let scores = eval
+        .score(&ratings.customers[start..], &ratings.products[start..])
+        .unwrap();
+    let targets = &ratings.ratings[start..];
+    assert_eq!(trained.metrics.validation, metrics::score(&scores, targets));
+    assert_eq!(
+        trained.metrics.epochs[1].val_msle.to_bits(),
+        msle(&scores, targets).to_bits()
+    );
 }
 
 #[test]

@@ -70,7 +70,7 @@ fn a_run_larger_than_memory_stops_with_the_estimate_and_the_params() {
         .assert_stderr_contains(" of memory, but ")
         .assert_stderr_contains("is available (")
         .assert_stderr_contains("embedding tables with their Adam moments")
-        .assert_stderr_contains("the eval graph loaded to score validation");
+        .assert_stderr_contains("scoring the validation rows");
     assert_no_panic(&run);
     assert!(run.stderr.contains("\ntrain   FAILED"), "{}", run.stderr);
     assert!(cache_tmp(&project).is_empty(), "{:?}", cache_tmp(&project));

@@ -12,8 +12,9 @@
 //!
 //! # Large tensors: streamed, and stored outside the model when asked
 //! [`write_model`] writes a model whose big float32 initializers (the embedding tables and their
-//! Adam moments) come straight from the caller's buffers ([`Payload`]): the model is encoded
-//! around them, so no copy of a table is made, neither as `raw_data` nor as encoded bytes.
+//! Adam moments) come straight from the caller's buffers ([`Payload`], a [`FloatsView`] that
+//! may pick every row's part of a wider buffer, as the trainer's tables need): the model is
+//! encoded around them, so no copy of a table is made, neither as `raw_data` nor as encoded bytes.
 //! With [`ExternalData`] the payloads of at least `min_bytes` go to a side file instead, per
 //! the ONNX external data convention (`data_location` EXTERNAL, `external_data` entries
 //! `location`, `offset`, `length`; `location` relative to the model's folder), which lifts
@@ -35,6 +36,8 @@ use prost::Message;
 
 use attribute_proto::AttributeType;
 use tensor_proto::DataType;
+
+use super::params::FloatsView;
 
 include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 
@@ -159,7 +162,7 @@ pub const EXTERNAL_HASH_PREFIX: &str = "warez-pipe:blake3:";
 /// is a [`tensor_f32_placeholder`]).
 pub struct Payload<'a> {
     pub name: String,
-    pub values: &'a [f32],
+    pub values: FloatsView<'a>,
 }
 
 /// Where [`write_model`] puts payloads of at least `min_bytes`: `file`, referenced from the
@@ -174,7 +177,10 @@ pub struct ExternalData<'a> {
 /// field follows from the caller's buffer.
 enum Encoded<'a> {
     Whole(Vec<u8>),
-    Inline { header: Vec<u8>, values: &'a [f32] },
+    Inline {
+        header: Vec<u8>,
+        values: FloatsView<'a>,
+    },
 }
 
 impl Encoded<'_> {
@@ -286,7 +292,7 @@ pub fn write_model(
         }
         out.write_all(&header)?;
         if let Encoded::Inline { values, .. } = part {
-            write_f32_le(out, values, false)?;
+            write_f32_le(out, *values, false)?;
         }
     }
     Ok(())
@@ -295,18 +301,32 @@ pub fn write_model(
 /// Bytes converted per write (and per read in [`ModelFile`]).
 const CHUNK_VALUES: usize = 16 * 1024;
 
-/// Writes `values` little-endian through a small buffer; returns their blake3 hash if `hash`.
-fn write_f32_le(out: &mut dyn Write, values: &[f32], hash: bool) -> Result<Option<blake3::Hash>> {
+/// Writes `values` little-endian through a small buffer (whatever the runs of the view);
+/// returns their blake3 hash if `hash`.
+fn write_f32_le(
+    out: &mut dyn Write,
+    values: FloatsView,
+    hash: bool,
+) -> Result<Option<blake3::Hash>> {
     let mut hasher = hash.then(blake3::Hasher::new);
     let mut bytes = Vec::with_capacity(4 * CHUNK_VALUES);
-    for chunk in values.chunks(CHUNK_VALUES) {
-        bytes.clear();
-        bytes.extend(chunk.iter().flat_map(|value| value.to_le_bytes()));
+    let mut flush = |bytes: &mut Vec<u8>| -> Result<()> {
         if let Some(hasher) = &mut hasher {
-            hasher.update(&bytes);
+            hasher.update(bytes);
         }
-        out.write_all(&bytes)?;
+        out.write_all(bytes)?;
+        bytes.clear();
+        Ok(())
+    };
+    for run in values.runs() {
+        for chunk in run.chunks(CHUNK_VALUES) {
+            bytes.extend(chunk.iter().flat_map(|value| value.to_le_bytes()));
+            if bytes.len() >= 4 * CHUNK_VALUES {
+                flush(&mut bytes)?;
+            }
+        }
     }
+    flush(&mut bytes)?;
     Ok(hasher.map(|hasher| hasher.finalize()))
 }
 

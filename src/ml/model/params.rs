@@ -39,6 +39,75 @@ pub struct ModelParams {
     pub dense_2_bias: Vec<f32>,
 }
 
+/// Float32 values borrowed from a buffer they may share with other values: `rows` runs of
+/// `width` values, run `r` starting at `offset + r·stride`. A plain slice is one run; a column
+/// block of a row-major matrix (such as the trainer's tables, whose rows hold a parameter row
+/// and its two Adam moments side by side) is one run per row. Writers stream the runs in order,
+/// so a view never needs a contiguous copy of what it shows.
+#[derive(Debug, Clone, Copy)]
+pub struct FloatsView<'a> {
+    buffer: &'a [f32],
+    rows: usize,
+    width: usize,
+    stride: usize,
+    offset: usize,
+}
+
+impl<'a> FloatsView<'a> {
+    /// `width` values of each `stride`-long row of `buffer`, from `offset` in the row.
+    ///
+    /// # Panics
+    /// If the runs do not fit in `buffer` or `width + offset > stride` (a caller's bug).
+    pub fn strided(buffer: &'a [f32], width: usize, stride: usize, offset: usize) -> Self {
+        assert!(
+            width + offset <= stride && buffer.len().is_multiple_of(stride.max(1)),
+            "{width} values at {offset} do not fit rows of {stride} in {} values",
+            buffer.len()
+        );
+        Self {
+            buffer,
+            rows: buffer.len() / stride.max(1),
+            width,
+            stride,
+            offset,
+        }
+    }
+
+    /// How many values the view shows.
+    pub fn len(&self) -> usize {
+        self.rows * self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values, as contiguous runs in order.
+    pub fn runs(&self) -> impl Iterator<Item = &'a [f32]> + 'a {
+        let Self {
+            buffer,
+            width,
+            stride,
+            offset,
+            ..
+        } = *self;
+        (0..self.rows).map(move |row| &buffer[row * stride + offset..][..width])
+    }
+}
+
+impl<'a> From<&'a [f32]> for FloatsView<'a> {
+    /// The whole slice, as one run.
+    fn from(values: &'a [f32]) -> Self {
+        Self {
+            buffer: values,
+            rows: 1,
+            width: values.len(),
+            stride: values.len(),
+            offset: 0,
+        }
+    }
+}
+
 /// The parameters borrowed from wherever they live (the trainer's tables, a [`ModelParams`]):
 /// what the writers of the eval graph and the checkpoint stream from, without a copy.
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +115,8 @@ pub struct ParamsView<'a> {
     pub n_customers: usize,
     pub n_products: usize,
     pub n_factors: usize,
-    pub customer_embedding: &'a [f32],
-    pub product_embedding: &'a [f32],
+    pub customer_embedding: FloatsView<'a>,
+    pub product_embedding: FloatsView<'a>,
     pub dense_1_kernel: &'a [f32],
     pub dense_1_bias: &'a [f32],
     pub dense_2_kernel: &'a [f32],
@@ -56,7 +125,7 @@ pub struct ParamsView<'a> {
 
 impl<'a> ParamsView<'a> {
     /// The six parameters with their names and shapes, in a fixed order.
-    pub fn tensors(&self) -> [(&'static str, Vec<i64>, &'a [f32]); 6] {
+    pub fn tensors(&self) -> [(&'static str, Vec<i64>, FloatsView<'a>); 6] {
         let (n_c, n_p, k) = (
             self.n_customers as i64,
             self.n_products as i64,
@@ -65,10 +134,10 @@ impl<'a> ParamsView<'a> {
         [
             (CUSTOMER_EMBEDDING, vec![n_c, k], self.customer_embedding),
             (PRODUCT_EMBEDDING, vec![n_p, k], self.product_embedding),
-            (DENSE_1_KERNEL, vec![2 * k, k], self.dense_1_kernel),
-            (DENSE_1_BIAS, vec![k], self.dense_1_bias),
-            (DENSE_2_KERNEL, vec![k, 1], self.dense_2_kernel),
-            (DENSE_2_BIAS, vec![1], self.dense_2_bias),
+            (DENSE_1_KERNEL, vec![2 * k, k], self.dense_1_kernel.into()),
+            (DENSE_1_BIAS, vec![k], self.dense_1_bias.into()),
+            (DENSE_2_KERNEL, vec![k, 1], self.dense_2_kernel.into()),
+            (DENSE_2_BIAS, vec![1], self.dense_2_bias.into()),
         ]
     }
 }
@@ -79,8 +148,8 @@ impl ModelParams {
             n_customers: self.n_customers,
             n_products: self.n_products,
             n_factors: self.n_factors,
-            customer_embedding: &self.customer_embedding,
-            product_embedding: &self.product_embedding,
+            customer_embedding: self.customer_embedding.as_slice().into(),
+            product_embedding: self.product_embedding.as_slice().into(),
             dense_1_kernel: &self.dense_1_kernel,
             dense_1_bias: &self.dense_1_bias,
             dense_2_kernel: &self.dense_2_kernel,

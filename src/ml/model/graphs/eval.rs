@@ -8,6 +8,15 @@
 //!
 //! The trainer writes it with [`write`], which streams the embedding tables from its own buffers
 //! into the file instead of copying them into the model first.
+//!
+//! # The scorer: the same layers after the lookup
+//! The trainer scores its validation rows with [`scorer`]: the eval graph's nodes from
+//! `concatenate` on, whose input [`FEATURES`] `[N, 2k]` is each pair's customer row followed by
+//! its product row, which the trainer gathers from its own tables (as it gathers a training
+//! step's rows). Loading the eval graph instead would give ONNX Runtime a second copy of the
+//! tables, as large as the trainer's parameters; the scorer holds only the dense layers. Its
+//! `dense_1`/`dense_2` nodes and initializers are the eval graph's, so its scores are the eval
+//! graph's bit for bit (tests/train.rs checks it against `eval_model.onnx`).
 
 use std::path::Path;
 
@@ -19,6 +28,9 @@ use crate::ml::model::params::{
     ModelParams, ParamsView, CUSTOMER_EMBEDDING, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS,
     DENSE_2_KERNEL, INPUT_PRODUCT, INPUT_USER, OUTPUT, PRODUCT_EMBEDDING,
 };
+
+/// Input of the [`scorer`] graph: float32 `[N, 2k]`, each pair's customer row then its product row.
+pub const FEATURES: &str = "features";
 
 /// The eval graph carrying `params`, in memory.
 pub fn build(params: &ModelParams) -> ModelProto {
@@ -65,10 +77,6 @@ fn frame(params: ParamsView) -> ModelProto {
     let product = g.input(INPUT_PRODUCT, float, &[pairs, Dim::Fixed(1)]);
     let customers = g.placeholder_f32(CUSTOMER_EMBEDDING, &[n_c, k]);
     let products = g.placeholder_f32(PRODUCT_EMBEDDING, &[n_p, k]);
-    let w1 = g.constant_f32(DENSE_1_KERNEL, &[2 * k, k], params.dense_1_kernel);
-    let b1 = g.constant_f32(DENSE_1_BIAS, &[k], params.dense_1_bias);
-    let w2 = g.constant_f32(DENSE_2_KERNEL, &[k, 1], params.dense_2_kernel);
-    let b2 = g.constant_f32(DENSE_2_BIAS, &[1], params.dense_2_bias);
 
     let mut embed = |ids: &str, table: &str, layer: &str| {
         let index = g.op_with(
@@ -98,14 +106,42 @@ fn frame(params: ParamsView) -> ModelProto {
         &[("axis", Attr::Int(1))],
         "concatenate",
     );
-    let hidden = g.op("MatMul", &[&features, &w1], "dense_1/MatMul");
-    let hidden = g.op("Add", &[&hidden, &b1], "dense_1/BiasAdd");
-    let hidden = g.op("Relu", &[&hidden], "dense_1/Relu");
-    let output = g.op("MatMul", &[&hidden, &w2], "dense_2/MatMul");
-    g.op("Add", &[&output, &b2], OUTPUT);
-    g.output(OUTPUT, float, &[pairs, Dim::Fixed(1)]);
+    dense_layers(&mut g, &features, params);
     g.finish(
         "warez-pipe recommender (Keras DeepCollaborativeFiltering inference path): \
          user, product (mapped ids as float32 [N, 1]) -> dense_2/BiasAdd [N, 1]",
     )
+}
+
+/// The graph scoring pairs from their gathered embedding rows with `params`' dense layers (see
+/// the module doc); the embedding tables in `params` are not read.
+pub fn scorer(params: ParamsView) -> ModelProto {
+    let k = params.n_factors as i64;
+    let mut g = GraphBuilder::new("recommender_scorer");
+    let features = g.input(
+        FEATURES,
+        DataType::Float,
+        &[Dim::Named("N"), Dim::Fixed(2 * k)],
+    );
+    dense_layers(&mut g, &features, params);
+    g.finish(
+        "warez-pipe recommender's layers after the embedding lookup: features (a pair's \
+         customer row then its product row, float32 [N, 2k]) -> dense_2/BiasAdd [N, 1]",
+    )
+}
+
+/// `dense_1` (MatMul, BiasAdd, Relu) and `dense_2` (MatMul, BiasAdd) on `features` `[N, 2k]`,
+/// with `params`' weights as initializers, and the graph output [`OUTPUT`] `[N, 1]`.
+fn dense_layers(g: &mut GraphBuilder, features: &str, params: ParamsView) {
+    let k = params.n_factors as i64;
+    let w1 = g.constant_f32(DENSE_1_KERNEL, &[2 * k, k], params.dense_1_kernel);
+    let b1 = g.constant_f32(DENSE_1_BIAS, &[k], params.dense_1_bias);
+    let w2 = g.constant_f32(DENSE_2_KERNEL, &[k, 1], params.dense_2_kernel);
+    let b2 = g.constant_f32(DENSE_2_BIAS, &[1], params.dense_2_bias);
+    let hidden = g.op("MatMul", &[features, &w1], "dense_1/MatMul");
+    let hidden = g.op("Add", &[&hidden, &b1], "dense_1/BiasAdd");
+    let hidden = g.op("Relu", &[&hidden], "dense_1/Relu");
+    let output = g.op("MatMul", &[&hidden, &w2], "dense_2/MatMul");
+    g.op("Add", &[&output, &b2], OUTPUT);
+    g.output(OUTPUT, DataType::Float, &[Dim::Named("N"), Dim::Fixed(1)]);
 }

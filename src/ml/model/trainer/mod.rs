@@ -2,8 +2,8 @@
 //! ONNX Runtime sessions over the generated [`graphs`](super::graphs).
 //!
 //! Rust owns the state and moves O(batch) data per step:
-//! - the embedding tables with their Adam moments and, per row, the step it was last brought up
-//!   to date; a step copies out the batch's distinct rows (for the gradient and the update) and
+//! - the embedding tables with their Adam moments (a row's values and moments side by side, see
+//!   `Table`) and, per row, the step it was last brought up to date; a step copies out the batch's distinct rows (for the gradient and the update) and
 //!   the next batch's other rows with their catch-up coefficients (to bring them up to date),
 //!   and copies the updated rows back;
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
@@ -16,6 +16,10 @@
 //! is therefore current, and after every epoch every row is caught up, so the gradients and the
 //! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
 //! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
+//!
+//! After every epoch the validation rows are scored from the tables themselves (their rows
+//! gathered for [`eval::scorer`], so ONNX Runtime holds no copy of the tables); after the last,
+//! the eval graph and the checkpoint are streamed from the tables on a second thread meanwhile.
 //!
 //! Keras semantics: the validation rows are the last `val_split` of the data (not shuffled,
 //! `floor(rows·(1 − val_split))` rows train); training rows are reshuffled every epoch; batches
@@ -41,15 +45,16 @@ pub mod limits;
 
 use dropout::{MaskStream, Schedule};
 
-use super::checkpoint::{self, AdamState, AdamView};
+use super::checkpoint::{self, AdamView};
 use super::graphs::optimizer::{self, AdamConfig, CatchUp};
 use super::graphs::{eval, step, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
 use super::onnx_proto::ModelProto;
 use super::params::{
-    ModelParams, ParamsView, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
+    FloatsView, ModelParams, ParamsView, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS,
+    DENSE_2_KERNEL, OUTPUT,
 };
-use super::runtime::{self, EvalSession};
+use super::runtime;
 use crate::engine::kind::Progress;
 use crate::ml::data::dataset::Ratings;
 use crate::ml::data::try_vec;
@@ -117,11 +122,10 @@ pub struct ArtifactPaths<'a> {
     pub checkpoint_data: &'a Path,
 }
 
-/// The trained model and what training measured.
+/// The trained model and what training measured (Adam's state is in the checkpoint).
 #[derive(Debug, Clone)]
 pub struct Trained {
     pub params: ModelParams,
-    pub adam: AdamState,
     pub metrics: TrainingMetrics,
 }
 
@@ -157,35 +161,67 @@ pub fn initial_params(
     k: usize,
     seed: u64,
 ) -> Result<ModelParams> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(INIT_STREAM);
-    let mut uniform = |rows: usize, columns: usize, limit: f32| -> Result<Vec<f32>> {
-        let count = rows
-            .checked_mul(columns)
-            .with_context(|| format!("a {rows} × {columns} weight matrix is too large"))?;
+    let mut draws = InitialDraws::new(seed);
+    let mut embedding = |rows: usize| -> Result<Vec<f32>> {
+        let count = table_len(rows, k)?;
         let mut values = try_vec(count)?;
-        values.extend((0..count).map(|_| rng.random_range(-limit..limit)));
+        values.extend((0..count).map(|_| draws.embedding()));
         Ok(values)
     };
-    let glorot = |fan_in: usize, fan_out: usize| (6.0 / (fan_in + fan_out) as f32).sqrt();
+    let customer_embedding = embedding(n_customers)?;
+    let product_embedding = embedding(n_products)?;
+    let [dense_1_kernel, dense_1_bias, dense_2_kernel, dense_2_bias] = draws.dense(k);
     Ok(ModelParams {
         n_customers,
         n_products,
         n_factors: k,
-        customer_embedding: uniform(n_customers, k, 0.05)?,
-        product_embedding: uniform(n_products, k, 0.05)?,
-        dense_1_kernel: uniform(2 * k, k, glorot(2 * k, k))?,
-        dense_1_bias: vec![0.0; k],
-        dense_2_kernel: uniform(k, 1, glorot(k, 1))?,
-        dense_2_bias: vec![0.0],
+        customer_embedding,
+        product_embedding,
+        dense_1_kernel,
+        dense_1_bias,
+        dense_2_kernel,
+        dense_2_bias,
     })
 }
 
-/// `len` copies of `value`, allocated fallibly.
-fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
-    let mut values = try_vec(len)?;
-    values.resize(len, value);
-    Ok(values)
+/// The values of a `rows` × `k` table; an error past `usize`.
+fn table_len(rows: usize, k: usize) -> Result<usize> {
+    rows.checked_mul(k)
+        .with_context(|| format!("a {rows} × {k} weight matrix is too large"))
+}
+
+/// The initial weights' random draws, in the one order that fixes them: the customer table, the
+/// product table (row by row), then `dense_1/kernel` and `dense_2/kernel`. [`initial_params`]
+/// stores them as [`ModelParams`], the trainer straight into its tables' rows.
+struct InitialDraws {
+    rng: ChaCha8Rng,
+}
+
+impl InitialDraws {
+    fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(INIT_STREAM);
+        Self { rng }
+    }
+
+    /// The next embedding value: U(−0.05, 0.05).
+    fn embedding(&mut self) -> f32 {
+        self.rng.random_range(-0.05..0.05)
+    }
+
+    /// The dense layers (drawn after both tables): `dense_1/kernel` `[2k, k]` and `dense_2/kernel`
+    /// `[k, 1]` Glorot-uniform, `dense_1/bias` `[k]` and `dense_2/bias` `[1]` zero.
+    fn dense(&mut self, k: usize) -> [Vec<f32>; 4] {
+        let mut glorot = |fan_in: usize, fan_out: usize| -> Vec<f32> {
+            let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+            (0..fan_in * fan_out)
+                .map(|_| self.rng.random_range(-limit..limit))
+                .collect()
+        };
+        let dense_1_kernel = glorot(2 * k, k);
+        let dense_2_kernel = glorot(k, 1);
+        [dense_1_kernel, vec![0.0; k], dense_2_kernel, vec![0.0]]
+    }
 }
 
 /// Trains on `ratings`, writing the ONNX artifacts to `paths`; returns the model and metrics.
@@ -220,7 +256,8 @@ pub fn fit(
     write_model(paths.training_model, &training::build(k))?;
     write_model(paths.optimizer_model, &optimizer::build(k, &config.adam))?;
     let mut trainer = Trainer::new(
-        initial_params(n_customers, n_products, k, config.seed)?,
+        (n_customers, n_products, k),
+        config.seed,
         runtime::session_from_bytes(&step::build(k, &config.adam).encode_to_vec())?,
         runtime::session_from_file(paths.optimizer_model)?,
         config.adam,
@@ -276,30 +313,22 @@ pub fn fit(
         }
         trainer.catch_up_all_rows()?;
         let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
-        let params = trainer.params_view();
-        eval::write(paths.eval_model, params)?;
         let last_epoch = epoch == config.epochs;
         predictions = std::thread::scope(|scope| -> Result<Vec<f32>> {
-            // The checkpoint is streamed from the tables on the second core while the validation
-            // rows are scored.
+            // After the last epoch the eval graph and the checkpoint are streamed from the tables
+            // on the second core while the validation rows are scored from them.
             let writer = last_epoch.then(|| {
-                let adam = trainer.adam_view();
+                let (params, adam) = (trainer.params_view(), trainer.adam_view());
                 scope.spawn(move || {
+                    eval::write(paths.eval_model, params)?;
                     checkpoint::write(paths.checkpoint, paths.checkpoint_data, params, adam)
                 })
             });
-            let mut evaluator = EvalSession::from_file(paths.eval_model)?;
-            let mut predictions = Vec::with_capacity(validation.len());
-            for start in validation.clone().step_by(EVAL_CHUNK) {
-                let rows = start..(start + EVAL_CHUNK).min(validation.end);
-                predictions.extend(
-                    evaluator.score(&ratings.customers[rows.clone()], &ratings.products[rows])?,
-                );
-            }
+            let predictions = trainer.score(ratings, validation.clone());
             if let Some(writer) = writer {
-                writer.join().expect("the checkpoint writer panicked")?;
+                writer.join().expect("the artifact writer panicked")?;
             }
-            Ok(predictions)
+            predictions
         })?;
         if let Some(row) = predictions.iter().position(|value| !value.is_finite()) {
             bail!(
@@ -322,7 +351,7 @@ pub fn fit(
         epochs.push(loss);
     }
 
-    let (params, adam) = trainer.into_params_and_adam();
+    let params = trainer.into_params();
     let targets = &ratings.ratings[validation.clone()];
     let train_mean = ratings.ratings[..train_rows]
         .iter()
@@ -338,11 +367,7 @@ pub fn fit(
         n_customers: n_customers as u64,
         n_products: n_products as u64,
     };
-    Ok(Trained {
-        params,
-        adam,
-        metrics,
-    })
+    Ok(Trained { params, metrics })
 }
 
 fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
@@ -442,45 +467,102 @@ fn prefetch<T>(values: &[T]) {
     let _ = values;
 }
 
+/// Asks the kernel to back `buffer`'s allocation with transparent huge pages (2 MiB on x86-64)
+/// where it can, before the buffer is first written. A table of a million rows spans ~150,000
+/// 4 KiB pages, so nearly every row a step touches is also a TLB miss; with huge pages the
+/// page walks mostly hit the caches. It is a hint: where THP is off, unsupported or refused
+/// the call fails and changes nothing, so its result is ignored. `std` has no `madvise`.
+fn advise_huge_pages<T>(buffer: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `sysconf` reads a constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let start = (buffer.as_ptr() as usize).next_multiple_of(page);
+        let end =
+            (buffer.as_ptr() as usize + buffer.capacity() * std::mem::size_of::<T>()) / page * page;
+        if end > start {
+            // SAFETY: the range lies within `buffer`'s allocation, whole pages only, and
+            // MADV_HUGEPAGE changes how the pages are backed, never their contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buffer;
+}
+
+/// `len` copies of `value` in an allocation advised into huge pages (see [`advise_huge_pages`]).
+fn try_filled_huge<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
+    let mut values = try_vec(len)?;
+    advise_huge_pages(&values);
+    values.resize(len, value);
+    Ok(values)
+}
+
 /// One embedding table with its Adam state.
+///
+/// A step reads and writes a row's values and both its moments together, so they are stored
+/// together: row `id` is `rows[3k·id..3k·(id + 1)]`, its `k` values, then its `k` first moments,
+/// then its `k` second moments (600 bytes at k = 50: about ten cache lines, all on one or two
+/// pages, where three separate arrays put them on three pages). Rows are not padded to cache
+/// lines: the padding would add up to 60 bytes a row to the run's largest allocation.
+/// `last_step` and `slot` stay in arrays of their own, which are small enough (8 bytes a row) to
+/// stay largely in the caches. Every buffer is advised into huge pages.
 struct Table {
-    values: Vec<f32>,
-    m: Vec<f32>,
-    v: Vec<f32>,
+    rows: Vec<f32>,
     /// The step each row is up to date with (0: never updated).
     last_step: Vec<u32>,
     /// The row's position among the current step's rows, or [`NO_SLOT`].
     slot: Vec<u32>,
 }
 
+/// A table row's parts, in their order within the row.
+#[derive(Clone, Copy)]
+enum Part {
+    Values = 0,
+    M = 1,
+    V = 2,
+}
+
 impl Table {
-    fn new(values: Vec<f32>, rows: usize) -> Result<Self> {
+    /// A table of `rows` rows of `k` initial values from `draws`, moments zero.
+    fn new(rows: usize, k: usize, draws: &mut InitialDraws) -> Result<Self> {
+        let len = table_len(rows, 3 * k)?;
+        let mut values = try_vec(len)?;
+        advise_huge_pages(&values);
+        for _ in 0..rows {
+            values.extend((0..k).map(|_| draws.embedding()));
+            values.resize(values.len() + 2 * k, 0.0);
+        }
         Ok(Self {
-            m: try_filled(values.len(), 0.0)?,
-            v: try_filled(values.len(), 0.0)?,
-            values,
-            last_step: try_filled(rows, 0)?,
-            slot: try_filled(rows, NO_SLOT)?,
+            rows: values,
+            last_step: try_filled_huge(rows, 0)?,
+            slot: try_filled_huge(rows, NO_SLOT)?,
         })
+    }
+
+    /// Row `id`: values, first moments, second moments.
+    fn row(&self, id: usize, k: usize) -> &[f32] {
+        &self.rows[3 * k * id..3 * k * (id + 1)]
+    }
+
+    /// Row `id`'s values.
+    fn values(&self, id: usize, k: usize) -> &[f32] {
+        &self.row(id, k)[..k]
     }
 
     /// Appends row `id`'s values, first moments and second moments to `into`, in that order.
     fn copy_row(&self, id: usize, k: usize, into: [&mut Vec<f32>; 3]) {
-        let row = id * k..(id + 1) * k;
-        for (source, target) in [&self.values, &self.m, &self.v].into_iter().zip(into) {
-            target.extend_from_slice(&source[row.clone()]);
+        for (source, target) in self.row(id, k).chunks_exact(k).zip(into) {
+            target.extend_from_slice(source);
         }
     }
 
     /// Stores row `id`'s updated values, first and second moments (`updated`, in that order),
     /// now up to date with `step`, and frees its slot.
     fn write_row(&mut self, id: usize, k: usize, updated: [&[f32]; 3], step: u32) {
-        let row = id * k..(id + 1) * k;
-        for (target, values) in [&mut self.values, &mut self.m, &mut self.v]
-            .into_iter()
-            .zip(updated)
-        {
-            target[row.clone()].copy_from_slice(values);
+        let row = &mut self.rows[3 * k * id..3 * k * (id + 1)];
+        for (target, values) in row.chunks_exact_mut(k).zip(updated) {
+            target.copy_from_slice(values);
         }
         self.last_step[id] = step;
         self.slot[id] = NO_SLOT;
@@ -488,12 +570,28 @@ impl Table {
 
     /// Hints the CPU to load everything a step reads of row `id` (see [`prefetch`]).
     fn prefetch_row(&self, id: usize, k: usize) {
-        let row = id * k..(id + 1) * k;
-        for values in [&self.values, &self.m, &self.v] {
-            prefetch(&values[row.clone()]);
-        }
+        prefetch(self.row(id, k));
         prefetch(&self.slot[id..=id]);
         prefetch(&self.last_step[id..=id]);
+    }
+
+    /// One part of every row, as a `[rows, k]` matrix streamed row by row.
+    fn view(&self, k: usize, part: Part) -> FloatsView<'_> {
+        FloatsView::strided(&self.rows, k, 3 * k, part as usize * k)
+    }
+
+    /// The table's values as a `[rows, k]` matrix, moved to the front of the table's own
+    /// allocation, which then shrinks to them (no second copy of the table is ever held).
+    fn into_values(self, k: usize) -> Vec<f32> {
+        let mut rows = self.rows;
+        let count = rows.len() / (3 * k).max(1);
+        // Row `id`'s values move from 3k·id to k·id: down, never onto a row not yet moved.
+        for id in 1..count {
+            rows.copy_within(3 * k * id..3 * k * id + k, k * id);
+        }
+        rows.truncate(count * k);
+        rows.shrink_to_fit();
+        rows
     }
 }
 
@@ -514,19 +612,14 @@ struct Dense {
 }
 
 impl Dense {
-    fn pack(params: &ModelParams) -> Self {
-        let parts = [
-            &params.dense_1_kernel,
-            &params.dense_1_bias,
-            &params.dense_2_kernel,
-            &params.dense_2_bias,
-        ];
+    /// `dense_1/kernel`, `dense_1/bias`, `dense_2/kernel`, `dense_2/bias` packed, moments zero.
+    fn pack(parts: [Vec<f32>; 4]) -> Self {
         let values: Vec<f32> = parts.iter().flat_map(|part| part.iter().copied()).collect();
         Self {
             m: vec![0.0; values.len()],
             v: vec![0.0; values.len()],
             values,
-            lengths: parts.map(Vec::len),
+            lengths: parts.each_ref().map(Vec::len),
         }
     }
 
@@ -676,24 +769,29 @@ struct Trainer {
 }
 
 impl Trainer {
+    /// A trainer starting from [`initial_params`]`(n_customers, n_products, k, seed)`, drawn
+    /// straight into its tables.
+    #[allow(clippy::too_many_arguments)]
     fn new(
-        params: ModelParams,
+        (n_customers, n_products, k): (usize, usize, usize),
+        seed: u64,
         step_graph: Session,
         optimizer: Session,
         adam: AdamConfig,
         last_step: u32,
         masks: MaskStream,
     ) -> Result<Self> {
-        let dense = Dense::pack(&params);
+        let mut draws = InitialDraws::new(seed);
+        let tables = [
+            Table::new(n_customers, k, &mut draws)?,
+            Table::new(n_products, k, &mut draws)?,
+        ];
         Ok(Self {
-            k: params.n_factors,
-            n_customers: params.n_customers,
-            n_products: params.n_products,
-            tables: [
-                Table::new(params.customer_embedding, params.n_customers)?,
-                Table::new(params.product_embedding, params.n_products)?,
-            ],
-            dense,
+            k,
+            n_customers,
+            n_products,
+            tables,
+            dense: Dense::pack(draws.dense(k)),
             step: 0,
             step_graph,
             optimizer,
@@ -881,26 +979,26 @@ impl Trainer {
 
     /// The parameters; up to date for every row after [`Self::catch_up_all_rows`].
     fn params_view(&self) -> ParamsView<'_> {
-        self.view_of(|table| &table.values, &self.dense.values)
+        self.view_of(Part::Values, &self.dense.values)
     }
 
     /// Adam's state; up to date for every row after [`Self::catch_up_all_rows`].
     fn adam_view(&self) -> AdamView<'_> {
         AdamView {
             step: u64::from(self.step),
-            m: self.view_of(|table| &table.m, &self.dense.m),
-            v: self.view_of(|table| &table.v, &self.dense.v),
+            m: self.view_of(Part::M, &self.dense.m),
+            v: self.view_of(Part::V, &self.dense.v),
         }
     }
 
-    fn view_of<'a>(&'a self, pick: fn(&Table) -> &Vec<f32>, flat: &'a [f32]) -> ParamsView<'a> {
+    fn view_of<'a>(&'a self, part: Part, flat: &'a [f32]) -> ParamsView<'a> {
         let [w1, b1, w2, b2] = self.dense.parts(flat);
         ParamsView {
             n_customers: self.n_customers,
             n_products: self.n_products,
             n_factors: self.k,
-            customer_embedding: pick(&self.tables[Side::Customer as usize]),
-            product_embedding: pick(&self.tables[Side::Product as usize]),
+            customer_embedding: self.tables[Side::Customer as usize].view(self.k, part),
+            product_embedding: self.tables[Side::Product as usize].view(self.k, part),
             dense_1_kernel: w1,
             dense_1_bias: b1,
             dense_2_kernel: w2,
@@ -908,29 +1006,54 @@ impl Trainer {
         }
     }
 
-    /// The parameters and Adam's state, moved out of the trainer (no copy of the tables).
-    fn into_params_and_adam(self) -> (ModelParams, AdamState) {
-        let step = u64::from(self.step);
-        let [customers, products] = self.tables;
-        let dense = self.dense;
-        let assemble = |customer_embedding: Vec<f32>, product_embedding: Vec<f32>, flat: &[f32]| {
-            let [w1, b1, w2, b2] = dense.parts(flat);
-            ModelParams {
-                n_customers: self.n_customers,
-                n_products: self.n_products,
-                n_factors: self.k,
-                customer_embedding,
-                product_embedding,
-                dense_1_kernel: w1.to_vec(),
-                dense_1_bias: b1.to_vec(),
-                dense_2_kernel: w2.to_vec(),
-                dense_2_bias: b2.to_vec(),
+    /// The model's scores for the rating rows `rows`, from the tables as they are: the pairs'
+    /// rows gathered into [`eval::scorer`]'s features, [`EVAL_CHUNK`] pairs per run.
+    fn score(&self, ratings: &Ratings, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let k = self.k;
+        let model = eval::scorer(self.params_view()).encode_to_vec();
+        let mut scorer = runtime::session_from_bytes(&model)?;
+        let [customers, products] = &self.tables;
+        let mut features = try_vec(2 * k * EVAL_CHUNK.min(rows.len()))?;
+        let mut scores = try_vec(rows.len())?;
+        for start in rows.clone().step_by(EVAL_CHUNK) {
+            let chunk = start..(start + EVAL_CHUNK).min(rows.end);
+            features.clear();
+            for row in chunk.clone() {
+                features.extend_from_slice(customers.values(ratings.customers[row] as usize, k));
+                features.extend_from_slice(products.values(ratings.products[row] as usize, k));
             }
-        };
-        let params = assemble(customers.values, products.values, &dense.values);
-        let m = assemble(customers.m, products.m, &dense.m);
-        let v = assemble(customers.v, products.v, &dense.v);
-        (params, AdamState { step, m, v })
+            let outputs = scorer.run(ort::inputs![
+                eval::FEATURES => TensorRef::from_array_view(([chunk.len(), 2 * k], &features[..]))?,
+            ])?;
+            let chunk_scores = outputs[OUTPUT].try_extract_tensor::<f32>()?.1;
+            ensure!(
+                chunk_scores.len() == chunk.len(),
+                "the scorer gave {} scores for {} pairs",
+                chunk_scores.len(),
+                chunk.len()
+            );
+            scores.extend_from_slice(chunk_scores);
+        }
+        Ok(scores)
+    }
+
+    /// The parameters, moved out of the trainer: each table's values are compacted within its
+    /// own allocation (no copy of a table), its moments dropped (they are in the checkpoint).
+    fn into_params(self) -> ModelParams {
+        let k = self.k;
+        let [customers, products] = self.tables;
+        let [w1, b1, w2, b2] = self.dense.parts(&self.dense.values).map(<[f32]>::to_vec);
+        ModelParams {
+            n_customers: self.n_customers,
+            n_products: self.n_products,
+            n_factors: k,
+            customer_embedding: customers.into_values(k),
+            product_embedding: products.into_values(k),
+            dense_1_kernel: w1,
+            dense_1_bias: b1,
+            dense_2_kernel: w2,
+            dense_2_bias: b2,
+        }
     }
 }
 
@@ -960,7 +1083,8 @@ mod tests {
         let session =
             |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
         Trainer::new(
-            initial_params(7, 4, K, config.seed).unwrap(),
+            (7, 4, K),
+            config.seed,
             session(step::build(K, &config.adam)),
             session(optimizer::build(K, &config.adam)),
             config.adam,
@@ -978,6 +1102,53 @@ mod tests {
             ),
         )
         .unwrap()
+    }
+
+    fn collected(view: FloatsView) -> Vec<f32> {
+        view.runs().flatten().copied().collect()
+    }
+
+    /// A table's rows hold values and moments side by side; what `write_row` stores must be
+    /// what `copy_row` copies out, and the views (which the eval graph and checkpoint writers
+    /// stream) must read the same three `[rows, k]` matrices separate arrays would hold.
+    #[test]
+    fn rows_written_are_read_back_by_copy_row_the_views_and_into_values() {
+        let (rows, k, seed) = (6, 3, 11);
+        let mut table = Table::new(rows, k, &mut InitialDraws::new(seed)).unwrap();
+        let initial = initial_params(rows, 2, k, seed).unwrap();
+        let mut expected = [
+            initial.customer_embedding,
+            vec![0.0; rows * k],
+            vec![0.0; rows * k],
+        ];
+        for (part, matrix) in [Part::Values, Part::M, Part::V].into_iter().zip(&expected) {
+            assert_eq!(&collected(table.view(k, part)), matrix);
+        }
+
+        for (step, id) in [(4, 5), (7, 0), (9, 2)] {
+            let updated: [Vec<f32>; 3] = std::array::from_fn(|part| {
+                (0..k).map(|j| (100 * part + 10 * id + j) as f32).collect()
+            });
+            table.slot[id] = 0;
+            table.write_row(id, k, updated.each_ref().map(Vec::as_slice), step);
+            assert_eq!((table.last_step[id], table.slot[id]), (step, NO_SLOT));
+            for (matrix, values) in expected.iter_mut().zip(&updated) {
+                matrix[id * k..(id + 1) * k].copy_from_slice(values);
+            }
+        }
+        for (part, matrix) in [Part::Values, Part::M, Part::V].into_iter().zip(&expected) {
+            assert_eq!(&collected(table.view(k, part)), matrix);
+        }
+        for id in 0..rows {
+            let mut copied = [Vec::new(), Vec::new(), Vec::new()];
+            table.prefetch_row(id, k);
+            table.copy_row(id, k, copied.each_mut());
+            for (copy, matrix) in copied.iter().zip(&expected) {
+                assert_eq!(copy, &matrix[id * k..(id + 1) * k], "row {id}");
+            }
+        }
+        let [values, ..] = expected;
+        assert_eq!(table.into_values(k), values);
     }
 
     #[test]
@@ -1039,7 +1210,8 @@ mod tests {
             "rows must sit out steps for the test to mean anything"
         );
         let initial = initial_params(7, 4, K, config.seed).unwrap();
-        let compare = |what: &str, lazy: &[f32], dense: &[f32], start: &[f32]| {
+        let compare = |what: &str, lazy: FloatsView, dense: FloatsView, start: &[f32]| {
+            let (lazy, dense) = (collected(lazy), collected(dense));
             for i in 0..lazy.len() {
                 let moved = (dense[i] - start[i]).abs();
                 assert!(
@@ -1065,8 +1237,8 @@ mod tests {
         );
         compare(
             "dense_1/kernel",
-            lazy_params.dense_1_kernel,
-            dense_params.dense_1_kernel,
+            lazy_params.dense_1_kernel.into(),
+            dense_params.dense_1_kernel.into(),
             &initial.dense_1_kernel,
         );
         let (lazy_adam, dense_adam) = (lazy.adam_view(), dense.adam_view());
