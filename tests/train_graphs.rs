@@ -34,6 +34,17 @@ struct Batch {
     mask_2: Vec<f32>,
 }
 
+impl Batch {
+    /// The training graph's `sample_rows`: each sample's customer row, then its product row.
+    fn sample_rows(&self) -> Vec<i64> {
+        self.customer_row
+            .iter()
+            .zip(&self.product_row)
+            .flat_map(|(&customer, &product)| [customer, product])
+            .collect()
+    }
+}
+
 /// Dense parameters in training-graph order: kernel 1, bias 1, kernel 2, bias 2.
 type Dense = [Vec<f32>; 4];
 
@@ -47,12 +58,7 @@ struct StepOutputs {
 fn run_training(session: &mut Session, batch: &Batch, dense: &Dense) -> StepOutputs {
     let n = batch.rating.len();
     let rows = batch.rows.len() / K;
-    let sample_rows: Vec<i64> = batch
-        .customer_row
-        .iter()
-        .zip(&batch.product_row)
-        .flat_map(|(&customer, &product)| [customer, product])
-        .collect();
+    let sample_rows = batch.sample_rows();
     let gradient_scale = [2.0 / n as f32];
     let outputs = session
         .run(ort::inputs![
@@ -502,12 +508,7 @@ fn the_step_graph_is_the_training_graph_then_the_optimizer_graph() {
 
     let n = batch.rating.len();
     let rows = batch.rows.len() / K;
-    let sample_rows: Vec<i64> = batch
-        .customer_row
-        .iter()
-        .zip(&batch.product_row)
-        .flat_map(|(&customer, &product)| [customer, product])
-        .collect();
+    let sample_rows = batch.sample_rows();
     let gradient_scale = [2.0 / n as f32];
     let step_size = [optimizer::step_size(&adam, step)];
     let [theta, m, v, _] = &inputs.params;
