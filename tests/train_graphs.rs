@@ -248,6 +248,16 @@ struct AdamInputs {
     catch_up: Vec<f32>,
 }
 
+/// The optimizer graph's outputs, in the order [`run_optimizer`] returns them.
+const OPTIMIZER_OUTPUTS: [&str; 6] = [
+    optimizer::PARAMS_UPDATED,
+    optimizer::PARAMS_M_UPDATED,
+    optimizer::PARAMS_V_UPDATED,
+    optimizer::LAGGING_ROWS_UPDATED,
+    optimizer::LAGGING_ROWS_M_UPDATED,
+    optimizer::LAGGING_ROWS_V_UPDATED,
+];
+
 /// The optimizer graph's outputs: params, params_m, params_v, then the lagging rows, their m, v.
 fn run_optimizer(session: &mut Session, adam: &AdamConfig, i: &AdamInputs) -> [Vec<f32>; 6] {
     let p = i.params[0].len();
@@ -269,15 +279,7 @@ fn run_optimizer(session: &mut Session, adam: &AdamConfig, i: &AdamInputs) -> [V
             .unwrap(),
         ])
         .unwrap();
-    [
-        optimizer::PARAMS_UPDATED,
-        optimizer::PARAMS_M_UPDATED,
-        optimizer::PARAMS_V_UPDATED,
-        optimizer::LAGGING_ROWS_UPDATED,
-        optimizer::LAGGING_ROWS_M_UPDATED,
-        optimizer::LAGGING_ROWS_V_UPDATED,
-    ]
-    .map(|name| {
+    OPTIMIZER_OUTPUTS.map(|name| {
         outputs[name]
             .try_extract_tensor::<f32>()
             .unwrap()
@@ -553,17 +555,7 @@ fn the_step_graph_is_the_training_graph_then_the_optimizer_graph() {
             .to_vec()
     };
     assert_eq!(output(training::LOSS)[0].to_bits(), trained.loss.to_bits());
-    for (name, expected) in [
-        optimizer::PARAMS_UPDATED,
-        optimizer::PARAMS_M_UPDATED,
-        optimizer::PARAMS_V_UPDATED,
-        optimizer::LAGGING_ROWS_UPDATED,
-        optimizer::LAGGING_ROWS_M_UPDATED,
-        optimizer::LAGGING_ROWS_V_UPDATED,
-    ]
-    .into_iter()
-    .zip(&two_runs)
-    {
+    for (name, expected) in OPTIMIZER_OUTPUTS.into_iter().zip(&two_runs) {
         let fused = output(name);
         assert_eq!(bits(&fused), bits(expected), "{name}");
         assert!(

@@ -28,12 +28,13 @@
 //! 1/(1 − rate). Every random draw comes from ChaCha8 seeded with `seed` (stream 0: initial
 //! weights, 1: shuffling, 2: dropout masks), so a seed fixes the result bit for bit.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use prost::Message;
 use rand::seq::SliceRandom;
@@ -540,9 +541,14 @@ impl Table {
         })
     }
 
+    /// Where row `id` lies in `rows`.
+    fn row_range(id: usize, k: usize) -> std::ops::Range<usize> {
+        3 * k * id..3 * k * (id + 1)
+    }
+
     /// Row `id`: values, first moments, second moments.
     fn row(&self, id: usize, k: usize) -> &[f32] {
-        &self.rows[3 * k * id..3 * k * (id + 1)]
+        &self.rows[Self::row_range(id, k)]
     }
 
     /// Row `id`'s values.
@@ -560,7 +566,7 @@ impl Table {
     /// Stores row `id`'s updated values, first and second moments (`updated`, in that order),
     /// now up to date with `step`, and frees its slot.
     fn write_row(&mut self, id: usize, k: usize, updated: [&[f32]; 3], step: u32) {
-        let row = &mut self.rows[3 * k * id..3 * k * (id + 1)];
+        let row = &mut self.rows[Self::row_range(id, k)];
         for (target, values) in row.chunks_exact_mut(k).zip(updated) {
             target.copy_from_slice(values);
         }
@@ -712,6 +718,22 @@ impl StepBuffers {
     }
 }
 
+impl StepBuffers {
+    /// The optimizer inputs of the lagging rows (the step graph's and the optimizer graph's
+    /// alike): the rows `[rows, k]`, their moments and their catch-up coefficients.
+    fn lagging_inputs(&self, k: usize) -> Result<Vec<(Cow<'static, str>, SessionInputValue<'_>)>> {
+        let lagging = self.lagging_sources.len();
+        Ok(ort::inputs![
+            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &self.lagging[..]))?,
+            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &self.lagging_m[..]))?,
+            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &self.lagging_v[..]))?,
+            optimizer::CATCH_UP => TensorRef::from_array_view(
+                ([lagging, optimizer::CATCH_UP_COLUMNS], &self.catch_up[..]),
+            )?,
+        ])
+    }
+}
+
 /// The step lagging rows are brought up to, with the run's catch-up table.
 #[derive(Clone, Copy)]
 struct Target<'a> {
@@ -771,7 +793,6 @@ struct Trainer {
 impl Trainer {
     /// A trainer starting from [`initial_params`]`(n_customers, n_products, k, seed)`, drawn
     /// straight into its tables.
-    #[allow(clippy::too_many_arguments)]
     fn new(
         (n_customers, n_products, k): (usize, usize, usize),
         seed: u64,
@@ -866,8 +887,7 @@ impl Trainer {
         let (embedding_rows, dense) = b.params.split_at(rows * k);
         let [w1, b1, w2, b2] = self.dense.parts(dense);
         let params = b.params.len();
-        let lagging = b.lagging_sources.len();
-        let outputs = self.step_graph.run(ort::inputs![
+        let mut inputs = ort::inputs![
             training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], embedding_rows))?,
             training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &b.sample_rows[..]))?,
             training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
@@ -882,13 +902,9 @@ impl Trainer {
             optimizer::PARAMS => TensorRef::from_array_view(([params], &b.params[..]))?,
             optimizer::PARAMS_M => TensorRef::from_array_view(([params], &b.params_m[..]))?,
             optimizer::PARAMS_V => TensorRef::from_array_view(([params], &b.params_v[..]))?,
-            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &b.lagging[..]))?,
-            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &b.lagging_m[..]))?,
-            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &b.lagging_v[..]))?,
-            optimizer::CATCH_UP => TensorRef::from_array_view(
-                ([lagging, optimizer::CATCH_UP_COLUMNS], &b.catch_up[..]),
-            )?,
-        ])?;
+        ];
+        inputs.extend(b.lagging_inputs(k)?);
+        let outputs = self.step_graph.run(inputs)?;
         let output =
             |name: &str| -> Result<&[f32]> { Ok(outputs[name].try_extract_tensor::<f32>()?.1) };
         let loss = output(training::LOSS)?[0];
@@ -921,23 +937,18 @@ impl Trainer {
     fn catch_up_lagging_rows(&mut self) -> Result<()> {
         let (k, step) = (self.k, self.step);
         let b = &self.buffers;
-        let lagging = b.lagging_sources.len();
         let step_size = [optimizer::step_size(&self.adam, step)];
         let nothing: [f32; 0] = [];
         let nothing = || TensorRef::from_array_view(([0], &nothing[..]));
-        let outputs = self.optimizer.run(ort::inputs![
+        let mut inputs = ort::inputs![
             optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..]))?,
             optimizer::PARAMS => nothing()?,
             optimizer::PARAMS_M => nothing()?,
             optimizer::PARAMS_V => nothing()?,
             optimizer::PARAMS_GRAD => nothing()?,
-            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &b.lagging[..]))?,
-            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &b.lagging_m[..]))?,
-            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &b.lagging_v[..]))?,
-            optimizer::CATCH_UP => TensorRef::from_array_view(
-                ([lagging, optimizer::CATCH_UP_COLUMNS], &b.catch_up[..]),
-            )?,
-        ])?;
+        ];
+        inputs.extend(b.lagging_inputs(k)?);
+        let outputs = self.optimizer.run(inputs)?;
         write_rows(
             &mut self.tables,
             &b.lagging_sources,
