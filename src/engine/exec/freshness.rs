@@ -7,7 +7,8 @@
 use anyhow::{Context, Result};
 
 use crate::engine::fingerprint::{
-    canonical_param, hash_path, Content, DirtyReason, KeyInputs, StageKey, StatCache,
+    cached_content, canonical_param, hash_path, Content, ContentHash, DirtyReason, KeyInputs,
+    StageKey, StatCache,
 };
 use crate::engine::spec::{Pipeline, Stage};
 use crate::engine::store::{LockedStage, RunRecord, Store};
@@ -22,14 +23,24 @@ pub struct Evaluation {
 
 /// What a stage's key is computed from, hashing its inputs as they are on disk now.
 pub fn key_inputs(pipeline: &Pipeline, stage: &Stage, stats: &StatCache) -> Result<KeyInputs> {
+    key_inputs_with(stage, |path| {
+        hash_path(&pipeline.abs(path), stats)
+            .map(|content| content.hash().clone())
+            .with_context(|| format!("input `{path}`"))
+    })
+}
+
+/// [`key_inputs`] with each input's hash from `input_hash(its path in the pipeline)`.
+fn key_inputs_with<E>(
+    stage: &Stage,
+    mut input_hash: impl FnMut(&str) -> std::result::Result<ContentHash, E>,
+) -> std::result::Result<KeyInputs, E> {
     let port = |kind: &str, role: &Option<String>, path: &str| {
         format!("{kind} {} {path}", role.as_deref().unwrap_or("-"))
     };
     let mut inputs = std::collections::BTreeMap::new();
     for dep in &stage.deps {
-        let content = hash_path(&pipeline.abs(&dep.path), stats)
-            .with_context(|| format!("input `{}`", dep.path))?;
-        inputs.insert(dep.path.clone(), content.hash().clone());
+        inputs.insert(dep.path.clone(), input_hash(&dep.path)?);
     }
     Ok(KeyInputs {
         action: stage.action.describe(),
@@ -167,6 +178,45 @@ pub fn decide(
     Ok(Plan {
         evaluation,
         decision,
+    })
+}
+
+/// [`decide`] for a stage that turns out up to date (or cut off), made from the stat cache
+/// alone: no file's bytes are read, no run record or remote is consulted. `None` whenever
+/// that is not the answer or it cannot be told that way (`--force`, never run, a file the stat
+/// cache does not know, a changed key or output, any error): [`decide`] then judges the stage
+/// in full. The run's scheduler settles up-to-date stages with this on its own thread and
+/// hands a worker only the stages that take work.
+pub fn decide_from_stat_cache(
+    judge: &Judge,
+    stage: &Stage,
+    locked: Option<&LockedStage>,
+    reran: &[&str],
+) -> Option<Decision> {
+    let locked = locked.filter(|_| !judge.force)?;
+    let content = |path: &str| cached_content(&judge.pipeline.abs(path), judge.stats);
+    let key_inputs = key_inputs_with(stage, |path| {
+        content(path)
+            .map(|content| content.hash().clone())
+            .ok_or(())
+    })
+    .ok()?;
+    // Equal key inputs: `evaluate` finds no difference; the key is compared as it does.
+    if key_inputs != locked.key_inputs || key_inputs.key() != locked.key {
+        return None;
+    }
+    for out in &stage.outs {
+        let content = content(&out.path)?;
+        if locked.outputs.get(&out.path) != Some(content.hash()) {
+            return None;
+        }
+    }
+    Some(if reran.is_empty() {
+        Decision::UpToDate
+    } else {
+        Decision::CutOff {
+            reran: reran.iter().map(|name| name.to_string()).collect(),
+        }
     })
 }
 

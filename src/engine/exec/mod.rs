@@ -192,6 +192,15 @@ pub fn run(
     Ok(report)
 }
 
+/// The report of a stage found up to date although the stages `reran` above it executed.
+fn cut_off_report(stage: &crate::engine::spec::Stage, reran: &[String]) -> StageReport {
+    let note = format!(
+        "`{}` reran; what this stage reads is unchanged",
+        reran.join("`, `")
+    );
+    StageReport::new(stage, Outcome::CutOff).with_note(note)
+}
+
 /// Removes the staging folders of restores interrupted by a killed run (they sit beside the
 /// outputs, where they could end up inside a folder another stage reads).
 fn remove_restore_leftovers(pipeline: &Pipeline) {
@@ -283,10 +292,14 @@ impl<'a> Engine<'a> {
     }
 
     /// Starts each stage when its upstream stages are done, packing them so the cores they
-    /// declare never exceed `jobs` (see `packing`). Stages go to a pool of worker threads, one
-    /// more started only when every worker is busy (at most `jobs`, since packing never runs
-    /// more stages at once): a thread per stage would cost a `clone` per stage, most of a no-op
-    /// run of thousands of stages.
+    /// declare never exceed `jobs` (see `packing`).
+    ///
+    /// A stage the stat cache shows up to date (or cut off) is settled here, on the
+    /// scheduler's thread ([`freshness::decide_from_stat_cache`]: a few `stat`s, nothing
+    /// read, nothing written); handing it to a worker and back would cost two thread wake-ups
+    /// per stage, most of a no-op run of a long chain. The other stages go to a pool of worker
+    /// threads, one more started only when every worker is busy (at most `jobs`, since packing
+    /// never runs more stages at once): a thread per stage would cost a `clone` per stage.
     fn schedule(&self, dag: &Dag, order: &[usize]) -> BTreeMap<usize, StageReport> {
         let stages = &self.pipeline.stages;
         let mut packing = packing::Packing::new(dag, stages.len(), order, self.options.jobs, |s| {
@@ -299,6 +312,8 @@ impl<'a> Engine<'a> {
             last: Instant::now(),
             took: Duration::ZERO,
         };
+        let remote_has = |key: &StageKey| self.remote_has(key);
+        let judge = self.judge(&remote_has);
         let (done_tx, done_rx) = mpsc::channel::<(usize, StageReport)>();
         let (work_tx, work_rx) = mpsc::channel::<(usize, Vec<&str>)>();
         let work_rx = Mutex::new(work_rx);
@@ -311,6 +326,19 @@ impl<'a> Engine<'a> {
                         .filter(|up| reports.get(up).is_some_and(|r| r.outcome.executed()))
                         .map(|up| stages[up].name.as_str())
                         .collect();
+                    if let Some(report) = self.settle_here(&judge, stage, &reran) {
+                        self.finished(&mut packing, &mut reports, stage, report);
+                        // Stages the workers finished meanwhile: their downstream stages
+                        // become ready and their lock file entries get written in time.
+                        while let Ok((stage, report)) = done_rx.try_recv() {
+                            running -= 1;
+                            self.finished(&mut packing, &mut reports, stage, report);
+                        }
+                        if writes.due_in().is_zero() && !self.lock(&self.unwritten).is_empty() {
+                            self.write_unwritten(&mut writes, &mut reports);
+                        }
+                        continue;
+                    }
                     running += 1;
                     if running > workers {
                         workers += 1;
@@ -346,16 +374,7 @@ impl<'a> Engine<'a> {
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
                 running -= 1;
-                let skipped = packing.finished(stage, report.outcome.is_success());
-                reports.insert(stage, report);
-                for (stage, failed) in skipped {
-                    let name = &stages[failed].name;
-                    reports.insert(
-                        stage,
-                        StageReport::new(&stages[stage], Outcome::Skipped)
-                            .with_error(format!("not run: `{name}` did not succeed"), None),
-                    );
-                }
+                self.finished(&mut packing, &mut reports, stage, report);
                 if writes.due_in().is_zero() {
                     self.write_unwritten(&mut writes, &mut reports);
                 }
@@ -364,6 +383,45 @@ impl<'a> Engine<'a> {
             drop(work_tx);
         });
         reports
+    }
+
+    /// The report of a stage the stat cache shows up to date or cut off (see
+    /// [`Self::schedule`]); `None` when a worker has to judge it.
+    fn settle_here(&self, judge: &Judge, index: usize, reran: &[&str]) -> Option<StageReport> {
+        let started = Instant::now();
+        let stage = &self.pipeline.stages[index];
+        let decision = {
+            // Borrowed, not cloned: the workers take this lock only briefly.
+            let lock = self.lock(&self.lock);
+            freshness::decide_from_stat_cache(judge, stage, lock.stages.get(&stage.name), reran)?
+        };
+        let report = match decision {
+            Decision::CutOff { reran } => cut_off_report(stage, &reran),
+            _ => StageReport::new(stage, Outcome::UpToDate),
+        };
+        Some(report.with_seconds(started.elapsed().as_secs_f64()))
+    }
+
+    /// Records that a started stage ended with `report`; the stages below a failed one are
+    /// reported skipped.
+    fn finished(
+        &self,
+        packing: &mut packing::Packing,
+        reports: &mut BTreeMap<usize, StageReport>,
+        stage: usize,
+        report: StageReport,
+    ) {
+        let stages = &self.pipeline.stages;
+        let skipped = packing.finished(stage, report.outcome.is_success());
+        reports.insert(stage, report);
+        for (stage, failed) in skipped {
+            let name = &stages[failed].name;
+            reports.insert(
+                stage,
+                StageReport::new(&stages[stage], Outcome::Skipped)
+                    .with_error(format!("not run: `{name}` did not succeed"), None),
+            );
+        }
     }
 
     fn lock<'m, T>(&self, mutex: &'m Mutex<T>) -> MutexGuard<'m, T> {
@@ -466,13 +524,7 @@ impl<'a> Engine<'a> {
         let _running = self.interrupts.stage_running(&stage.name);
         let restore = match decision {
             Decision::UpToDate => return Ok(StageReport::new(stage, Outcome::UpToDate)),
-            Decision::CutOff { reran } => {
-                let note = format!(
-                    "`{}` reran; what this stage reads is unchanged",
-                    reran.join("`, `")
-                );
-                return Ok(StageReport::new(stage, Outcome::CutOff).with_note(note));
-            }
+            Decision::CutOff { reran } => return Ok(cut_off_report(stage, &reran)),
             Decision::Restore(record) => Some((record, Outcome::Restored, "the cache")),
             Decision::RestoreRemote => self
                 .fetch_from_remote(index, &evaluation.key)

@@ -135,6 +135,17 @@ pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<Content> {
     hash_path_with(path, |file, metadata| stats.file_hash(file, metadata))
 }
 
+/// [`hash_path`] from the stat cache alone: `None` when a file's bytes would have to be read
+/// (or the path cannot be hashed at all).
+pub fn cached_content(path: &Path, stats: &StatCache) -> Option<Content> {
+    hash_path_with(path, |file, metadata| {
+        stats
+            .cached_hash(file, metadata)
+            .ok_or_else(|| io::Error::other("not in the stat cache"))
+    })
+    .ok()
+}
+
 /// [`hash_path`] with each file's hash from `file_hash(file, its metadata)`: the store hashes
 /// new outputs while it copies them into the cache.
 pub fn hash_path_with(

@@ -26,7 +26,8 @@ mod key;
 mod stat_cache;
 
 pub use content::{
-    hash_path, hash_path_with, note_read, Content, ContentHash, TreeEntry, TREE_HEADER,
+    cached_content, hash_path, hash_path_with, note_read, Content, ContentHash, TreeEntry,
+    TREE_HEADER,
 };
 pub use dirty::DirtyReason;
 pub use key::{canonical_param, KeyInputs, StageKey};

@@ -87,12 +87,10 @@ impl StatCache {
 
     /// The content hash of a file, read from disk only when its stat fields changed.
     pub fn file_hash(&self, path: &Path, metadata: &Metadata) -> io::Result<ContentHash> {
-        let stat = Stat::of(metadata);
-        if let Some(entry) = self.lock().get(path) {
-            if entry.stat == stat {
-                return Ok(entry.hash.clone());
-            }
+        if let Some(hash) = self.cached_hash(path, metadata) {
+            return Ok(hash);
         }
+        let stat = Stat::of(metadata);
         let hash = hash_file_bytes(path, stat.size)?;
         let mut entries = self.lock();
         if settled(&stat) {
@@ -109,6 +107,16 @@ impl StatCache {
         }
         self.changed.store(true, Ordering::Relaxed);
         Ok(hash)
+    }
+
+    /// The hash remembered for a file with these stat fields; `None` when its bytes would have
+    /// to be read.
+    pub fn cached_hash(&self, path: &Path, metadata: &Metadata) -> Option<ContentHash> {
+        let stat = Stat::of(metadata);
+        self.lock()
+            .get(path)
+            .filter(|entry| entry.stat == stat)
+            .map(|entry| entry.hash.clone())
     }
 
     /// Remembers the hash of a file the caller has just read whole, with the `metadata` it had
