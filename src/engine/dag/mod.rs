@@ -33,19 +33,24 @@ impl Dag {
         let producers = OutputIndex::new(pipeline);
         // Deduplicated here: petgraph's `update_edge` scans the producer's edges, which costs
         // n² for one output read by n stages.
-        let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+        let mut edges: Vec<(usize, usize)> = Vec::new();
         for (consumer, stage) in pipeline.stages.iter().enumerate() {
             for dep in &stage.deps {
                 edges.extend(producers.overlapping(&dep.path).map(|p| (p, consumer)));
             }
         }
+        edges.sort_unstable();
+        edges.dedup();
         for (producer, consumer) in edges {
             graph.add_edge(NodeIndex::new(producer), NodeIndex::new(consumer), ());
         }
-        // Ties broken by file order, so runs and printouts are stable.
-        let order = match toposort(&graph, None) {
-            Ok(_) => stable_topological_order(&graph),
-            Err(cycle) => {
+        // Ties broken by file order, so runs and printouts are stable. Stages left out of the
+        // order are on (or below) a cycle: petgraph's toposort names one.
+        let order = stable_topological_order(&graph);
+        let order = match order.len() == graph.node_count() {
+            true => order,
+            false => {
+                let cycle = toposort(&graph, None).expect_err("a stage is on a cycle");
                 // Start the chain at the cycle's first stage in file order, for a stable message.
                 let first = cycle_through(&graph, cycle.node_id())
                     .into_iter()
@@ -101,6 +106,13 @@ impl Dag {
     /// The stages that read outputs of `stage`.
     pub fn downstream(&self, stage: usize) -> Vec<usize> {
         self.neighbours(stage, Direction::Outgoing)
+    }
+
+    /// [`Self::upstream`] in no particular order, without collecting them.
+    pub fn upstream_unordered(&self, stage: usize) -> impl Iterator<Item = usize> + '_ {
+        self.graph
+            .neighbors_directed(NodeIndex::new(stage), Direction::Incoming)
+            .map(NodeIndex::index)
     }
 
     /// `stage`'s neighbours in `direction`, in pipeline order.

@@ -21,7 +21,8 @@
 //! thousands of stages is megabytes. The file is only informative: it is written atomically,
 //! and a failure to read or write it is a warning, never a failed run.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +78,7 @@ impl History {
         for stage in &report.stages {
             let again = stages
                 .get(&stage.stage)
-                .is_some_and(|h| h.outcome == stage.outcome && !stage.outcome.worked());
+                .is_some_and(|h| found_again(h.outcome, stage.outcome));
             if again {
                 continue;
             }
@@ -102,9 +103,51 @@ impl History {
     }
 }
 
+/// Whether a stage recorded with `recorded` and now found `now` keeps its entry as it is (see
+/// the module doc).
+fn found_again(recorded: Outcome, now: Outcome) -> bool {
+    recorded == now && !now.worked()
+}
+
+/// Only each stage's outcome, borrowed from the file's bytes: enough to tell that a run
+/// changes nothing (the usual no-op run) without building the whole history.
+#[derive(Deserialize)]
+struct Outcomes<'a> {
+    #[serde(borrow)]
+    pipelines: HashMap<Cow<'a, str>, HashMap<Cow<'a, str>, StageOutcome>>,
+}
+
+#[derive(Deserialize)]
+struct StageOutcome {
+    outcome: Outcome,
+}
+
+impl Outcomes<'_> {
+    /// Whether [`History::add`] would change nothing: see the module doc.
+    fn unchanged_by(&self, report: &RunReport) -> bool {
+        let Some(stages) = self.pipelines.get(report.pipeline.as_str()) else {
+            return report.stages.is_empty();
+        };
+        report.stages.iter().all(|stage| {
+            stages
+                .get(stage.stage.as_str())
+                .is_some_and(|h| found_again(h.outcome, stage.outcome))
+        })
+    }
+}
+
 /// Adds a finished (not dry) run to the cache's history; returns a warning when it could not.
 pub fn record(store: &Store, report: &RunReport) -> Option<String> {
-    let mut history = History::load(store);
+    let bytes = std::fs::read(store.history_file()).ok();
+    let outcomes = bytes
+        .as_deref()
+        .and_then(|bytes| serde_json::from_slice::<Outcomes>(bytes).ok());
+    if outcomes.is_some_and(|outcomes| outcomes.unchanged_by(report)) {
+        return None;
+    }
+    let mut history: History = bytes
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     if !history.add(report, now_unix()) {
         return None;
     }
@@ -177,6 +220,36 @@ mod tests {
         assert_eq!(history.of("p").unwrap()["a"].at, 200);
         assert!(history.add(&ran, 400), "ran again");
         assert_eq!(history.of("p").unwrap()["a"].at, 400);
+    }
+
+    #[test]
+    fn a_run_that_changes_nothing_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let up_to_date = report(&[
+            ("a", Outcome::UpToDate, 0.01),
+            ("b\"q", Outcome::CutOff, 0.0),
+        ]);
+        assert_eq!(record(&store, &up_to_date), None);
+        let written = std::fs::read(store.history_file()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(record(&store, &up_to_date), None);
+        assert_eq!(std::fs::read(store.history_file()).unwrap(), written);
+        // Either stage found otherwise, or a stage that worked, is recorded.
+        for changed in [
+            report(&[
+                ("a", Outcome::UpToDate, 0.01),
+                ("b\"q", Outcome::UpToDate, 0.0),
+            ]),
+            report(&[("a", Outcome::Restored, 0.5)]),
+            report(&[("c", Outcome::UpToDate, 0.0)]),
+        ] {
+            assert_eq!(record(&store, &changed), None);
+            assert_ne!(std::fs::read(store.history_file()).unwrap(), written);
+            std::fs::write(store.history_file(), &written).unwrap();
+        }
+        let history = History::load(&store);
+        assert_eq!(history.of("p").unwrap()["b\"q"].outcome, Outcome::CutOff);
     }
 
     #[test]

@@ -320,12 +320,19 @@ impl<'a> Engine<'a> {
         std::thread::scope(|scope| {
             loop {
                 while let Some(stage) = packing.next_to_start() {
-                    let reran: Vec<&str> = dag
-                        .upstream(stage)
-                        .into_iter()
-                        .filter(|up| reports.get(up).is_some_and(|r| r.outcome.executed()))
-                        .map(|up| stages[up].name.as_str())
-                        .collect();
+                    let executed =
+                        |up: &usize| reports.get(up).is_some_and(|r| r.outcome.executed());
+                    // Collected (in pipeline order) only when there is something to collect.
+                    let reran: Vec<&str> =
+                        match dag.upstream_unordered(stage).any(|up| executed(&up)) {
+                            false => Vec::new(),
+                            true => dag
+                                .upstream(stage)
+                                .into_iter()
+                                .filter(executed)
+                                .map(|up| stages[up].name.as_str())
+                                .collect(),
+                        };
                     if let Some(report) = self.settle_here(&judge, stage, &reran) {
                         self.finished(&mut packing, &mut reports, stage, report);
                         // Stages the workers finished meanwhile: their downstream stages

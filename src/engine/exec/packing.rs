@@ -66,8 +66,7 @@ impl<'a> Packing<'a> {
         }
         for &stage in order {
             let waiting = dag
-                .upstream(stage)
-                .into_iter()
+                .upstream_unordered(stage)
                 .filter(|&up| !matches!(packing.slots[up], Slot::Unselected))
                 .count();
             packing.slots[stage] = Slot::Waiting(waiting);
