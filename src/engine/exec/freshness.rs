@@ -272,17 +272,26 @@ pub fn assess(
     lock: &crate::engine::store::LockFile,
 ) -> Vec<StageStatus> {
     let pipeline = judge.pipeline;
-    let mut states: std::collections::BTreeMap<usize, StageStatus> = Default::default();
-    for index in dag.order_of(selected) {
+    let order = dag.order_of(selected);
+    // Per stage (pipeline index), once assessed.
+    let mut states: Vec<Option<StageStatus>> = Vec::new();
+    states.resize_with(pipeline.stages.len(), || None);
+    for &index in &order {
         let stage = &pipeline.stages[index];
-        let mut reasons: Vec<DirtyReason> = dag
-            .upstream(index)
-            .into_iter()
-            .filter(|up| states.get(up).is_some_and(|s| !s.fresh))
-            .map(|up| DirtyReason::UpstreamStale {
-                stage: pipeline.stages[up].name.clone(),
-            })
-            .collect();
+        let stale = |up: &usize| states[*up].as_ref().is_some_and(|s| !s.fresh);
+        // Collected (in pipeline order) only when there is something to collect.
+        let mut reasons: Vec<DirtyReason> = match dag.upstream_unordered(index).any(|up| stale(&up))
+        {
+            false => Vec::new(),
+            true => dag
+                .upstream(index)
+                .into_iter()
+                .filter(stale)
+                .map(|up| DirtyReason::UpstreamStale {
+                    stage: pipeline.stages[up].name.clone(),
+                })
+                .collect(),
+        };
         let upstream_stale = !reasons.is_empty();
         let mut status = StageStatus {
             stage: stage.name.clone(),
@@ -310,11 +319,10 @@ pub fn assess(
         }
         status.fresh = reasons.is_empty() && status.error.is_none();
         status.reasons = reasons;
-        states.insert(index, status);
+        states[index] = Some(status);
     }
-    let order = dag.order_of(selected);
     order
         .into_iter()
-        .filter_map(|index| states.remove(&index))
+        .filter_map(|index| states[index].take())
         .collect()
 }

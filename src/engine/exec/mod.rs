@@ -252,16 +252,22 @@ impl<'a> Engine<'a> {
         let mut reports: BTreeMap<usize, StageReport> = BTreeMap::new();
         for &index in order {
             let stage = &self.pipeline.stages[index];
-            let stale_upstream: Vec<String> = dag
-                .upstream(index)
-                .into_iter()
-                .filter(|up| {
-                    reports
-                        .get(up)
-                        .is_some_and(|r| r.outcome != Outcome::UpToDate)
-                })
-                .map(|up| self.pipeline.stages[up].name.clone())
-                .collect();
+            let stale = |up: &usize| {
+                reports
+                    .get(up)
+                    .is_some_and(|r| r.outcome != Outcome::UpToDate)
+            };
+            // Collected (in pipeline order) only when there is something to collect.
+            let stale_upstream: Vec<String> =
+                match dag.upstream_unordered(index).any(|up| stale(&up)) {
+                    false => Vec::new(),
+                    true => dag
+                        .upstream(index)
+                        .into_iter()
+                        .filter(stale)
+                        .map(|up| self.pipeline.stages[up].name.clone())
+                        .collect(),
+                };
             let report = if !stale_upstream.is_empty() {
                 let reasons = stale_upstream
                     .into_iter()
@@ -270,7 +276,9 @@ impl<'a> Engine<'a> {
                 StageReport::new(stage, Outcome::WouldRun).with_reasons(reasons)
             } else {
                 let judge = self.judge(&remote_has);
-                match decide(&judge, stage, self.locked(&stage.name).as_ref(), &[]) {
+                // Borrowed, not cloned: nothing else uses the lock file during a dry run.
+                let lock = self.lock(&self.lock);
+                match decide(&judge, stage, lock.stages.get(&stage.name), &[]) {
                     Ok(plan) => match plan.decision {
                         Decision::UpToDate | Decision::CutOff { .. } => {
                             StageReport::new(stage, Outcome::UpToDate)
