@@ -174,7 +174,7 @@ impl LockFile {
     pub fn retain_in_order(&mut self, stage_order: &[&str]) {
         let mut ordered = IndexMap::new();
         for name in stage_order {
-            if let Some(stage) = self.stages.shift_remove(*name) {
+            if let Some(stage) = self.stages.swap_remove(*name) {
                 ordered.insert((*name).to_string(), stage);
             }
         }
