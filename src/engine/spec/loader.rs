@@ -9,6 +9,7 @@ use super::matrix::{self, Matrices};
 use super::positions::Places;
 use super::protect;
 use super::raw::{RawPipeline, RawPorts, RawStage};
+use super::values;
 use super::{
     closest, defaults, path, Action, Declared, Location, Override, Pipeline, Port, Side, SpecError,
     Stage,
@@ -39,6 +40,7 @@ impl<'a> Loader<'a> {
             Err(error) => return Err(refused(file, &places, error)),
         };
         raw.unprotect();
+        check_param_values(file, &raw, &places)?;
         let matrices = matrix::expand(file, &mut raw, &mut places, registry)?;
         Ok(Loader {
             file,
@@ -854,60 +856,195 @@ fn variant_outputs(stage: &Stage) -> Vec<VariantOutput> {
         .collect()
 }
 
-/// What is wrong with a text serde_yaml refused (with `error`): a repeated key (named with
-/// both places, before anything else), else the syntax or type error.
-fn refused(file: &Path, places: &Places, error: serde_yaml::Error) -> SpecError {
-    let Some(positions) = places.index() else {
-        // Not YAML at all: serde_yaml words the syntax error.
-        return match serde_yaml::from_str::<serde_yaml::Value>(places.text()) {
-            Err(error) => syntax_error(file, error),
-            Ok(_) => SpecError::Syntax {
-                at: Location {
-                    file: file.to_path_buf(),
-                    line: 1,
-                    column: 1,
-                },
-                message: "not a YAML document".to_string(),
-            },
+/// Every param value (global and per stage) against what [`values`] refuses.
+fn check_param_values(file: &Path, raw: &RawPipeline, places: &Places) -> Result<(), SpecError> {
+    let global = raw.params.iter().map(|(param, value)| (None, param, value));
+    let staged = (raw.stages.iter()).flat_map(|(stage, raw)| {
+        (raw.params.iter()).map(move |(param, value)| (Some(stage), param, value))
+    });
+    for (stage, param, value) in global.chain(staged) {
+        let Err(refusal) = values::check(value) else {
+            continue;
         };
-    };
-    let Some((path, (line, column), first_line)) = positions.duplicates.first() else {
-        return syntax_error(file, error);
-    };
-    let at = Location {
+        let mut path = match stage {
+            Some(stage) => format!("stages/{stage}/params/{param}"),
+            None => format!("params/{param}"),
+        };
+        if !refusal.node.is_empty() {
+            path = format!("{path}/{}", refusal.node);
+        }
+        let (line, column) = if refusal.at_key {
+            places.repeat(&path)
+        } else {
+            places.value(&path)
+        };
+        let at = Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        };
+        return Err(match stage {
+            Some(stage) => SpecError::Stage {
+                at,
+                stage: stage.clone(),
+                message: format!("param `{param}`: {}", refusal.message),
+            },
+            None => SpecError::Syntax {
+                at,
+                message: format!("params: `{param}`: {}", refusal.message),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// What is wrong with a text serde_yaml refused (with `error`): a repeated key (named with
+/// both places), else the syntax or type error.
+fn refused(file: &Path, places: &Places, error: serde_yaml::Error) -> SpecError {
+    let message = error.to_string();
+    let at = |(line, column): (usize, usize)| Location {
         file: file.to_path_buf(),
-        line: *line,
-        column: *column,
+        line,
+        column,
+    };
+    if message.contains("control characters are not allowed") {
+        // libyaml names the byte's offset, not its line: find it.
+        if let Some((place, character)) = control_character(places.text()) {
+            return SpecError::Syntax {
+                at: at(place),
+                message: format!(
+                    "control character U+{:04X} is not allowed in YAML (in a double-quoted text, write it as \\u{:04X})",
+                    character as u32, character as u32
+                ),
+            };
+        }
+    }
+    let maybe_empty = message.starts_with("missing field `stages`")
+        || message.starts_with("invalid type: unit value");
+    if maybe_empty
+        && serde_yaml::from_str::<serde_yaml::Value>(places.text())
+            .is_ok_and(|value| value.is_null())
+    {
+        return SpecError::Syntax {
+            at: at((1, 1)),
+            message: "the pipeline is empty: it needs `stages:`, a map of stage names to stages"
+                .to_string(),
+        };
+    }
+    let Some(positions) = places.index() else {
+        // Not YAML to yaml-rust2: serde_yaml's error is all there is.
+        return syntax_error(file, places.text(), error);
+    };
+    if message.contains("more than one document") {
+        if let Some(second) = positions.second_document {
+            return SpecError::Syntax {
+                at: at(second),
+                message: "a second YAML document starts here: a pipeline file holds one"
+                    .to_string(),
+            };
+        }
+    }
+    if message.contains("repetition limit exceeded") {
+        if let Some(alias) = positions.first_alias {
+            return SpecError::Syntax {
+                at: at(alias),
+                message: clarified(&without_location(&message)),
+            };
+        }
+    }
+    // Which repeat serde_yaml found: two keys spelled alike in a map of names (ours: "duplicate
+    // key", a struct's: "duplicate field"), or two equal keys in a map of YAML values.
+    let serde_at = error
+        .location()
+        .map_or((1, 1), |at| (at.line(), at.column()));
+    let repeat = if let Some(key) = quoted_after(&message, "duplicate key `")
+        .or_else(|| quoted_after(&message, "duplicate field `"))
+    {
+        (positions.duplicates.iter()).find(|(path, ..)| path.rsplit('/').next() == Some(key))
+    } else if message.contains("duplicate entry with") {
+        (positions.equal_values.iter()).find(|(_, at, _)| *at >= serde_at)
+    } else {
+        None
+    };
+    let Some((path, place, first_line)) = repeat else {
+        return syntax_error(file, places.text(), error);
     };
     let (parent, key) = path.rsplit_once('/').unwrap_or(("", path));
     if parent == "stages" {
         SpecError::DuplicateStage {
-            at,
+            at: at(*place),
             name: key.to_string(),
             first_line: *first_line,
         }
     } else {
         SpecError::DuplicateKey {
-            at,
+            at: at(*place),
             key: key.to_string(),
             first_line: *first_line,
         }
     }
 }
 
-/// serde_yaml's syntax or type error, at the place it gives.
-fn syntax_error(file: &Path, error: serde_yaml::Error) -> SpecError {
-    let (line, column) = error
+/// The text between `prefix` and the next backquote in `message`.
+fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    rest.split_once('`').map(|(quoted, _)| quoted)
+}
+
+/// The first character YAML does not allow in a file (outside its printable set) and its place.
+fn control_character(text: &str) -> Option<((usize, usize), char)> {
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    };
+    let (mut line, mut column) = (1, 1);
+    for c in text.chars() {
+        if !printable(c) {
+            return Some(((line, column), c));
+        }
+        if c == '\n' {
+            (line, column) = (line + 1, 1);
+        } else {
+            column += 1;
+        }
+    }
+    None
+}
+
+/// serde_yaml's syntax or type error, at the place it gives (libyaml puts an error at the end
+/// of a file without a final line end on the line after it: the end is named instead).
+fn syntax_error(file: &Path, text: &str, error: serde_yaml::Error) -> SpecError {
+    let (mut line, mut column) = error
         .location()
         .map(|at| (at.line(), at.column()))
         .unwrap_or((1, 1));
+    let lines = text.matches('\n').count() + 1;
+    if line > lines {
+        let last = &text[text.rfind('\n').map_or(0, |at| at + 1)..];
+        (line, column) = (lines, last.chars().count() + 1);
+    }
     SpecError::Syntax {
         at: Location {
             file: file.to_path_buf(),
             line,
             column,
         },
-        message: path::unprotect(&without_location(&error.to_string())),
+        message: clarified(&path::unprotect(&without_location(&error.to_string()))),
+    }
+}
+
+/// serde_yaml's words, with what to do where they are terse.
+fn clarified(message: &str) -> String {
+    if message.contains("unknown field `<<`") {
+        format!("{message} (YAML merge keys `<<` are not supported: write the keys out; anchors and aliases are)")
+    } else if message.ends_with("recursion limit exceeded") {
+        format!("{message}: lists and maps nested more than 128 levels deep")
+    } else if message.ends_with("repetition limit exceeded") {
+        format!("{message}: aliases (`*name`, the first one here) expand to too much")
+    } else if message.contains("expected field identifier") {
+        message.replace("expected field identifier", "expected a key's name")
+    } else {
+        message.to_string()
     }
 }
 

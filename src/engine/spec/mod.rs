@@ -18,12 +18,14 @@
 
 pub mod defaults;
 mod error;
+mod guard;
 mod loader;
 mod matrix;
 pub mod path;
 mod positions;
 mod protect;
 mod raw;
+mod values;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -220,11 +222,42 @@ pub fn load(
     cache: Option<&Path>,
     registry: &Registry,
 ) -> Result<Pipeline, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+    let bytes = std::fs::read(file).map_err(|source| SpecError::Read {
         file: file.to_path_buf(),
         source,
     })?;
+    let text = decode(file, bytes)?;
+    if let Some(suspicion) = guard::needs_strict_pass(&text) {
+        guard::strict_pass(file, &text, &suspicion)?;
+    }
     Loader::new(file, path::protect_variables(&text), registry)?.load(overrides, cache)
+}
+
+/// The file's bytes as text: UTF-8 (an invalid byte is an error at its place), without a
+/// leading byte order mark (serde_yaml would take it for the start of a second document).
+fn decode(file: &Path, bytes: Vec<u8>) -> Result<String, SpecError> {
+    let text = String::from_utf8(bytes).map_err(|error| {
+        let bytes = error.as_bytes();
+        let valid = &bytes[..error.utf8_error().valid_up_to()];
+        // Valid up to there: lines and columns (in characters) count as an editor does.
+        let before = std::str::from_utf8(valid).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+        SpecError::Syntax {
+            at: Location {
+                file: file.to_path_buf(),
+                line: before.matches('\n').count() + 1,
+                column: before[line_start..].chars().count() + 1,
+            },
+            message: format!(
+                "the pipeline file is not UTF-8 text (byte 0x{:02X})",
+                bytes[valid.len()]
+            ),
+        }
+    })?;
+    Ok(match text.strip_prefix('\u{FEFF}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 #[cfg(test)]

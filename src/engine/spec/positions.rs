@@ -10,12 +10,20 @@
 //! the text in [`Places`] and indexes it on the first lookup only: when a message must name a
 //! place. A matrix stage's variants are not copied into the index either: a lookup under a
 //! variant's name is redirected to the stage as written (see [`Places::alias`]).
+//!
+//! Hostile input: the events are read in a loop (yaml-rust2's own `load` recurses once per
+//! level and overflows the stack on 100,000 nested `- `), and nodes deeper than
+//! [`MAX_INDEXED_DEPTH`] are not indexed (their paths would cost memory quadratic in the depth;
+//! serde_yaml refuses anything deeper than 128 levels anyway, at its own place).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
+
+/// Nodes nested deeper than this are not indexed (a lookup finds their nearest indexed parent).
+const MAX_INDEXED_DEPTH: usize = 256;
 
 /// A node path: keys and sequence indexes joined by `/`, e.g. `stages/train/deps/0`.
 pub type NodePath = String;
@@ -24,16 +32,36 @@ pub type NodePath = String;
 pub struct Positions {
     keys: HashMap<NodePath, (usize, usize)>,
     values: HashMap<NodePath, (usize, usize)>,
-    /// `(path of the repeated key, line and column of the repeat, line of the first)`.
+    /// `(path of the repeated key, line and column of the repeat, line of the first)`: keys
+    /// spelled alike (`1` and `"1"`: what a map of names sees).
     pub duplicates: Vec<(NodePath, (usize, usize), usize)>,
+    /// The same for keys that are one YAML value however spelled (`true` and `True`, `~` and
+    /// `null`, `1` and `0x1`, but not `1` and `"1"`): what a map of YAML values sees.
+    pub equal_values: Vec<(NodePath, (usize, usize), usize)>,
+    /// Where a second document starts (`---` after a first one), if any.
+    pub second_document: Option<(usize, usize)>,
+    /// Where the first alias (`*name`) is, if any.
+    pub first_alias: Option<(usize, usize)>,
 }
 
 impl Positions {
     /// Indexes `text`; `None` when it is not valid YAML (serde_yaml then says why).
     pub fn index(text: &str) -> Option<Positions> {
         let mut builder = Builder::default();
-        Parser::new_from_str(text).load(&mut builder, false).ok()?;
-        Some(builder.positions)
+        let mut documents = 0;
+        let finished = for_each_event(text, |event, mark| {
+            if let Event::DocumentStart = event {
+                documents += 1;
+                if documents == 2 {
+                    builder.positions.second_document = Some((mark.line(), mark.col() + 1));
+                    return false;
+                }
+            }
+            builder.on_event(event, mark);
+            true
+        });
+        // A second document's own errors do not matter: the first one is indexed.
+        finished.is_ok().then_some(builder.positions)
     }
 
     /// Where the key of the node at `path` starts (falls back to its value), if indexed.
@@ -97,7 +125,7 @@ impl Places {
         self.placed.insert(path.to_string(), at.to_string());
     }
 
-    /// Where the key of the node at `path` starts (falls back to its value).
+    /// Where the key of the node at `path` starts (falls back to its value, then its parent's).
     pub fn key(&self, path: &str) -> (usize, usize) {
         if let Some(at) = self.placed.get(path) {
             return self.value(at);
@@ -105,7 +133,24 @@ impl Places {
         let Some(index) = self.index() else {
             return (1, 1);
         };
-        index.key(&self.unaliased(path)).unwrap_or((1, 1))
+        if let Some(at) = index.key(&self.unaliased(path)) {
+            return at;
+        }
+        match path.rsplit_once('/') {
+            Some((parent, _)) => self.value(parent),
+            None => (1, 1),
+        }
+    }
+
+    /// Where the second of two keys spelled alike (see [`Positions::duplicates`]) at `path` is,
+    /// else where its key is.
+    pub fn repeat(&self, path: &str) -> (usize, usize) {
+        let repeat = self.index().and_then(|index| {
+            (index.duplicates.iter())
+                .find(|(repeated, ..)| repeated == path)
+                .map(|(_, at, _)| *at)
+        });
+        repeat.unwrap_or_else(|| self.key(path))
     }
 
     /// Where the value of the node at `path` starts (falls back to its key, then its parent).
@@ -143,11 +188,29 @@ impl Places {
     }
 }
 
+/// Calls `visit` with each event of the first document of `text` and its place, in a loop (no
+/// recursion), until `visit` returns `false` or the stream ends.
+pub fn for_each_event(
+    text: &str,
+    mut visit: impl FnMut(Event, Marker) -> bool,
+) -> Result<(), ScanError> {
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let (event, mark) = parser.next_token()?;
+        if event == Event::StreamEnd || !visit(event, mark) {
+            return Ok(());
+        }
+    }
+}
+
 enum Frame {
     Map {
         path: NodePath,
         key: Option<String>,
+        /// Each key's text → the line of its first occurrence.
         seen: HashMap<String, usize>,
+        /// Each key's YAML value (see [`resolved`]) → the line of its first occurrence.
+        seen_values: HashMap<String, usize>,
     },
     Seq {
         path: NodePath,
@@ -158,6 +221,11 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
+    /// Collections open below [`MAX_INDEXED_DEPTH`], not indexed.
+    too_deep: usize,
+    /// Anchored scalars' texts and values (see [`resolved`]) by anchor id: an alias used as a
+    /// key stands for its scalar.
+    anchors: HashMap<usize, (String, String)>,
     positions: Positions,
 }
 
@@ -193,33 +261,57 @@ fn join(parent: &str, child: &str) -> NodePath {
     }
 }
 
-impl MarkedEventReceiver for Builder {
+impl Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let at = (mark.line(), mark.col() + 1);
-        match event {
-            Event::Scalar(text, ..) if self.expecting_key() => {
-                let Some(Frame::Map { path, key, seen }) = self.stack.last_mut() else {
-                    return;
-                };
-                let child = join(path, &text);
-                if let Some(first_line) = seen.get(&text) {
-                    self.positions
-                        .duplicates
-                        .push((child.clone(), at, *first_line));
-                } else {
-                    seen.insert(text.clone(), at.0);
-                }
-                self.positions.keys.entry(child).or_insert(at);
-                *key = Some(text);
+        if let Event::Alias(_) = event {
+            self.positions.first_alias.get_or_insert(at);
+        }
+        if self.too_deep > 0 {
+            match event {
+                Event::MappingStart(..) | Event::SequenceStart(..) => self.too_deep += 1,
+                Event::MappingEnd | Event::SequenceEnd => self.too_deep -= 1,
+                _ => {}
             }
-            Event::Scalar(..) | Event::Alias(_) => {
+            return;
+        }
+        match event {
+            Event::Scalar(text, style, anchor, _) if self.expecting_key() => {
+                let value = resolved(&text, style);
+                if anchor > 0 {
+                    self.anchors.insert(anchor, (text.clone(), value.clone()));
+                }
+                self.key(text, Some(value), at);
+            }
+            Event::Alias(anchor) if self.expecting_key() => {
+                // serde_yaml reads the anchored node in its place; a collection has no name.
+                match self.anchors.get(&anchor).cloned() {
+                    Some((text, value)) => self.key(text, Some(value), at),
+                    None => self.key("?".to_string(), None, at),
+                }
+            }
+            Event::Scalar(text, style, anchor, _) => {
+                if anchor > 0 {
+                    let value = resolved(&text, style);
+                    self.anchors.insert(anchor, (text, value));
+                }
+                let path = self.child_path();
+                self.positions.values.entry(path).or_insert(at);
+                self.value_done();
+            }
+            Event::Alias(_) => {
                 let path = self.child_path();
                 self.positions.values.entry(path).or_insert(at);
                 self.value_done();
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if self.stack.len() >= MAX_INDEXED_DEPTH {
+                    self.too_deep = 1;
+                    return;
+                }
                 if self.expecting_key() {
-                    // A complex (non-scalar) key: index it under a placeholder name.
+                    // A complex (non-scalar) key: indexed under a placeholder name, never a
+                    // repeat of another.
                     if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
                         *key = Some("?".to_string());
                     }
@@ -232,6 +324,7 @@ impl MarkedEventReceiver for Builder {
                             path,
                             key: None,
                             seen: HashMap::new(),
+                            seen_values: HashMap::new(),
                         }
                     } else {
                         Frame::Seq { path, index: 0 }
@@ -244,6 +337,70 @@ impl MarkedEventReceiver for Builder {
             _ => {}
         }
     }
+
+    /// A key `text` (its YAML value `value`; none: a collection) of the current map at `at`.
+    fn key(&mut self, text: String, value: Option<String>, at: (usize, usize)) {
+        let Some(Frame::Map {
+            path,
+            key,
+            seen,
+            seen_values,
+        }) = self.stack.last_mut()
+        else {
+            return;
+        };
+        let child = join(path, &text);
+        if let Some(value) = value {
+            match seen.get(&text) {
+                Some(first_line) => {
+                    (self.positions.duplicates).push((child.clone(), at, *first_line))
+                }
+                None => {
+                    seen.insert(text.clone(), at.0);
+                }
+            }
+            match seen_values.get(&value) {
+                Some(first_line) => {
+                    (self.positions.equal_values).push((child.clone(), at, *first_line))
+                }
+                None => {
+                    seen_values.insert(value, at.0);
+                }
+            }
+        }
+        self.positions.keys.entry(child).or_insert(at);
+        *key = Some(text);
+    }
+}
+
+/// A scalar's YAML value as serde_yaml resolves it (YAML 1.2 core schema), as a text that is
+/// equal for equal values: `~`, `null` and an empty plain scalar are one null, `true` and
+/// `True` one boolean, `1`, `+1` and `0x1` one number; a quoted scalar is always a string.
+fn resolved(text: &str, style: TScalarStyle) -> String {
+    if style != TScalarStyle::Plain {
+        return format!("string {text}");
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return "null".to_string(),
+        "true" | "True" | "TRUE" => return "bool true".to_string(),
+        "false" | "False" | "FALSE" => return "bool false".to_string(),
+        _ => {}
+    }
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let integer = if let Some(hex) = digits.strip_prefix("0x") {
+        i128::from_str_radix(hex, 16).ok()
+    } else if let Some(octal) = digits.strip_prefix("0o") {
+        i128::from_str_radix(octal, 8).ok()
+    } else {
+        text.parse::<i128>().ok()
+    };
+    if let Some(integer) = integer {
+        return format!("int {integer}");
+    }
+    match text.parse::<f64>() {
+        Ok(float) if !text.contains(['i', 'I', 'n', 'N']) => format!("float {float:?}"),
+        _ => format!("string {text}"),
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +408,40 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn hostile_nesting_is_indexed_without_recursion_down_to_a_bound() {
+        // yaml-rust2's recursive `load` overflowed the stack on this.
+        let text = format!("a:\n  {}x\n", "- ".repeat(100_000));
+        let places = Places::new(text);
+        assert!(places.index().is_some());
+        assert_eq!(places.value("a/0/0/0"), (2, 9));
+        let deep = format!("a/{}", ["0"; 1000].join("/"));
+        let (line, _) = places.value(&deep);
+        assert_eq!(
+            line, 2,
+            "an unindexed node falls back to its nearest indexed parent"
+        );
+    }
+
+    #[test]
+    fn repeats_by_text_and_by_value() {
+        let places =
+            Places::new("k: &x y\nm: {1: a, \"1\": b, true: c, True: d, y: e, *x : f}\n".into());
+        let index = places.index().unwrap();
+        let texts: Vec<&str> = index.duplicates.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["m/1", "m/y"],
+            "`1` and `\"1\"` are one name; an alias is its text"
+        );
+        let values: Vec<&str> = index.equal_values.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(
+            values,
+            ["m/True", "m/y"],
+            "`true` and `True` are one value, `1` and `\"1\"` are not"
+        );
+    }
 
     #[test]
     fn indexes_keys_values_and_duplicates() {
@@ -293,8 +484,16 @@ mod tests {
             self.0.values.insert(path.to_string(), at);
         }
 
+        /// Falls back to the parent's value, as [`Places::key`] does since hostile input
+        /// showed keys that are not indexed (an alias, a node too deep).
         fn key(&self, path: &str) -> (usize, usize) {
-            self.0.key(path).unwrap_or((1, 1))
+            if let Some(at) = self.0.key(path) {
+                return at;
+            }
+            match path.rsplit_once('/') {
+                Some((parent, _)) => self.value(parent),
+                None => (1, 1),
+            }
         }
 
         fn value(&self, path: &str) -> (usize, usize) {

@@ -10,7 +10,10 @@ use serde::{Deserialize, Deserializer};
 use super::path::unprotect_in_place;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a pipeline: a map with `stages:` (and optionally `name:`, `params:`, …)"
+)]
 pub struct RawPipeline {
     pub name: Option<String>,
     pub project_dir: Option<String>,
@@ -58,7 +61,10 @@ fn unprotect_value(value: &mut serde_yaml::Value) {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a stage: a map with `kind:` or `cmd:`"
+)]
 pub struct RawStage {
     pub kind: Option<String>,
     pub cmd: Option<String>,
