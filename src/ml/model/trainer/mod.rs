@@ -37,12 +37,12 @@ use anyhow::{bail, ensure, Context, Result};
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use prost::Message;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod dropout;
 pub mod limits;
+mod shuffle;
 
 use dropout::{MaskStream, Schedule};
 
@@ -289,7 +289,7 @@ pub fn fit(
     let mut epochs = Vec::with_capacity(config.epochs);
     let mut predictions = Vec::new();
     for epoch in 1..=config.epochs {
-        order.shuffle(&mut shuffle_rng);
+        shuffle::shuffle(&mut order, &mut shuffle_rng);
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
         let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
