@@ -444,6 +444,8 @@ const LAGGING: u32 = u32::MAX - 1;
 const EVAL_CHUNK: usize = 1 << 16;
 /// How many validation pairs ahead of the one gathered the scorer prefetches rows.
 const SCORE_PREFETCH_AHEAD: usize = 16;
+/// How many rows ahead the end-of-epoch catch-up prefetches a row's catch-up coefficients.
+const CATCH_UP_PREFETCH_AHEAD: usize = 16;
 /// Rows per optimizer run when every row is caught up at the end of an epoch.
 const CATCH_UP_CHUNK: usize = 4096;
 
@@ -965,6 +967,10 @@ impl Trainer {
                 };
                 b.clear();
                 while next < rows && b.lagging_sources.len() < CATCH_UP_CHUNK {
+                    // The rows are read in order, their coefficients at random (by last step).
+                    if let Some(&last) = table.last_step.get(next + CATCH_UP_PREFETCH_AHEAD) {
+                        self.catch_up.prefetch(last, step);
+                    }
                     if table.last_step[next] < step {
                         b.lag(table, side, next, k, target);
                     }
