@@ -4,13 +4,11 @@
 //!
 //! - [`kinds`]: one file per built-in kind (generate, ingest, train, export_tf, write_avro);
 //! - [`data`]: the ratings CSV reader, id maps, `ratings.bin`, the synthetic data generator;
-//! - [`memory`]: prefetching and huge pages for the large arrays training reads at random;
 //! - [`model`]: ONNX training graphs, the ONNX Runtime trainer, metrics, TensorFlow export, the
 //!   Avro record.
 
 pub mod data;
 pub mod kinds;
-pub mod memory;
 pub mod model;
 
 use crate::engine::kind::Registry;

@@ -56,7 +56,7 @@
 use anyhow::Result;
 
 use super::GraphBuilder;
-use crate::ml::memory::{prefetch_at, try_vec_huge};
+use crate::ml::data::memory::{prefetch_at, try_vec_huge};
 use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
 
 /// α_t, float32 scalar.

@@ -58,8 +58,8 @@ use super::params::{
 use super::runtime;
 use crate::engine::kind::Progress;
 use crate::ml::data::dataset::Ratings;
+use crate::ml::data::memory::{prefetch, prefetch_at, try_filled_huge, try_vec_huge};
 use crate::ml::data::try_vec;
-use crate::ml::memory::{prefetch, prefetch_at, try_filled_huge, try_vec_huge};
 
 /// What `fit` is asked to do (the train stage's params).
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@
 
 use rand::Rng;
 
-use crate::ml::memory::prefetch_at;
+use crate::ml::data::memory::prefetch_at;
 
 /// How many swaps ahead the entry a swap reads is prefetched.
 const SWAPS_AHEAD: usize = 64;

@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 
-use crate::ml::data::try_vec;
+use super::try_vec;
 
 /// Asks the CPU to start loading `values` into its caches, one hint per 64-byte line, and
 /// returns at once (a no-op off x86-64). `std` has no portable prefetch and no maintained crate
