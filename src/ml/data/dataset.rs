@@ -185,9 +185,10 @@ fn not_a_ratings_artifact(path: &Path) -> String {
     )
 }
 
-/// `rows` little-endian 4-byte values, allocated fallibly.
+/// `rows` little-endian 4-byte values, allocated fallibly, in huge pages (the trainer reads
+/// them at shuffled positions).
 fn read_column<T>(input: &mut impl Read, rows: usize, decode: fn([u8; 4]) -> T) -> Result<Vec<T>> {
-    let mut column = super::try_vec(rows)?;
+    let mut column = super::memory::try_vec_huge(rows)?;
     let mut chunk = [0u8; 1 << 14];
     let mut left = rows;
     while left > 0 {

@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod generator;
 pub mod idmap;
+pub mod memory;
 pub mod reader;
 pub mod shown;
 pub mod uuid_table;

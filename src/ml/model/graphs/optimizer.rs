@@ -56,7 +56,7 @@
 use anyhow::Result;
 
 use super::GraphBuilder;
-use crate::ml::data::try_vec;
+use crate::ml::data::memory::{prefetch_at, try_vec_huge};
 use crate::ml::model::onnx_proto::{tensor_proto::DataType, Attr, Dim, ModelProto};
 
 /// α_t, float32 scalar.
@@ -244,7 +244,7 @@ pub struct CatchUp {
 
 impl CatchUp {
     /// The tables for steps 0..=`last_step`, computed in f64 from the float32 hyperparameters.
-    /// 48 bytes per step, allocated fallibly.
+    /// 48 bytes per step, allocated fallibly, in huge pages (they are read at random).
     pub fn new(adam: &AdamConfig, last_step: u32) -> Result<Self> {
         let (beta_1, beta_2) = (f64::from(adam.beta_1), f64::from(adam.beta_2));
         // q_m = β₁·β₂^{m/2}, m = 0..3.
@@ -257,7 +257,7 @@ impl CatchUp {
         };
         // H(s) = q·(A(s+1) + H(s+1)), from far enough past the last step that H ≈ 0 there.
         let last_step = u64::from(last_step);
-        let mut discounted_sums = try_vec(last_step as usize + 1)?;
+        let mut discounted_sums = try_vec_huge(last_step as usize + 1)?;
         discounted_sums.resize(last_step as usize + 1, [0.0; SERIES_TERMS]);
         let mut sums = [0.0f64; SERIES_TERMS];
         for s in (0..last_step + RECURSION_LEAD_IN).rev() {
@@ -269,7 +269,7 @@ impl CatchUp {
                 discounted_sums[s as usize] = sums;
             }
         }
-        let mut powers = try_vec(last_step as usize + 1)?;
+        let mut powers = try_vec_huge(last_step as usize + 1)?;
         powers.extend((0..=last_step).map(|skipped| {
             let skipped = skipped as f64;
             [beta_1.powf(skipped), beta_2.powf(skipped / 2.0)]
@@ -279,6 +279,14 @@ impl CatchUp {
             discounted_sums,
             powers,
         })
+    }
+
+    /// Starts loading what [`Self::coefficients`]`(last, target)` reads at random (the entries of
+    /// `last` and of `target − last`: tens of MB of tables at a million steps), for a call soon
+    /// after. Any `last` and `target` may be given: the entries past the tables are skipped.
+    pub fn prefetch(&self, last: u32, target: u32) {
+        prefetch_at(&self.discounted_sums, last as usize);
+        prefetch_at(&self.powers, target.wrapping_sub(last) as usize);
     }
 
     /// A row's [`CATCH_UP`] columns to bring it from step `last` up to step `target`

@@ -37,12 +37,12 @@ use anyhow::{bail, ensure, Context, Result};
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use prost::Message;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod dropout;
 pub mod limits;
+mod shuffle;
 
 use dropout::{MaskStream, Schedule};
 
@@ -58,6 +58,7 @@ use super::params::{
 use super::runtime;
 use crate::engine::kind::Progress;
 use crate::ml::data::dataset::Ratings;
+use crate::ml::data::memory::{prefetch, prefetch_at, try_filled_huge, try_vec_huge};
 use crate::ml::data::try_vec;
 
 /// What `fit` is asked to do (the train stage's params).
@@ -280,20 +281,20 @@ pub fn fit(
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
     shuffle_rng.set_stream(SHUFFLE_STREAM);
     // Fewer than 2³² rows (checked by `limits::check`).
-    let mut order: Vec<u32> = try_vec(train_rows)?;
+    // The shuffle swaps entries at random: huge pages spare it a TLB miss per swap.
+    let mut order: Vec<u32> = try_vec_huge(train_rows)?;
     order.extend(0..train_rows as u32);
     let mut meter = ProgressMeter::new(progress, (train_rows * config.epochs) as u64);
     let validation = train_rows..ratings.len();
     let mut epochs = Vec::with_capacity(config.epochs);
     let mut predictions = Vec::new();
     for epoch in 1..=config.epochs {
-        order.shuffle(&mut shuffle_rng);
+        shuffle::shuffle(&mut order, &mut shuffle_rng);
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
         let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
         for (index, batch) in batches.iter().enumerate() {
-            let upcoming = |ahead: usize| batches.get(index + ahead).copied().unwrap_or_default();
-            let loss = trainer.step(ratings, batch, upcoming(1), upcoming(2))?;
+            let loss = trainer.step(ratings, batch, Upcoming::of(&batches, index))?;
             if !loss.is_finite() {
                 bail!(
                     "epoch {epoch}, step {} of {steps_per_epoch}: the training loss is {loss}; \
@@ -441,63 +442,12 @@ const NO_SLOT: u32 = u32::MAX;
 const LAGGING: u32 = u32::MAX - 1;
 /// Validation pairs per eval-graph run (bounds the run's intermediate tensors).
 const EVAL_CHUNK: usize = 1 << 16;
+/// How many validation pairs ahead of the one gathered the scorer prefetches rows.
+const SCORE_PREFETCH_AHEAD: usize = 16;
+/// How many rows ahead the end-of-epoch catch-up prefetches a row's catch-up coefficients.
+const CATCH_UP_PREFETCH_AHEAD: usize = 16;
 /// Rows per optimizer run when every row is caught up at the end of an epoch.
 const CATCH_UP_CHUNK: usize = 4096;
-
-/// Asks the CPU to start loading `values` into its caches, one hint per 64-byte line, and
-/// returns at once (a no-op off x86-64). The trainer hints the next batch's table rows before
-/// ONNX Runtime runs the current step, so their cache misses overlap the run instead of
-/// stalling the copies after it: the tables (tens to hundreds of MB) are far larger than the
-/// caches and a batch's rows are scattered over them. `std` has no portable prefetch and no
-/// maintained crate wraps this one intrinsic.
-#[inline]
-fn prefetch<T>(values: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = std::mem::size_of_val(values);
-        let start = values.as_ptr().cast::<i8>();
-        for offset in (0..bytes).step_by(64).chain(bytes.checked_sub(1)) {
-            // SAFETY: a prefetch is a hint: it never faults and changes no memory, whatever the
-            // address; `offset` stays inside `values` anyway. SSE (and so `prefetcht0`) is part
-            // of every x86-64 CPU.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = values;
-}
-
-/// Asks the kernel to back `buffer`'s allocation with transparent huge pages (2 MiB on x86-64)
-/// where it can, before the buffer is first written. A table of a million rows spans ~150,000
-/// 4 KiB pages, so nearly every row a step touches is also a TLB miss; with huge pages the
-/// page walks mostly hit the caches. It is a hint: where THP is off, unsupported or refused
-/// the call fails and changes nothing, so its result is ignored. `std` has no `madvise`.
-fn advise_huge_pages<T>(buffer: &Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `sysconf` reads a constant.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let start = (buffer.as_ptr() as usize).next_multiple_of(page);
-        let end =
-            (buffer.as_ptr() as usize + buffer.capacity() * std::mem::size_of::<T>()) / page * page;
-        if end > start {
-            // SAFETY: the range lies within `buffer`'s allocation, whole pages only, and
-            // MADV_HUGEPAGE changes how the pages are backed, never their contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buffer;
-}
-
-/// `len` copies of `value` in an allocation advised into huge pages (see [`advise_huge_pages`]).
-fn try_filled_huge<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
-    let mut values = try_vec(len)?;
-    advise_huge_pages(&values);
-    values.resize(len, value);
-    Ok(values)
-}
 
 /// One embedding table with its Adam state.
 ///
@@ -528,8 +478,7 @@ impl Table {
     /// A table of `rows` rows of `k` initial values from `draws`, moments zero.
     fn new(rows: usize, k: usize, draws: &mut InitialDraws) -> Result<Self> {
         let len = table_len(rows, 3 * k)?;
-        let mut values = try_vec(len)?;
-        advise_huge_pages(&values);
+        let mut values = try_vec_huge(len)?;
         for _ in 0..rows {
             values.extend((0..k).map(|_| draws.embedding()));
             values.resize(values.len() + 2 * k, 0.0);
@@ -600,6 +549,36 @@ impl Table {
         rows
     }
 }
+
+/// The batches after a step's own that it works ahead on.
+#[derive(Clone, Copy, Default)]
+struct Upcoming<'a> {
+    /// The next batch: its rows are brought up to date by this step's run.
+    next: &'a [u32],
+    /// The batch after it: its rows are prefetched, for the next step to gather.
+    after_next: &'a [u32],
+    /// The batch [`RECORDS_AHEAD`] steps ahead: its samples' customer, product and rating
+    /// entries are prefetched, for the step that prefetches its rows.
+    records: &'a [u32],
+}
+
+impl<'a> Upcoming<'a> {
+    /// What the step of `batches[index]` works ahead on (empty past the last batch).
+    fn of(batches: &[&'a [u32]], index: usize) -> Self {
+        let batch = |ahead: usize| batches.get(index + ahead).copied().unwrap_or_default();
+        Self {
+            next: batch(1),
+            after_next: batch(2),
+            records: batch(RECORDS_AHEAD),
+        }
+    }
+}
+
+/// How many steps ahead a batch's sample entries (its customer, product and rating in the
+/// ratings' columns, hundreds of MB at 100M ratings, read at the shuffled positions) are
+/// prefetched: far enough for their misses to be over by the time the step two batches before
+/// this one reads them to prefetch the batch's rows.
+const RECORDS_AHEAD: usize = 4;
 
 /// Which table a step row came from.
 #[derive(Clone, Copy)]
@@ -823,18 +802,31 @@ impl Trainer {
         })
     }
 
-    /// One training step on the rating rows `batch`; returns the batch loss. `next_batch` (the
-    /// following step's rows, empty at the end of an epoch) has its embedding rows brought up
-    /// to date by this step's run, so every forward pass sees dense-Adam values; the rows of
-    /// `after_next` (the batch after it) are prefetched, for the next step to gather.
-    fn step(
-        &mut self,
-        ratings: &Ratings,
-        batch: &[u32],
-        next_batch: &[u32],
-        after_next: &[u32],
-    ) -> Result<f32> {
+    /// One training step on the rating rows `batch`; returns the batch loss. The next batch
+    /// (`upcoming.next`, empty at the end of an epoch) has its embedding rows brought up to date
+    /// by this step's run, so every forward pass sees dense-Adam values; the rows of the batch
+    /// after it are prefetched, for the next step to gather, and the sample entries of a batch
+    /// further ahead, for the step that prefetches its rows.
+    fn step(&mut self, ratings: &Ratings, batch: &[u32], upcoming: Upcoming) -> Result<f32> {
         let k = self.k;
+        for &sample in upcoming.records {
+            for column in [&ratings.customers, &ratings.products] {
+                prefetch_at(column, sample as usize);
+            }
+            prefetch_at(&ratings.ratings, sample as usize);
+        }
+        // The catch-up coefficients of the next batch's rows (looked up by each row's last
+        // step, in tables of 48 bytes per step of the run) load while this batch is gathered.
+        for (side, ids) in [
+            (Side::Customer, &ratings.customers),
+            (Side::Product, &ratings.products),
+        ] {
+            let last_step = &self.tables[side as usize].last_step;
+            for &sample in upcoming.next {
+                let id = ids[sample as usize] as usize;
+                self.catch_up.prefetch(last_step[id], self.step + 1);
+            }
+        }
         let b = &mut self.buffers;
         b.clear();
         b.sample_rows.resize(2 * batch.len(), 0);
@@ -870,10 +862,10 @@ impl Trainer {
             (Side::Product, &ratings.products),
         ] {
             let table = &mut self.tables[side as usize];
-            for &sample in next_batch {
+            for &sample in upcoming.next {
                 b.lag(table, side, ids[sample as usize] as usize, k, target);
             }
-            for &sample in after_next {
+            for &sample in upcoming.after_next {
                 table.prefetch_row(ids[sample as usize] as usize, k);
             }
         }
@@ -975,6 +967,10 @@ impl Trainer {
                 };
                 b.clear();
                 while next < rows && b.lagging_sources.len() < CATCH_UP_CHUNK {
+                    // The rows are read in order, their coefficients at random (by last step).
+                    if let Some(&last) = table.last_step.get(next + CATCH_UP_PREFETCH_AHEAD) {
+                        self.catch_up.prefetch(last, step);
+                    }
                     if table.last_step[next] < step {
                         b.lag(table, side, next, k, target);
                     }
@@ -1030,6 +1026,13 @@ impl Trainer {
             let chunk = start..(start + EVAL_CHUNK).min(rows.end);
             features.clear();
             for row in chunk.clone() {
+                // The pairs' rows are scattered over the tables: each is prefetched a few pairs
+                // before it is gathered, so the misses overlap.
+                let ahead = row + SCORE_PREFETCH_AHEAD;
+                if ahead < rows.end {
+                    prefetch(customers.values(ratings.customers[ahead] as usize, k));
+                    prefetch(products.values(ratings.products[ahead] as usize, k));
+                }
                 features.extend_from_slice(customers.values(ratings.customers[row] as usize, k));
                 features.extend_from_slice(products.values(ratings.products[row] as usize, k));
             }
@@ -1197,12 +1200,10 @@ mod tests {
         let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
         for epoch in 0..config.epochs {
             for (index, batch) in batches.iter().enumerate() {
-                let upcoming =
-                    |ahead: usize| batches.get(index + ahead).copied().unwrap_or_default();
                 let lazy_loss = lazy
-                    .step(&ratings, batch, upcoming(1), upcoming(2))
+                    .step(&ratings, batch, Upcoming::of(&batches, index))
                     .unwrap();
-                let dense_loss = dense.step(&ratings, batch, &[], &[]).unwrap();
+                let dense_loss = dense.step(&ratings, batch, Upcoming::default()).unwrap();
                 assert!((lazy_loss - dense_loss).abs() <= 1e-5 * dense_loss.abs());
                 sat_out += lazy.tables[Side::Customer as usize]
                     .last_step
