@@ -16,9 +16,8 @@
 
 use std::path::Path;
 
-use yaml_rust2::parser::{Event, Tag};
+use yaml_rust2::parser::{Event, Parser, Tag};
 
-use super::positions::for_each_event;
 use super::{Location, SpecError};
 
 /// Flow nesting this deep is parsed by serde_yaml in no noticeable time.
@@ -119,28 +118,30 @@ pub(super) fn strict_pass(file: &Path, text: &str, suspicion: &Suspicion) -> Res
         line,
         column,
     };
-    let mut refused = None;
-    let parsed = for_each_event(text, |event, mark| {
+    // yaml-rust2 (not libyaml, which the position index shares with serde_yaml) because it
+    // stops at a nesting limit where libyaml spends quadratic time. Events are read in a loop.
+    let mut parser = Parser::new_from_str(text);
+    let parsed = loop {
+        let (event, mark) = match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break Ok(()),
+            Ok(next) => next,
+            Err(error) => break Err(error),
+        };
         let tag = match &event {
             Event::Scalar(_, _, _, tag) => tag.as_ref(),
             Event::SequenceStart(_, tag) | Event::MappingStart(_, tag) => tag.as_ref(),
             _ => None,
         };
         if let Some(tag) = tag.filter(|tag| !is_core(tag)) {
-            refused = Some(SpecError::Syntax {
+            return Err(SpecError::Syntax {
                 at: at(mark.line(), mark.col() + 1),
                 message: format!(
                     "YAML tag `{}` is not supported (a pipeline's values are plain text, numbers, booleans, lists and maps; the core tags !!str, !!int, !!float, !!bool, !!null, !!seq and !!map may force one)",
                     shown(tag)
                 ),
             });
-            return false;
         }
-        true
-    });
-    if let Some(error) = refused {
-        return Err(error);
-    }
+    };
     match parsed {
         Err(error) if suspicion.deep || error.info() == "recursion limit exceeded" => {
             let marker = error.marker();

@@ -2,8 +2,12 @@
 //!
 //! serde_yaml reports positions for syntax and type errors but hands deserialized values over
 //! without them; the checks after deserializing (unknown kind, missing dependency, a cycle, …)
-//! look the place up here. The index ([`Positions`]) is built from yaml-rust2's marked event
-//! stream, which also reveals duplicate keys (serde would silently keep the last one).
+//! look the place up here. The index ([`Positions`]) is built from the marked event stream of
+//! libyaml-safer, a safe Rust port of the libyaml that serde_yaml parses with (through
+//! unsafe-libyaml): the index reads exactly the documents serde_yaml reads. (It was built from
+//! yaml-rust2's events before, which refuses some YAML libyaml reads — a block scalar at its
+//! key's own indentation — and every place in such a file fell back to line 1, column 1.) The
+//! events also reveal duplicate keys (serde would silently keep the last one).
 //!
 //! Indexing is a second parse of the whole file and a map entry per node — at 100,000 stages
 //! more than a quarter of loading — and a valid pipeline never needs it. So the loader keeps
@@ -11,16 +15,17 @@
 //! place. A matrix stage's variants are not copied into the index either: a lookup under a
 //! variant's name is redirected to the stage as written (see [`Places::alias`]).
 //!
-//! Hostile input: the events are read in a loop (yaml-rust2's own `load` recurses once per
-//! level and overflows the stack on 100,000 nested `- `), and nodes deeper than
+//! Hostile input: the events are read in a loop (a recursive loader overflows the stack on
+//! 100,000 nested `- `), and nodes deeper than
 //! [`MAX_INDEXED_DEPTH`] are not indexed (their paths would cost memory quadratic in the depth;
-//! serde_yaml refuses anything deeper than 128 levels anyway, at its own place).
+//! serde_yaml refuses anything deeper than 128 levels anyway, at its own place). Deep *flow*
+//! nesting (`[[[[…`), on which libyaml spends quadratic time, never gets here: the guard
+//! (`guard.rs`) refuses it first.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
+use libyaml_safer::{EventData, Mark, Parser, ScalarStyle};
 
 /// Nodes nested deeper than this are not indexed (a lookup finds their nearest indexed parent).
 const MAX_INDEXED_DEPTH: usize = 256;
@@ -50,10 +55,10 @@ impl Positions {
         let mut builder = Builder::default();
         let mut documents = 0;
         let finished = for_each_event(text, |event, mark| {
-            if let Event::DocumentStart = event {
+            if let EventData::DocumentStart { .. } = event {
                 documents += 1;
                 if documents == 2 {
-                    builder.positions.second_document = Some((mark.line(), mark.col() + 1));
+                    builder.positions.second_document = Some(line_column(mark));
                     return false;
                 }
             }
@@ -86,8 +91,8 @@ impl Positions {
 pub struct Places {
     /// The text as parsed.
     text: String,
-    /// Built on the first lookup; `None` when yaml-rust2 cannot parse the text (every place is
-    /// then line 1, column 1).
+    /// Built on the first lookup; `None` when the text is not valid YAML (every place is then
+    /// line 1, column 1).
     index: OnceLock<Option<Positions>>,
     /// A variant's node prefix (`stages/train@a=1`) → its matrix stage's (`stages/train`).
     aliases: HashMap<NodePath, NodePath>,
@@ -188,19 +193,27 @@ impl Places {
     }
 }
 
-/// Calls `visit` with each event of the first document of `text` and its place, in a loop (no
-/// recursion), until `visit` returns `false` or the stream ends.
-pub fn for_each_event(
+/// Calls `visit` with each event of `text` and where it starts, in a loop (no recursion), until
+/// `visit` returns `false` or the stream ends.
+fn for_each_event(
     text: &str,
-    mut visit: impl FnMut(Event, Marker) -> bool,
-) -> Result<(), ScanError> {
-    let mut parser = Parser::new_from_str(text);
+    mut visit: impl FnMut(EventData, Mark) -> bool,
+) -> Result<(), libyaml_safer::Error> {
+    let mut input = text.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut input);
     loop {
-        let (event, mark) = parser.next_token()?;
-        if event == Event::StreamEnd || !visit(event, mark) {
+        let event = parser.parse()?;
+        if event.data == EventData::StreamEnd || !visit(event.data, event.start_mark) {
             return Ok(());
         }
     }
+}
+
+/// A mark as a 1-based line and column (libyaml counts both from 0, columns in characters).
+fn line_column(mark: Mark) -> (usize, usize) {
+    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX - 1);
+    (to_usize(mark.line) + 1, to_usize(mark.column) + 1)
 }
 
 enum Frame {
@@ -223,9 +236,9 @@ struct Builder {
     stack: Vec<Frame>,
     /// Collections open below [`MAX_INDEXED_DEPTH`], not indexed.
     too_deep: usize,
-    /// Anchored scalars' texts and values (see [`resolved`]) by anchor id: an alias used as a
-    /// key stands for its scalar.
-    anchors: HashMap<usize, (String, String)>,
+    /// Anchored scalars' texts and values (see [`resolved`]) by anchor name: an alias used as a
+    /// key stands for its scalar (a later anchor of the same name replaces an earlier one).
+    anchors: HashMap<String, (String, String)>,
     positions: Positions,
 }
 
@@ -262,36 +275,48 @@ fn join(parent: &str, child: &str) -> NodePath {
 }
 
 impl Builder {
-    fn on_event(&mut self, event: Event, mark: Marker) {
-        let at = (mark.line(), mark.col() + 1);
-        if let Event::Alias(_) = event {
+    fn on_event(&mut self, event: EventData, mark: Mark) {
+        let at = line_column(mark);
+        if let EventData::Alias { .. } = event {
             self.positions.first_alias.get_or_insert(at);
         }
         if self.too_deep > 0 {
             match event {
-                Event::MappingStart(..) | Event::SequenceStart(..) => self.too_deep += 1,
-                Event::MappingEnd | Event::SequenceEnd => self.too_deep -= 1,
+                EventData::MappingStart { .. } | EventData::SequenceStart { .. } => {
+                    self.too_deep += 1
+                }
+                EventData::MappingEnd | EventData::SequenceEnd => self.too_deep -= 1,
                 _ => {}
             }
             return;
         }
         match event {
-            Event::Scalar(text, style, anchor, _) if self.expecting_key() => {
+            EventData::Scalar {
+                value: text,
+                style,
+                anchor,
+                ..
+            } if self.expecting_key() => {
                 let value = resolved(&text, style);
-                if anchor > 0 {
+                if let Some(anchor) = anchor {
                     self.anchors.insert(anchor, (text.clone(), value.clone()));
                 }
                 self.key(text, Some(value), at);
             }
-            Event::Alias(anchor) if self.expecting_key() => {
+            EventData::Alias { anchor } if self.expecting_key() => {
                 // serde_yaml reads the anchored node in its place; a collection has no name.
                 match self.anchors.get(&anchor).cloned() {
                     Some((text, value)) => self.key(text, Some(value), at),
                     None => self.key("?".to_string(), None, at),
                 }
             }
-            Event::Scalar(text, style, anchor, _) => {
-                if anchor > 0 {
+            EventData::Scalar {
+                value: text,
+                style,
+                anchor,
+                ..
+            } => {
+                if let Some(anchor) = anchor {
                     let value = resolved(&text, style);
                     self.anchors.insert(anchor, (text, value));
                 }
@@ -299,12 +324,12 @@ impl Builder {
                 self.positions.values.entry(path).or_insert(at);
                 self.value_done();
             }
-            Event::Alias(_) => {
+            EventData::Alias { .. } => {
                 let path = self.child_path();
                 self.positions.values.entry(path).or_insert(at);
                 self.value_done();
             }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
+            EventData::MappingStart { .. } | EventData::SequenceStart { .. } => {
                 if self.stack.len() >= MAX_INDEXED_DEPTH {
                     self.too_deep = 1;
                     return;
@@ -319,7 +344,7 @@ impl Builder {
                 let path = self.child_path();
                 self.positions.values.entry(path.clone()).or_insert(at);
                 self.stack
-                    .push(if matches!(event, Event::MappingStart(..)) {
+                    .push(if matches!(event, EventData::MappingStart { .. }) {
                         Frame::Map {
                             path,
                             key: None,
@@ -330,7 +355,7 @@ impl Builder {
                         Frame::Seq { path, index: 0 }
                     });
             }
-            Event::MappingEnd | Event::SequenceEnd => {
+            EventData::MappingEnd | EventData::SequenceEnd => {
                 self.stack.pop();
                 self.value_done();
             }
@@ -376,8 +401,8 @@ impl Builder {
 /// A scalar's YAML value as serde_yaml resolves it (YAML 1.2 core schema), as a text that is
 /// equal for equal values: `~`, `null` and an empty plain scalar are one null, `true` and
 /// `True` one boolean, `1`, `+1` and `0x1` one number; a quoted scalar is always a string.
-fn resolved(text: &str, style: TScalarStyle) -> String {
-    if style != TScalarStyle::Plain {
+fn resolved(text: &str, style: ScalarStyle) -> String {
+    if style != ScalarStyle::Plain {
         return format!("string {text}");
     }
     match text {
@@ -411,7 +436,7 @@ mod tests {
 
     #[test]
     fn hostile_nesting_is_indexed_without_recursion_down_to_a_bound() {
-        // yaml-rust2's recursive `load` overflowed the stack on this.
+        // A recursive loader (yaml-rust2's `load`) overflowed the stack on this.
         let text = format!("a:\n  {}x\n", "- ".repeat(100_000));
         let places = Places::new(text);
         assert!(places.index().is_some());
