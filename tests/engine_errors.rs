@@ -205,6 +205,62 @@ fn a_bad_set_value_names_the_set_flag_not_a_line_of_the_file() {
         .assert_stderr_contains("(from the global `params:`)");
 }
 
+/// A --set value gets the checks a param in the file gets: what two different values would
+/// share in the stage key, tags, merge keys, deep nesting and numbers beyond 64 bits are
+/// refused, naming the flag (abridged when huge), and nothing runs.
+#[test]
+fn set_values_are_refused_as_the_file_refuses_them() {
+    let project = Project::new();
+    project.pipeline(
+        "name: t\nstages:\n  a:\n    cmd: echo ${params.p} > out/a.txt\n    outs: [out/a.txt]\n    params: { p: 1 }\n",
+    );
+    let deep = format!("a.p={}", "[".repeat(100_000));
+    let cases = [
+        ("a.p=.nan", "value: `.nan` is not a finite number"),
+        (
+            "a.p=[1, .inf]",
+            "value at `1`: `.inf` is not a finite number",
+        ),
+        ("a.p=!foo x", "value: YAML tag `!foo` is not supported"),
+        (
+            "a.p=!!binary aGk=",
+            "value: YAML tag `!!binary` is not supported",
+        ),
+        (
+            "a.p={<<: {b: 1}}",
+            "value at `<<`: YAML merge keys (`<<`) are not supported",
+        ),
+        (
+            "a.p={1: x, \"1\": y}",
+            "value at `1`: keys `1` and `\"1\"` are both the name `1`",
+        ),
+        (
+            "a.p=99999999999999999999",
+            "value: the whole number `99999999999999999999` is out of range",
+        ),
+        (
+            deep.as_str(),
+            "(100004 characters): value: lists and maps (`[`, `{`) nested too deeply",
+        ),
+    ];
+    for (assignment, message) in cases {
+        let run = project.warez(&["run", PIPELINE, "--set", assignment]);
+        run.assert_code(2).assert_stderr_contains(message);
+        let shown: String = assignment.chars().take(80).collect();
+        run.assert_stderr_contains(&format!("error: --set {shown}"));
+        assert!(run.stderr.len() < 1_000, "abridged: {}", run.stderr.len());
+        assert!(
+            !project.abs("out/a.txt").exists(),
+            "{assignment}: nothing ran"
+        );
+    }
+    // What the file accepts, --set accepts.
+    project
+        .warez(&["run", PIPELINE, "--set", "a.p=!!str 2.5"])
+        .assert_code(0);
+    assert_eq!(project.read("out/a.txt"), "2.5\n");
+}
+
 #[test]
 fn unknown_variable_in_a_command() {
     rejected(

@@ -128,13 +128,23 @@ pub enum SpecError {
         stage: String,
         message: String,
     },
-    #[error("--set {assignment}: {message}")]
+    #[error("--set {}: {message}", abridged(assignment))]
     Override { assignment: String, message: String },
     #[error("no stage `{name}` in the pipeline{}", did_you_mean(suggestion))]
     UnknownStage {
         name: String,
         suggestion: Option<String>,
     },
+}
+
+/// A flag's text as the user wrote it, cut to its first 80 characters when longer (a hostile
+/// value may be megabytes).
+fn abridged(text: &str) -> String {
+    const SHOWN: usize = 80;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}… ({} characters)", &text[..end], text.chars().count()),
+        None => text.to_string(),
+    }
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {

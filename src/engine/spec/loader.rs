@@ -1034,8 +1034,14 @@ fn syntax_error(file: &Path, text: &str, error: serde_yaml::Error) -> SpecError 
 }
 
 /// serde_yaml's words, with what to do where they are terse.
-fn clarified(message: &str) -> String {
-    if message.contains("unknown field `<<`") {
+pub(super) fn clarified(message: &str) -> String {
+    if let Some((field, number)) = out_of_range_integer(message) {
+        format!(
+            "{field}the whole number `{number}` is out of range: whole numbers go from {} to {}",
+            i64::MIN,
+            u64::MAX
+        )
+    } else if message.contains("unknown field `<<`") {
         format!("{message} (YAML merge keys `<<` are not supported: write the keys out; anchors and aliases are)")
     } else if message.ends_with("recursion limit exceeded") {
         format!("{message}: lists and maps nested more than 128 levels deep")
@@ -1046,6 +1052,17 @@ fn clarified(message: &str) -> String {
     } else {
         message.to_string()
     }
+}
+
+/// The field (`stages.a.params.n: `, or nothing) and the integer of serde_yaml's "invalid
+/// type: integer `N` as u128" (or i128): a whole number beyond 64 bits, which it reads but
+/// cannot hand over.
+fn out_of_range_integer(message: &str) -> Option<(&str, &str)> {
+    const PREFIX: &str = "invalid type: integer `";
+    let field = &message[..message.find(PREFIX)?];
+    let number = quoted_after(message, PREFIX)?;
+    let rest = &message[field.len() + PREFIX.len() + number.len()..];
+    (rest.starts_with("` as u128") || rest.starts_with("` as i128")).then_some((field, number))
 }
 
 /// serde_yaml's message without its " at line L column C" (the location leads instead).

@@ -202,8 +202,30 @@ impl Override {
         if stage.is_empty() || param.is_empty() {
             return Err(fail("expected stage.param=value"));
         }
-        let value = serde_yaml::from_str(value)
-            .map_err(|error| fail(&format!("value is not valid YAML: {error}")))?;
+        // The same guards as a param in the file: no quadratic parse of deep nesting, no tag,
+        // nothing two different values would share in the stage key (see `values`).
+        if let Some(suspicion) = guard::needs_strict_pass(value) {
+            guard::strict_pass(Path::new("--set"), value, &suspicion).map_err(
+                |error| match error {
+                    SpecError::Syntax { message, .. } => fail(&format!("value: {message}")),
+                    other => other,
+                },
+            )?;
+        }
+        let value = serde_yaml::from_str(value).map_err(|error| {
+            let message = error.to_string();
+            match loader::clarified(&message) {
+                clear if clear != message => fail(&format!("value: {clear}")),
+                _ => fail(&format!("value is not valid YAML: {message}")),
+            }
+        })?;
+        if let Err(refusal) = values::check(&value) {
+            let node = match refusal.node.as_str() {
+                "" => String::new(),
+                node => format!(" at `{node}`"),
+            };
+            return Err(fail(&format!("value{node}: {}", refusal.message)));
+        }
         Ok(Override {
             assignment: assignment.to_string(),
             stage: stage.to_string(),
