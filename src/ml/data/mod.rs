@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod generator;
 pub mod idmap;
 pub mod memory;
+pub mod rating_memo;
 pub mod reader;
 pub mod shown;
 pub mod uuid_table;

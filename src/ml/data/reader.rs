@@ -9,7 +9,8 @@
 //!   UUID and appended, so the maps come out in first-seen order, exactly what `pandas.unique`
 //!   yields;
 //! - parses the rating as f64 and narrows it to f32 (what pandas + Keras do), requiring it to be
-//!   finite and ≥ 0 (the trainer's MSLE loss needs y > −1).
+//!   finite and ≥ 0 (the trainer's MSLE loss needs y > −1); a text parsed before is found in a
+//!   small memo instead (see `rating_memo`).
 //!
 //! A bad row is an error naming `file:line` and the problem, or under [`OnBadRows::Skip`] it is
 //! reported through [`Progress::println`] and counted in [`Ingested::skipped`], never dropped
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 use super::dataset::Ratings;
 use super::idmap::IdMap;
+use super::rating_memo::RatingMemo;
 use super::shown::shown_field;
 use super::try_vec;
 use super::uuid_table::{canonical_uuid, UuidTable};
@@ -396,6 +398,7 @@ struct Rows<'a> {
     ratings: Ratings,
     customers: IdInterner,
     products: IdInterner,
+    rating_memo: RatingMemo,
     skipped: u64,
     rows_read: u64,
     /// A batch's ids in their [`canonical_uuid`] form and their indices when already known.
@@ -434,6 +437,7 @@ impl<'a> Rows<'a> {
             ratings,
             customers: IdInterner::new(CUSTOMER_COLUMN),
             products: IdInterner::new(PRODUCT_COLUMN),
+            rating_memo: RatingMemo::default(),
             skipped: 0,
             rows_read: 0,
             keys: Vec::with_capacity(BATCH_ROWS),
@@ -575,6 +579,7 @@ impl<'a> Rows<'a> {
             known,
             &mut self.customers,
             &mut self.products,
+            &mut self.rating_memo,
         ) {
             Ok((customer, product, rating)) => {
                 // Indices are dense in first-seen order: index `max_ids` is one id too many.
@@ -712,6 +717,7 @@ fn parse_row(
     known: &KnownIds,
     customers: &mut IdInterner,
     products: &mut IdInterner,
+    ratings: &mut RatingMemo,
 ) -> std::result::Result<(u32, u32, f32), String> {
     if row.fields != width {
         return Err(format!("{} fields, but the header has {width}", row.fields));
@@ -724,7 +730,7 @@ fn parse_row(
         Some(index) => index,
         None => products.intern(row.product)?,
     };
-    let rating = parse_rating(row.rating)?;
+    let rating = ratings.parse(row.rating, parse_rating)?;
     Ok((customer, product, rating))
 }
 
