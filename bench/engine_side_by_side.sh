@@ -2,7 +2,8 @@
 # Two warez-pipe binaries side by side on prepared pipelines of bench/gen_stages.py, alternating
 # command by command: `status` and `run --dry-run` of the pipeline before anything ran (a fresh
 # copy of its pipeline.yaml and data), then `status`, `run --dry-run` and a no-op `run` of the
-# up-to-date pipeline itself. Wall s / CPU s (user + sys) / peak RSS MB, ranges over RUNS runs.
+# up-to-date pipeline itself. Wall s / CPU s (user + sys) / peak RSS MB, ranges over RUNS runs;
+# every pipeline and both binaries take turns within each run of a command.
 #
 #   bench/engine_side_by_side.sh BEFORE AFTER DIR...   # RUNS=3 by default
 #
@@ -42,36 +43,48 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc
 echo
 echo "| pipeline | command | before wall / CPU / RSS | after wall / CPU / RSS |"
 echo "|---|---|---|---|"
+dirs=()
 for dir in "$@"; do
-    dir=$(cd "$dir" && pwd)
-    fresh=$dir.fresh
-    for command in "status (nothing ran)" "run --dry-run (nothing ran)" status "run --dry-run" "no-op run"; do
-        read -r -a args <<<"${command% (nothing ran)}"
-        [[ $command == "no-op run" ]] && args=(run)
-        declare -A wall=() cpu=() rss=()
-        for ((i = 0; i < runs; i++)); do
+    dirs+=("$(cd "$dir" && pwd)")
+done
+commands=("status (nothing ran)" "run --dry-run (nothing ran)" status "run --dry-run" "no-op run")
+declare -A wall=() cpu=() rss=()
+# Command by command; within a command, run by run, every pipeline and both binaries in turn, so
+# a change of the machine's load touches both binaries and every size alike (the growth ratio
+# between sizes is read from these figures too).
+for command in "${commands[@]}"; do
+    read -r -a args <<<"${command% (nothing ran)}"
+    [[ $command == "no-op run" ]] && args=(run)
+    for ((i = 0; i < runs; i++)); do
+        for dir in "${dirs[@]}"; do
             for side in before after; do
                 bin=$before
                 [[ $side == after ]] && bin=$after
                 where=$dir
                 if [[ $command == *"(nothing ran)" ]]; then
-                    rm -rf "$fresh"
-                    mkdir -p "$fresh/out/m"
-                    cp -r "$dir/pipeline.yaml" "$dir/data" "$fresh/"
-                    where=$fresh
+                    where=$dir.fresh
+                    rm -rf "$where"
+                    mkdir -p "$where/out/m"
+                    cp -r "$dir/pipeline.yaml" "$dir/data" "$where/"
                 fi
                 read -r w c r < <(measure "$bin" "$where" "${args[@]}")
-                wall[$side]+="$w "
-                cpu[$side]+="$c "
-                rss[$side]+="$r "
+                wall[$dir $command $side]+="$w "
+                cpu[$dir $command $side]+="$c "
+                rss[$dir $command $side]+="$r "
             done
+            rm -rf "$dir.fresh"
         done
-        printf '| %s | `%s` | %s / %s / %s | %s / %s / %s |\n' "$(basename "$dir")" "$command" \
-            "$(range "${wall[before]}")" "$(range "${cpu[before]}")" "$(range "${rss[before]}")" \
-            "$(range "${wall[after]}")" "$(range "${cpu[after]}")" "$(range "${rss[after]}")"
-        unset wall cpu rss
     done
-    rm -rf "$fresh"
+done
+for dir in "${dirs[@]}"; do
+    for command in "${commands[@]}"; do
+        cells=()
+        for side in before after; do
+            key="$dir $command $side"
+            cells+=("$(range "${wall[$key]}") / $(range "${cpu[$key]}") / $(range "${rss[$key]}")")
+        done
+        printf '| %s | `%s` | %s | %s |\n' "$(basename "$dir")" "$command" "${cells[0]}" "${cells[1]}"
+    done
 done
 echo
 echo "load at end:$(cut -d' ' -f1-3 /proc/loadavg)"
