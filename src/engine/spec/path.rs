@@ -49,7 +49,6 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 /// by lookup in `exact`, the paths inside it in `inside`, where every path is listed under each
 /// folder above it. (A `BTreeMap` range found those before: at 100,000 paths its O(log n)
 /// string comparisons, a cache miss each, made planning grow faster than the stage count.)
-#[derive(Default)]
 pub struct PathIndex<'p> {
     exact: HashMap<&'p str, Ids>,
     inside: HashMap<&'p str, Vec<usize>>,
