@@ -6,7 +6,7 @@
 
 mod groups;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use petgraph::algo::toposort;
@@ -210,19 +210,19 @@ impl Dag {
     }
 }
 
-/// Every declared output with the stages that declare it, sorted by path, so the producers a
-/// dependency overlaps are found by a few range lookups instead of a scan of every output
-/// (a pipeline of n stages would otherwise cost n² comparisons to plan).
+/// Every declared output with the stages that declare it, so the producers a dependency
+/// overlaps are found by a few lookups instead of a scan of every output (a pipeline of n
+/// stages would otherwise cost n² comparisons to plan).
 struct OutputIndex<'a> {
-    producers: BTreeMap<&'a str, Vec<usize>>,
+    producers: path::PathIndex<'a>,
 }
 
 impl<'a> OutputIndex<'a> {
     fn new(pipeline: &'a Pipeline) -> Self {
-        let mut producers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut producers = path::PathIndex::with_capacity(pipeline.stages.len());
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for out in &stage.outs {
-                producers.entry(out.path.as_str()).or_default().push(index);
+                producers.insert(&out.path, index);
             }
         }
         OutputIndex { producers }
@@ -231,7 +231,7 @@ impl<'a> OutputIndex<'a> {
     /// The stages with an output that `path` is, lies inside, or contains
     /// (`path::overlaps`), possibly repeated.
     fn overlapping<'s>(&'s self, path: &'s str) -> impl Iterator<Item = usize> + 's {
-        path::overlapping(&self.producers, path).flatten().copied()
+        self.producers.overlapping(path)
     }
 }
 

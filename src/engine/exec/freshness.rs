@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::engine::fingerprint::{
     cached_content, canonical_param, hash_path, Content, ContentHash, DirtyReason, KeyInputs,
-    StageKey, StatCache,
+    PathHashes, StageKey, StatCache,
 };
 use crate::engine::spec::{Pipeline, Stage};
 use crate::engine::store::{LockedStage, RunRecord, Store};
@@ -38,9 +38,9 @@ fn key_inputs_with<E>(
     let port = |kind: &str, role: &Option<String>, path: &str| {
         format!("{kind} {} {path}", role.as_deref().unwrap_or("-"))
     };
-    let mut inputs = std::collections::BTreeMap::new();
+    let mut inputs = Vec::with_capacity(stage.deps.len());
     for dep in &stage.deps {
-        inputs.insert(dep.path.clone(), input_hash(&dep.path)?);
+        inputs.push((dep.path.clone(), input_hash(&dep.path)?));
     }
     Ok(KeyInputs {
         action: stage.action.describe(),
@@ -60,7 +60,7 @@ fn key_inputs_with<E>(
                     .map(|out| port("out", &out.role, &out.path)),
             )
             .collect(),
-        inputs,
+        inputs: PathHashes::from(inputs),
     })
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ContentHash;
+use super::{ContentHash, PathHashes};
 
 /// Everything a stage's key is computed from; also what the lock file records per stage, so
 /// `explain` can name the part that changed.
@@ -18,7 +18,7 @@ pub struct KeyInputs {
     /// `dep <role> <path>` / `out <role> <path>` (role `-` for cmd stages), in declaration order.
     pub ports: Vec<String>,
     /// Input path (relative to the project) → content hash.
-    pub inputs: BTreeMap<String, ContentHash>,
+    pub inputs: PathHashes,
 }
 
 /// A stage key: blake3 of the canonical JSON of [`KeyInputs`].
@@ -72,7 +72,7 @@ mod tests {
                 canonical_param(&serde_yaml::from_str("0.10").unwrap()),
             )]),
             ports: vec!["out - a".into()],
-            inputs: BTreeMap::new(),
+            inputs: PathHashes::default(),
         }
     }
 
@@ -92,7 +92,9 @@ mod tests {
         );
         assert_ne!(base.key(), param.key());
         let mut input = inputs();
-        input.inputs.insert("f".into(), ContentHash::of_bytes(b"f"));
+        input.inputs = [("f".into(), ContentHash::of_bytes(b"f"))]
+            .into_iter()
+            .collect();
         assert_ne!(base.key(), input.key());
         let mut action = inputs();
         action.action = "cmd echo ".into();

@@ -23,6 +23,7 @@
 mod content;
 mod dirty;
 mod key;
+mod path_hashes;
 mod stat_cache;
 
 pub use content::{
@@ -31,4 +32,5 @@ pub use content::{
 };
 pub use dirty::DirtyReason;
 pub use key::{canonical_param, KeyInputs, StageKey};
+pub use path_hashes::PathHashes;
 pub use stat_cache::StatCache;

@@ -68,10 +68,10 @@ impl StatCache {
         let entries = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+            .unwrap_or(SavedEntries(HashMap::new()));
         StatCache {
             file: Some(file),
-            entries: Mutex::new(entries),
+            entries: Mutex::new(entries.0),
             changed: AtomicBool::new(false),
         }
     }
@@ -168,6 +168,36 @@ impl StatCache {
     }
 }
 
+/// The entries of a cache file, in a map sized once for all of them: filled entry by entry, it
+/// re-hashed every path at each doubling (the cache of a 100,000-stage pipeline holds 100,000
+/// paths). As with `HashMap`'s own `Deserialize`, a repeated path keeps its last entry.
+struct SavedEntries(HashMap<PathBuf, Entry>);
+
+impl<'de> Deserialize<'de> for SavedEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
+            type Value = SavedEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SavedEntries, A::Error> {
+                let mut entries: Vec<(PathBuf, Entry)> = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                let mut sized = HashMap::with_capacity(entries.len());
+                sized.extend(entries);
+                Ok(SavedEntries(sized))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor)
+    }
+}
+
 /// Whether a file with these stat fields was last changed before the racy window.
 fn settled(stat: &Stat) -> bool {
     let now = SystemTime::now()
@@ -180,6 +210,45 @@ fn settled(stat: &Stat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_cache_reads_back_as_a_hash_map_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stat-cache.json");
+        let cache = StatCache::load(file.clone());
+        for (number, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let entry = Entry {
+                stat: Stat {
+                    size: number as u64,
+                    mtime_ns: -1,
+                    ctime_ns: i128::MAX,
+                    inode: 7,
+                },
+                hash: ContentHash::of_bytes(name.as_bytes()),
+                this_run_only: false,
+            };
+            cache.lock().insert(dir.path().join(name), entry);
+        }
+        cache.changed.store(true, Ordering::Relaxed);
+        cache.save().unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        // A repeated path (a hand edit) keeps its last entry, as `HashMap`'s own reader does.
+        let repeated = text.replacen('{', &format!("{{\"{}\":{{\"stat\":{{\"size\":9,\"mtime_ns\":0,\"ctime_ns\":0,\"inode\":0}},\"hash\":\"{}\"}},", dir.path().join("b").display(), ContentHash::of_bytes(b"x")), 1);
+        for text in [text, repeated] {
+            let ours = serde_json::from_str::<SavedEntries>(&text).unwrap().0;
+            let theirs: HashMap<PathBuf, Entry> = serde_json::from_str(&text).unwrap();
+            assert_eq!(ours.len(), 3);
+            assert_eq!(
+                format!("{:?}", sorted(&ours)),
+                format!("{:?}", sorted(&theirs))
+            );
+        }
+        assert_eq!(StatCache::load(file).lock().len(), 3);
+    }
+
+    fn sorted(entries: &HashMap<PathBuf, Entry>) -> std::collections::BTreeMap<&PathBuf, &Entry> {
+        entries.iter().collect()
+    }
 
     #[test]
     fn settled_files_are_served_from_the_cache_and_changed_ones_rehashed() {

@@ -648,9 +648,10 @@ impl<'a> Loader<'a> {
     }
 
     fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
-        // Each output seen so far → (its place in file order, its stage); the first overlapping
-        // one in file order is named.
-        let mut seen: BTreeMap<&str, (usize, usize, &str)> = BTreeMap::new();
+        // Each output seen so far, by its place in file order: (its stage, its path); the first
+        // overlapping one in file order is named.
+        let mut seen: Vec<(usize, &str)> = Vec::with_capacity(pipeline.stages.len());
+        let mut index_of_seen = path::PathIndex::with_capacity(pipeline.stages.len());
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, out) in stage.outs.iter().enumerate() {
                 if out.path == "." {
@@ -668,8 +669,8 @@ impl<'a> Loader<'a> {
                         path: out.path.clone(),
                     });
                 }
-                let first_overlapping = path::overlapping(&seen, &out.path).min().copied();
-                if let Some((_, other, other_path)) = first_overlapping {
+                let first_overlapping = index_of_seen.overlapping(&out.path).min();
+                if let Some((other, other_path)) = first_overlapping.map(|place| seen[place]) {
                     return Err(SpecError::DuplicateOutput {
                         at: pipeline.port_location(index, Side::Outs, port),
                         stage: stage.name.clone(),
@@ -680,9 +681,9 @@ impl<'a> Loader<'a> {
                         ),
                     });
                 }
-                let place = seen.len();
-                seen.entry(out.path.as_str())
-                    .or_insert((place, index, out.path.as_str()));
+                // Not seen before (it would overlap itself): a new place.
+                index_of_seen.insert(&out.path, seen.len());
+                seen.push((index, out.path.as_str()));
             }
         }
         Ok(())
@@ -792,15 +793,13 @@ impl<'a> Loader<'a> {
     }
 
     fn check_dependencies(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
-        let outputs: BTreeMap<&str, ()> = pipeline
-            .stages
-            .iter()
-            .flat_map(|s| &s.outs)
-            .map(|out| (out.path.as_str(), ()))
-            .collect();
+        let mut outputs = path::PathIndex::with_capacity(pipeline.stages.len());
+        for out in pipeline.stages.iter().flat_map(|s| &s.outs) {
+            outputs.insert(&out.path, 0);
+        }
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, dep) in stage.deps.iter().enumerate() {
-                let produced = path::overlapping(&outputs, &dep.path).next().is_some();
+                let produced = outputs.overlapping(&dep.path).next().is_some();
                 if !produced && !pipeline.abs(&dep.path).exists() {
                     return Err(SpecError::MissingDependency {
                         at: pipeline.port_location(index, Side::Deps, port),

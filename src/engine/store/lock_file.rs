@@ -22,7 +22,6 @@
 //! At thousands of stages, parsing the lock file costs about as much as loading the pipeline;
 //! [`LockFile::prefetch`] lets the two run side by side.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -33,7 +32,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::files::write_atomic;
-use crate::engine::fingerprint::{ContentHash, KeyInputs, StageKey};
+use crate::engine::fingerprint::{KeyInputs, PathHashes, StageKey};
 
 const HEADER: &str = "# Written by `warez-pipe run`: the latest run of each stage. Commit it.\n";
 
@@ -49,7 +48,7 @@ pub struct LockedStage {
     #[serde(flatten)]
     pub key_inputs: KeyInputs,
     /// Output path → content hash.
-    pub outputs: BTreeMap<String, ContentHash>,
+    pub outputs: PathHashes,
 }
 
 /// A lock file that exists but cannot be used, and why.

@@ -12,12 +12,11 @@
 //! serde_yaml on what the writer produces, tricky strings included.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 
 use super::lock_file::{LockFile, LockedStage};
-use crate::engine::fingerprint::{ContentHash, KeyInputs, StageKey};
+use crate::engine::fingerprint::{ContentHash, KeyInputs, PathHashes, StageKey};
 
 /// The lock file in `text`, or `None` when it strays from the writer's subset (see the module
 /// doc): then serde_yaml decides.
@@ -71,10 +70,12 @@ fn stage(lines: &mut Lines) -> Option<LockedStage> {
     })
 }
 
-fn hashes(map: BTreeMap<String, &str>) -> Option<BTreeMap<String, ContentHash>> {
-    map.into_iter()
-        .map(|(path, hash)| Some((path, ContentHash::parse(&string(hash)?)?)))
-        .collect()
+fn hashes(map: Vec<(String, &str)>) -> Option<PathHashes> {
+    let mut hashes = Vec::with_capacity(map.len());
+    for (path, hash) in map {
+        hashes.push((path, ContentHash::parse(&string(hash)?)?));
+    }
+    Some(PathHashes::from(hashes))
 }
 
 /// A param value: a string as it stands; a number, boolean or null as serde_yaml reads it.
@@ -112,9 +113,10 @@ impl<'t> Lines<'t> {
         (key == name).then_some(value)
     }
 
-    /// `name: {}`, or `name:` followed by `key: value` lines two spaces deeper.
-    fn map(&mut self, indent: usize, name: &str) -> Option<BTreeMap<String, &'t str>> {
-        let mut map = BTreeMap::new();
+    /// `name: {}`, or `name:` followed by `key: value` lines two spaces deeper: the entries
+    /// sorted by key (`None` if a key repeats).
+    fn map(&mut self, indent: usize, name: &str) -> Option<Vec<(String, &'t str)>> {
+        let mut map = Vec::new();
         match self.field(indent, name)? {
             "{}" => return Some(map),
             "" => {}
@@ -122,11 +124,12 @@ impl<'t> Lines<'t> {
         }
         while self.next_is_at(indent + 2) {
             let (key, value) = self.entry(indent + 2)?;
-            if map.insert(key.into_owned(), value).is_some() {
-                return None;
-            }
+            map.push((key.into_owned(), value));
         }
-        (!map.is_empty()).then_some(map)
+        // The writer's maps are sorted already: this sort only checks that.
+        map.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let repeated = map.windows(2).any(|pair| pair[0].0 == pair[1].0);
+        (!map.is_empty() && !repeated).then_some(map)
     }
 
     /// `name: []`, or `name:` followed by `- item` lines at the same indent.
@@ -227,8 +230,7 @@ mod tests {
 
     fn stage(action: &str, names: &[&str], params: &[(&str, serde_json::Value)]) -> LockedStage {
         let hash = |text: &str| ContentHash::of_bytes(text.as_bytes());
-        let inputs: BTreeMap<String, ContentHash> =
-            names.iter().map(|n| (n.to_string(), hash(n))).collect();
+        let inputs: PathHashes = names.iter().map(|n| (n.to_string(), hash(n))).collect();
         let key_inputs = KeyInputs {
             action: action.to_string(),
             params: params

@@ -31,7 +31,6 @@
 //! place and rename the backup back; with a previous output whose backup does not exist, it was
 //! not moved yet (leave it); with no previous output, remove whatever is in place.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{remove_path, LockFile, LockedStage};
 use crate::engine::files;
-use crate::engine::fingerprint::{ContentHash, StageKey};
+use crate::engine::fingerprint::{PathHashes, StageKey};
 
 /// Name prefix of the backup of a previous output, beside it.
 const BACKUP_PREFIX: &str = ".warez-backup-";
@@ -63,7 +62,7 @@ struct Journal {
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Recorded {
     key: StageKey,
-    outputs: BTreeMap<String, ContentHash>,
+    outputs: PathHashes,
 }
 
 impl Recorded {
