@@ -5,7 +5,8 @@
 # bench/out/train.md.
 #
 # Every figure is recorded with what produced it: the CPU model, the commit (with `+dirty` when
-# the worktree had changes), the load average when the run ended, and the train stage's peak RSS.
+# the worktree had changes), the load average when the run ended, and the run's peak RSS and CPU
+# time (user + system, all threads: less sensitive to a shared machine's load than samples/s).
 #
 # usage: bench/train.sh [RATINGS_CSV]   (default: the 1M-row file bench/ingest.sh generates)
 #        SEEDS="42 1 2" (default) picks the seeds; KERAS=0 skips the Keras side.
@@ -53,7 +54,7 @@ stages:
 YAML
 : > "$out/train_warez.jsonl"; : > "$out/train_keras.jsonl"
 for seed in $seeds; do
-    (cd "$work" && /usr/bin/time -f '%M' -o time.txt "$warez" run pipeline.yaml --set "train.seed=$seed" --json > run.json 2> run.log)
+    (cd "$work" && /usr/bin/time -f '%M %U %S' -o time.txt "$warez" run pipeline.yaml --set "train.seed=$seed" --json > run.json 2> run.log)
     load=$(cut -d' ' -f1 /proc/loadavg)
     python3 - "$work" "$seed" "$cpu" "$commit" "$load" >> "$out/train_warez.jsonl" <<'PY'
 import json, re, sys
@@ -61,6 +62,7 @@ work, seed, cpu, commit, load = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.
 run = {s["stage"]: s for s in json.load(open(f"{work}/run.json"))["stages"]}
 metrics = json.load(open(f"{work}/model/metrics.json"))
 loop = re.search(r"\((\d+) training samples/s\)", open(f"{work}/run.log").read())
+time = open(f"{work}/time.txt").read().split()
 print(json.dumps({
     "seed": seed,
     "train_rows": metrics["train_rows"],
@@ -69,7 +71,8 @@ print(json.dumps({
     "loop_samples_per_second": int(loop.group(1)),
     "val_msle": metrics["epochs"][-1]["val_msle"],
     # The whole run (ingest is restored from the cache after the first seed).
-    "peak_rss_mib": round(int(open(f"{work}/time.txt").read().split()[-1]) / 1024),
+    "peak_rss_mib": round(int(time[0]) / 1024),
+    "cpu_seconds": round(float(time[1]) + float(time[2]), 2),
     "cpu": cpu,
     "commit": commit,
     "load": load,
@@ -104,5 +107,7 @@ print("Samples/s are medians. The training loop is timed the same way on both si
 print("validation); the whole stage adds building the graphs, ONNX Runtime sessions, scoring the")
 print("validation rows and writing every artifact.")
 print(f"Peak RSS of the run (ingest + train), median: {med(w, 'peak_rss_mib'):,.0f} MiB.")
+cpu = ", ".join(f"{r['cpu_seconds']:.2f}" for r in w)
+print(f"CPU time of each run (user + system; the first seed's run includes ingest): {cpu} s.")
 PY
 cat "$out/train.md"
