@@ -43,6 +43,7 @@ use rand_chacha::ChaCha8Rng;
 mod dropout;
 pub mod limits;
 mod shuffle;
+mod subnormals;
 
 use dropout::{MaskStream, Schedule};
 
@@ -293,6 +294,9 @@ pub fn fit(
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0f64, 0usize);
         let batches: Vec<&[u32]> = order.chunks(config.batch_size).collect();
+        // Only the steps and the catch-up flush: the sessions were built before (ONNX Runtime
+        // sets its own flags once, at the process's first session: see `subnormals`).
+        let flushed = subnormals::FlushSubnormals::on_this_thread();
         for (index, batch) in batches.iter().enumerate() {
             let loss = trainer.step(ratings, batch, Upcoming::of(&batches, index))?;
             if !loss.is_finite() {
@@ -314,6 +318,7 @@ pub fn fit(
             }
         }
         trainer.catch_up_all_rows()?;
+        drop(flushed);
         let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
         let last_epoch = epoch == config.epochs;
         predictions = std::thread::scope(|scope| -> Result<Vec<f32>> {
