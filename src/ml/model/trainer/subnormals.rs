@@ -81,10 +81,13 @@ mod tests {
         // A thread that exists before the guard keeps its own flags (a thread started inside
         // it inherits them, as Linux copies them at thread creation).
         let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
         let other = std::thread::spawn(move || {
+            started.send(()).unwrap();
             wait.recv().unwrap();
             black_box(1e-30_f32) * black_box(1e-10_f32)
         });
+        running.recv().unwrap();
         {
             let _flushed = FlushSubnormals::on_this_thread();
             assert_eq!(product(), 0.0, "a subnormal result is zero");
@@ -99,7 +102,13 @@ mod tests {
                 "normal floats as before"
             );
             go.send(()).unwrap();
-            assert!(other.join().unwrap() > 0.0, "other threads untouched");
+            // Compared by its bits: this thread would read the subnormal as zero.
+            let result = other.join().unwrap();
+            assert_eq!(
+                result.to_bits(),
+                (1e-40_f32).to_bits(),
+                "other threads untouched"
+            );
         }
         assert!(product() > 0.0, "restored after");
     }
