@@ -56,7 +56,7 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
         if !args.dry_run {
             remove_inside(path, root)?;
         }
-        println!("{verb} {}", path.display());
+        outln!("{verb} {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,7 +27,7 @@ pub struct GcArgs {
 pub fn run(args: GcArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     if args.dry_run && !loaded.cache_dir.is_dir() {
-        eprintln!(
+        errln!(
             "would remove nothing: there is no cache at {}",
             loaded.cache_dir.display()
         );
@@ -81,9 +81,9 @@ pub fn run(args: GcArgs) -> Result<ExitCode> {
         "removed"
     };
     for path in report.removed_records.iter().chain(&report.removed_objects) {
-        println!("{verb} {}", path.display());
+        outln!("{verb} {}", path.display());
     }
-    eprintln!(
+    errln!(
         "{verb} {} run records and {} objects ({:.1} MB); kept {} objects",
         report.removed_records.len(),
         report.removed_objects.len(),

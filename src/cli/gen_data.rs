@@ -41,7 +41,7 @@ pub fn run(args: GenDataArgs) -> Result<ExitCode> {
     let progress = BarProgress::new();
     write_csv_file(&config, &args.out, &progress)?;
     progress.bar.finish_and_clear();
-    eprintln!(
+    errln!(
         "wrote {} ratings ({} customers, {} products, seed {}) to {}",
         config.rows,
         config.customers,
@@ -86,7 +86,7 @@ impl Progress for BarProgress {
     fn println(&self, line: &str) {
         // indicatif drops lines printed through a hidden bar.
         if self.bar.is_hidden() {
-            eprintln!("{line}");
+            errln!("{line}");
         } else {
             self.bar.println(line);
         }

@@ -35,15 +35,15 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let second = read(other_file, args.schema.as_deref())?;
-    println!();
+    outln!();
     print_summary(other_file, &second)?;
-    println!();
+    outln!();
     let differences = differences(&first, &second);
     if differences.is_empty() {
-        println!("same record in both files");
+        outln!("same record in both files");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        outln!(
             "the files hold different records: {}",
             differences.join("; ")
         );
@@ -80,18 +80,18 @@ fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
     let graph = tf_export::decode_graph(&record.tensor_flow_model[..])
         .with_context(|| format!("{}: field tensorFlowModel", path.display()))?;
     let graph = GraphSummary::of(&graph);
-    println!("{}", path.display());
-    println!("  model id     {}", escape_controls(&record.model_id));
-    println!(
+    outln!("{}", path.display());
+    outln!("  model id     {}", escape_controls(&record.model_id));
+    outln!(
         "  graph        {} bytes, {} nodes",
         record.tensor_flow_model.len(),
         graph.nodes
     );
-    println!(
+    outln!(
         "  inputs       {}",
         escape_controls(&graph.inputs.join(", "))
     );
-    println!(
+    outln!(
         "  outputs      {}",
         escape_controls(&graph.outputs.join(", "))
     );
@@ -110,7 +110,7 @@ fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {name}  {} entries: {}{more}",
             ids.len(),
             shown.join(", ")

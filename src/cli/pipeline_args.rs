@@ -45,7 +45,7 @@ impl Loaded {
     /// unknown name is printed and becomes the exit code.
     pub fn select(&self, names: &[String]) -> Result<BTreeSet<usize>, ExitCode> {
         self.dag.select(&self.pipeline, names).map_err(|error| {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             ExitCode::from(INVALID_PIPELINE)
         })
     }
@@ -60,7 +60,7 @@ impl Loaded {
         let store = Store::open(&self.cache_dir)?;
         let stats = StatCache::load(store.stat_cache_file());
         let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
-            eprintln!(
+            errln!(
                 "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
                  cache holds and rewrites it)"
             );
@@ -72,7 +72,7 @@ impl Loaded {
             Some(Ok(found)) => found,
             Some(Err(error)) => {
                 if !remote_warned.swap(true, Ordering::Relaxed) {
-                    eprintln!("warning: {error}");
+                    errln!("warning: {error}");
                 }
                 false
             }
@@ -103,7 +103,7 @@ impl PipelineArgs {
     /// [`Self::load`] for commands that do not read the lock file.
     pub fn load_without_lock(&self) -> Result<Loaded, ExitCode> {
         self.try_load().map_err(|error| {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             ExitCode::from(INVALID_PIPELINE)
         })
     }

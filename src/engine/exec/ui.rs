@@ -34,7 +34,7 @@ impl Ui {
             Some(bars) => {
                 let _ = bars.println(line);
             }
-            None => eprintln!("{line}"),
+            None => errln!("{line}"),
         }
     }
 
@@ -48,7 +48,7 @@ impl Ui {
             bar
         });
         if bar.is_none() {
-            eprintln!("[{name}] running");
+            errln!("[{name}] running");
         }
         StageProgress {
             stage: name.to_string(),
@@ -100,7 +100,7 @@ impl Progress for StageProgress {
     fn println(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("[{}] {line}", self.stage)),
-            None => eprintln!("[{}] {line}", self.stage),
+            None => errln!("[{}] {line}", self.stage),
         }
     }
 }
