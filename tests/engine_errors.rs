@@ -315,4 +315,9 @@ fn stage_names_are_plain_words() {
         "name: t\nstages:\n  a/b:\n    cmd: echo\n",
         "pipelines/p.yaml:4:3: stage `a/b`: a stage name is letters, digits, `_` and `-`",
     );
+    // It names files in the cache: one too long for a file name ran, then failed to record.
+    rejected(
+        &format!("name: t\nstages:\n  {}:\n    cmd: echo\n", "s".repeat(300)),
+        "pipelines/p.yaml:4:3: stage `ssssssssssssssssssssssssssssssssssssssss…`: the stage name is 300 bytes long, more than 200",
+    );
 }

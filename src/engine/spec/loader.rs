@@ -16,6 +16,10 @@ use super::{
 };
 use crate::engine::kind::{param_text, select, Params, Registry, StageKind};
 
+/// The longest stage name, a matrix variant's included: the cache names files after stages
+/// (`logs/<stage>.log`, `swaps/<stage>-….json`), and a file name holds at most 255 bytes.
+const MAX_STAGE_NAME_BYTES: usize = 200;
+
 pub(super) struct Loader<'a> {
     file: &'a Path,
     registry: &'a Registry,
@@ -124,6 +128,18 @@ impl<'a> Loader<'a> {
                     at: self.at(self.places.key(&format!("stages/{stage_name}"))),
                     stage: stage_name.clone(),
                     message: "a stage name is letters, digits, `_` and `-`".into(),
+                });
+            }
+            if stage_name.len() > MAX_STAGE_NAME_BYTES {
+                let shown: String = stage_name.chars().take(40).collect();
+                return Err(SpecError::Stage {
+                    at: self.at(self.places.key(&format!("stages/{stage_name}"))),
+                    stage: format!("{shown}…"),
+                    message: format!(
+                        "the stage name is {} bytes long, more than {MAX_STAGE_NAME_BYTES}: it \
+                         names files in the cache (`logs/<stage>.log`)",
+                        stage_name.len()
+                    ),
                 });
             }
             slots.push(if is_select(raw) {
