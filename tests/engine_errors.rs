@@ -321,3 +321,23 @@ fn stage_names_are_plain_words() {
         "pipelines/p.yaml:4:3: stage `ssssssssssssssssssssssssssssssssssssssss…`: the stage name is 300 bytes long, more than 200",
     );
 }
+
+#[test]
+fn a_file_that_is_no_pipeline_is_quoted_by_its_start_only() {
+    // A CSV given as the pipeline reads as one long text: the message used to quote all of it
+    // (200 kB for the committed data set).
+    let project = Project::new();
+    let row = "db38e9a4-004c-4d8a-bea1-36cdb31502d3,13ce5db6-190f-48ab-9d26-0542a8be0604,0.5\n";
+    project.file(
+        PIPELINE,
+        &format!(
+            "customerId,productId,scaled_purchase_freq\n{}",
+            row.repeat(2000)
+        ),
+    );
+    let run = project.warez(&["run", PIPELINE]);
+    run.assert_code(2).assert_stderr_contains(
+        "pipelines/p.yaml:1:1: invalid type: string \"customerId,productId,scaled_purchase_freq db38e9a4-004c-4d8a…\", expected a pipeline",
+    );
+    assert!(run.stderr.len() < 400, "{} bytes", run.stderr.len());
+}

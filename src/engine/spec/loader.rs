@@ -1050,6 +1050,7 @@ fn syntax_error(file: &Path, text: &str, error: serde_yaml::Error) -> SpecError 
 
 /// serde_yaml's words, with what to do where they are terse.
 pub(super) fn clarified(message: &str) -> String {
+    let message = &shortened_text(message);
     if let Some((field, number)) = out_of_range_integer(message) {
         format!(
             "{field}the whole number `{number}` is out of range: whole numbers go from {} to {}",
@@ -1067,6 +1068,22 @@ pub(super) fn clarified(message: &str) -> String {
     } else {
         message.to_string()
     }
+}
+
+/// serde's "invalid type: string \"…\"" quotes the whole text: all of a file that is no
+/// pipeline (a CSV given as one reads as a single text). Its start is enough to recognise it.
+fn shortened_text(message: &str) -> String {
+    const PREFIX: &str = "invalid type: string \"";
+    const SHOWN_CHARS: usize = 60;
+    let (Some(start), Some(end)) = (message.find(PREFIX), message.rfind("\", expected")) else {
+        return message.to_string();
+    };
+    let text_start = start + PREFIX.len();
+    if end < text_start || message[text_start..end].chars().count() <= SHOWN_CHARS {
+        return message.to_string();
+    }
+    let kept: String = message[text_start..end].chars().take(SHOWN_CHARS).collect();
+    format!("{}{kept}…{}", &message[..text_start], &message[end..])
 }
 
 /// The field (`stages.a.params.n: `, or nothing) and the integer of serde_yaml's "invalid
