@@ -445,3 +445,23 @@ fn a_reader_that_goes_away_neither_hangs_nor_panics_a_command() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_cache_that_cannot_be_opened_is_named() {
+    // `status`, `explain`, `gc` and `clean` said only "Not a directory (os error 20)".
+    let project = pair();
+    for args in [
+        &["status", PIPELINE][..],
+        &["explain", "first", PIPELINE],
+        &["gc", PIPELINE],
+        &["clean", PIPELINE],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--cache", "data/in.txt"]);
+        project
+            .warez(&args)
+            .assert_code(1)
+            .assert_stderr_contains("error: opening the cache data/in.txt: Not a directory");
+    }
+    assert_eq!(project.read("data/in.txt"), "abc\n");
+}

@@ -33,7 +33,8 @@ pub fn run(args: GcArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(&loaded.cache_dir)?;
+    let store = Store::open(&loaded.cache_dir)
+        .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
     let ui = Ui::detect();
     // A dry run changes nothing, not even the run lock's pid: it only reads, like `run --dry-run`.
     let _lock = if args.dry_run {

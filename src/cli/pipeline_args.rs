@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context;
 use clap::Args;
 
 use super::cache_arg::CacheArg;
@@ -57,7 +58,8 @@ impl Loaded {
         selected: &BTreeSet<usize>,
         remote: Option<&Remote>,
     ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
-        let store = Store::open(&self.cache_dir)?;
+        let store = Store::open(&self.cache_dir)
+            .with_context(|| format!("opening the cache {}", self.cache_dir.display()))?;
         let stats = StatCache::load(store.stat_cache_file());
         let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
             errln!(
