@@ -341,3 +341,20 @@ fn a_file_that_is_no_pipeline_is_quoted_by_its_start_only() {
     );
     assert!(run.stderr.len() < 400, "{} bytes", run.stderr.len());
 }
+
+#[test]
+fn a_pipeline_name_is_one_folder_name() {
+    // `name: ""` wrote into `models/` itself; `name: "a\nb"` put a line break in the lock file;
+    // `name: ../../x` was reported as a model_path the file does not hold.
+    for (name, shown) in [
+        ("\"\"", "\"\""),
+        ("\"a/b\"", "\"a/b\""),
+        ("../../x", "\"../../x\""),
+        ("\"a\\nb\"", "\"a\\nb\""),
+    ] {
+        rejected(
+            &format!("name: {name}\nstages:\n  a:\n    cmd: echo\n"),
+            &format!("pipelines/p.yaml:2:7: name {shown}: a pipeline's name is one folder name"),
+        );
+    }
+}

@@ -87,6 +87,23 @@ impl<'a> Loader<'a> {
                 message: format!("project_dir `{}`: {error}", project_dir.display()),
             })?;
         let name = defaults::name(self.file, self.raw.name.as_deref());
+        // The name is the default model_path's last folder (`models/<name>`) and a line of the
+        // lock file: one plain path part.
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control)
+        {
+            return Err(SpecError::Syntax {
+                at: self.at(self.places.value("name")),
+                message: format!(
+                    "name {name:?}: a pipeline's name is one folder name (the default model_path \
+                     is `models/<name>`): not empty, `.` or `..`, without `/`, `\\` or control \
+                     characters"
+                ),
+            });
+        }
         let model_path = defaults::model_path(&name, self.raw.model_path.as_deref());
         if !path::is_inside_project(&model_path) {
             return Err(SpecError::Syntax {
