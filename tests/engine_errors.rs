@@ -358,3 +358,18 @@ fn a_pipeline_name_is_one_folder_name() {
         );
     }
 }
+
+#[test]
+fn a_list_or_map_where_a_number_belongs_is_shown_on_one_line() {
+    // It was shown in YAML's block style, one line per item: "found - 1\n- 2".
+    let project = Project::new();
+    project.pipeline("name: t\nstages:\n  gen:\n    kind: generate\n");
+    for (value, shown) in [("[1, 2]", "[1,2]"), ("{a: [1, b]}", "{\"a\":[1,\"b\"]}")] {
+        project
+            .warez(&["run", PIPELINE, "--set", &format!("gen.rows={value}")])
+            .assert_code(2)
+            .assert_stderr_contains(&format!(
+                "stage `gen`: param `rows`: expected a whole number ≥ 0, found {shown}\n"
+            ));
+    }
+}
