@@ -51,8 +51,25 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     }
 }
 
+/// Both files are read whole: a device (`/dev/zero`) would be read until memory runs out, a
+/// named pipe would wait for a writer forever.
+fn ensure_regular_file(path: &Path) -> Result<()> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        metadata.is_file(),
+        "{} is not a regular file (a folder, a device or a pipe)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Reads a container file (recognised by its magic bytes) or a bare datum with `schema`.
 fn read(path: &Path, schema: Option<&Path>) -> Result<RecommenderModel> {
+    ensure_regular_file(path)?;
+    if let Some(schema) = schema {
+        ensure_regular_file(schema)?;
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if avro_record::is_container(&bytes) {
         let (record, _) = RecommenderModel::from_container(&bytes)
