@@ -373,3 +373,18 @@ fn a_list_or_map_where_a_number_belongs_is_shown_on_one_line() {
             ));
     }
 }
+
+#[test]
+fn a_set_flag_is_shown_with_its_control_characters_escaped() {
+    // A line break or an escape sequence in a --set value reached the terminal as it was.
+    let project = Project::new();
+    project.pipeline("name: t\nstages:\n  gen:\n    kind: generate\n");
+    project
+        .warez(&["run", PIPELINE, "--set", "gen.rows=a\nb"])
+        .assert_code(2)
+        .assert_stderr_contains("error: --set gen.rows=a\\nb: stage `gen`: param `rows`");
+    project
+        .warez(&["run", PIPELINE, "--set", "gen.rows=x\u{1b}[2J"])
+        .assert_code(2)
+        .assert_stderr_contains("error: --set gen.rows=x\\u{1b}[2J: ");
+}
