@@ -5,6 +5,8 @@
 //! recommender (its stage kinds, data and model), built on the engine. [`cli`] wires them: it
 //! builds the registry of the ML kinds and hands it to the engine.
 
-pub mod cli;
+// First, with its macros: `errln!`, `outln!` (see `engine::console`) are used everywhere.
+#[macro_use]
 pub mod engine;
+pub mod cli;
 pub mod ml;

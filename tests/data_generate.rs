@@ -230,3 +230,68 @@ fn hidden_structure_lets_per_customer_and_product_offsets_beat_the_mean() {
         "offsets MSE {offsets:.5} vs mean MSE {baseline:.5}: no learnable structure"
     );
 }
+
+#[test]
+fn off_a_terminal_long_work_prints_plain_progress_lines() {
+    // Off a terminal (here a pipe) gen-data and the run's stages used to print nothing until
+    // they were done, however long that took. WAREZ_PROGRESS_SECONDS=0 prints a line at every
+    // update instead of every 5 s, so a short run shows them.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    let generated = Command::cargo_bin("warez-pipe")
+        .unwrap()
+        .args(["gen-data", "--rows", "100000", "--customers", "5000"])
+        .args(["--products", "100", "--out"])
+        .arg(&csv)
+        .env("WAREZ_PROGRESS_SECONDS", "0")
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&generated.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("[gen-data] 16% (16384/100000 rows)"),
+        "{stderr}"
+    );
+
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: p\nstages:\n  ingest:\n    kind: ingest\n    deps: { ratings: r.csv }\n",
+    )
+    .unwrap();
+    let ingested = Command::cargo_bin("warez-pipe")
+        .unwrap()
+        .arg("run")
+        .arg(&pipeline)
+        .env("WAREZ_PROGRESS_SECONDS", "0")
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&ingested.get_output().stderr).into_owned();
+    assert!(
+        stderr.lines().any(|line| line.starts_with("[ingest] ")
+            && line.ends_with(" bytes)")
+            && line.contains("% (")),
+        "{stderr}"
+    );
+
+    let unreadable = Command::cargo_bin("warez-pipe")
+        .unwrap()
+        .args([
+            "gen-data",
+            "--rows",
+            "10",
+            "--customers",
+            "5",
+            "--products",
+            "2",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("s.csv"))
+        .env("WAREZ_PROGRESS_SECONDS", "soon")
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&unreadable.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("WAREZ_PROGRESS_SECONDS=\"soon\" is not a number of seconds"),
+        "{stderr}"
+    );
+}

@@ -2,7 +2,10 @@
 
 mod engine_support;
 
-use engine_support::{Project, PIPELINE};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use engine_support::{Project, Run, PIPELINE};
 
 const PAIR: &str = r#"
 name: pair
@@ -392,4 +395,73 @@ fn gc_dry_run_changes_nothing_and_lists_what_gc_removes() {
     // The output is rebuilt rather than restored from the broken tree.
     std::fs::remove_dir_all(project.abs("out/d")).unwrap();
     assert_eq!(project.run(&[]).outcomes()["folder"], "ran_same_outputs");
+}
+
+/// A pipe whose reader is gone before the command starts: every write to it fails (EPIPE).
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
+#[test]
+fn a_reader_that_goes_away_neither_hangs_nor_panics_a_command() {
+    let project = pair();
+    // The run's log reader went away (`run 2>&1 | head -1`, a CI collector that stopped): the
+    // run still does its work and records it. Printing the log used to panic the stage's worker
+    // thread and leave the scheduler waiting for its report forever.
+    let mut child = project
+        .command(&["run", PIPELINE])
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("`run` with a closed stderr still running after 60 s (a hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    assert_eq!(project.read("out/second.txt"), "ABC\n1\n");
+    project.warez(&["status", PIPELINE]).assert_code(0);
+
+    // A stdout reader that stops early (`status | head -1`): a quiet end with the status a
+    // shell gives a program a closed pipe stopped (128 + SIGPIPE), not a panic (101).
+    for args in [
+        &["status", PIPELINE][..],
+        &["dag", PIPELINE],
+        &["explain", "second", PIPELINE],
+    ] {
+        let output = project
+            .command(args)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_cache_that_cannot_be_opened_is_named() {
+    // `status`, `explain`, `gc` and `clean` said only "Not a directory (os error 20)".
+    let project = pair();
+    for args in [
+        &["status", PIPELINE][..],
+        &["explain", "first", PIPELINE],
+        &["gc", PIPELINE],
+        &["clean", PIPELINE],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--cache", "data/in.txt"]);
+        project
+            .warez(&args)
+            .assert_code(1)
+            .assert_stderr_contains("error: opening the cache data/in.txt: Not a directory");
+    }
+    assert_eq!(project.read("data/in.txt"), "abc\n");
 }

@@ -315,4 +315,76 @@ fn stage_names_are_plain_words() {
         "name: t\nstages:\n  a/b:\n    cmd: echo\n",
         "pipelines/p.yaml:4:3: stage `a/b`: a stage name is letters, digits, `_` and `-`",
     );
+    // It names files in the cache: one too long for a file name ran, then failed to record.
+    rejected(
+        &format!("name: t\nstages:\n  {}:\n    cmd: echo\n", "s".repeat(300)),
+        "pipelines/p.yaml:4:3: stage `ssssssssssssssssssssssssssssssssssssssss…`: the stage name is 300 bytes long, more than 200",
+    );
+}
+
+#[test]
+fn a_file_that_is_no_pipeline_is_quoted_by_its_start_only() {
+    // A CSV given as the pipeline reads as one long text: the message used to quote all of it
+    // (200 kB for the committed data set).
+    let project = Project::new();
+    let row = "db38e9a4-004c-4d8a-bea1-36cdb31502d3,13ce5db6-190f-48ab-9d26-0542a8be0604,0.5\n";
+    project.file(
+        PIPELINE,
+        &format!(
+            "customerId,productId,scaled_purchase_freq\n{}",
+            row.repeat(2000)
+        ),
+    );
+    let run = project.warez(&["run", PIPELINE]);
+    run.assert_code(2).assert_stderr_contains(
+        "pipelines/p.yaml:1:1: invalid type: string \"customerId,productId,scaled_purchase_freq db38e9a4-004c-4d8a…\", expected a pipeline",
+    );
+    assert!(run.stderr.len() < 400, "{} bytes", run.stderr.len());
+}
+
+#[test]
+fn a_pipeline_name_is_one_folder_name() {
+    // `name: ""` wrote into `models/` itself; `name: "a\nb"` put a line break in the lock file;
+    // `name: ../../x` was reported as a model_path the file does not hold.
+    for (name, shown) in [
+        ("\"\"", "\"\""),
+        ("\"a/b\"", "\"a/b\""),
+        ("../../x", "\"../../x\""),
+        ("\"a\\nb\"", "\"a\\nb\""),
+    ] {
+        rejected(
+            &format!("name: {name}\nstages:\n  a:\n    cmd: echo\n"),
+            &format!("pipelines/p.yaml:2:7: name {shown}: a pipeline's name is one folder name"),
+        );
+    }
+}
+
+#[test]
+fn a_list_or_map_where_a_number_belongs_is_shown_on_one_line() {
+    // It was shown in YAML's block style, one line per item: "found - 1\n- 2".
+    let project = Project::new();
+    project.pipeline("name: t\nstages:\n  gen:\n    kind: generate\n");
+    for (value, shown) in [("[1, 2]", "[1,2]"), ("{a: [1, b]}", "{\"a\":[1,\"b\"]}")] {
+        project
+            .warez(&["run", PIPELINE, "--set", &format!("gen.rows={value}")])
+            .assert_code(2)
+            .assert_stderr_contains(&format!(
+                "stage `gen`: param `rows`: expected a whole number ≥ 0, found {shown}\n"
+            ));
+    }
+}
+
+#[test]
+fn a_set_flag_is_shown_with_its_control_characters_escaped() {
+    // A line break or an escape sequence in a --set value reached the terminal as it was.
+    let project = Project::new();
+    project.pipeline("name: t\nstages:\n  gen:\n    kind: generate\n");
+    project
+        .warez(&["run", PIPELINE, "--set", "gen.rows=a\nb"])
+        .assert_code(2)
+        .assert_stderr_contains("error: --set gen.rows=a\\nb: stage `gen`: param `rows`");
+    project
+        .warez(&["run", PIPELINE, "--set", "gen.rows=x\u{1b}[2J"])
+        .assert_code(2)
+        .assert_stderr_contains("error: --set gen.rows=x\\u{1b}[2J: ");
 }

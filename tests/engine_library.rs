@@ -50,14 +50,56 @@ impl StageKind for Shout {
     }
 }
 
+/// Writes `ok`, or with `crash: 1` writes half an output and panics (a bug in a kind).
+struct Crash;
+
+impl StageKind for Crash {
+    fn name(&self) -> &'static str {
+        "crash"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn outputs(&self) -> &'static [OutputRole] {
+        &[OutputRole {
+            role: "result",
+            default_name: "result.txt",
+        }]
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::new("crash", 0, "1: panic half-way")]
+    }
+    fn check_params(&self, params: &Params) -> Result<()> {
+        params.u64("crash").map(drop)
+    }
+    fn run(&self, ctx: &StageContext) -> Result<()> {
+        if ctx.params.u64("crash")? == 0 {
+            std::fs::write(ctx.output("result")?, "ok")?;
+            return Ok(());
+        }
+        std::fs::write(ctx.output("result")?, "half")?;
+        panic!("a bug in the crash kind");
+    }
+}
+
 fn registry() -> Registry {
-    Registry::new(vec![&Shout])
+    Registry::new(vec![&Shout, &Crash])
 }
 
 const PIPELINE: &str = "name: lib\nstages:\n  shout:\n    kind: shout\n    deps: { text: in.txt }\n    params: { times: 2 }\n  count:\n    cmd: wc -c < ${model_path}/loud.txt > count.txt\n    deps: [\"${model_path}/loud.txt\"]\n    outs: [count.txt]\n";
 
 /// Loads and runs every stage; the outcome of each, in file order.
 fn run_all(project: &Path) -> Vec<Outcome> {
+    let report = run_report(project);
+    assert!(report.ok, "{}", report.table());
+    report.stages.iter().map(|stage| stage.outcome).collect()
+}
+
+/// Loads and runs every stage.
+fn run_report(project: &Path) -> exec::RunReport {
     let pipeline = spec::load(&project.join("p.yaml"), &[], None, &registry()).expect("loads");
     let dag = Dag::build(&pipeline).expect("no cycle");
     let store = Store::open(&project.join("cache")).expect("a cache");
@@ -69,7 +111,7 @@ fn run_all(project: &Path) -> Vec<Outcome> {
         dry_run: false,
         remote: None,
     };
-    let report = exec::run(
+    exec::run(
         &pipeline,
         &dag,
         &all,
@@ -79,9 +121,7 @@ fn run_all(project: &Path) -> Vec<Outcome> {
         &Ui::plain(),
         &Interrupts::default(),
     )
-    .expect("runs");
-    assert!(report.ok, "{}", report.table());
-    report.stages.iter().map(|stage| stage.outcome).collect()
+    .expect("runs")
 }
 
 #[test]
@@ -130,4 +170,49 @@ fn only_the_registered_kinds_can_be_named() {
         .expect("rejected");
     assert!(matches!(error, SpecError::UnknownKind { .. }), "{error}");
     assert!(error.to_string().contains("p.yaml:4:11"), "{error}");
+}
+
+#[test]
+fn a_kind_that_panics_fails_its_stage_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    let pipeline = |crash: u32| {
+        format!(
+            "name: lib\nstages:\n  crash:\n    kind: crash\n    params: {{ crash: {crash} }}\n  other:\n    cmd: cat in.txt > other.txt\n    deps: [in.txt]\n    outs: [other.txt]\n"
+        )
+    };
+    std::fs::write(project.join("in.txt"), "hey ").unwrap();
+    std::fs::write(project.join("p.yaml"), pipeline(0)).unwrap();
+    assert_eq!(run_all(project), [Outcome::Ran, Outcome::Ran]);
+
+    // The panic used to end its worker thread without a report: the run waited forever.
+    std::fs::write(project.join("p.yaml"), pipeline(1)).unwrap();
+    std::fs::write(project.join("in.txt"), "ho ").unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let runner = {
+        let project = project.to_path_buf();
+        std::thread::spawn(move || done.send(run_report(&project)).unwrap())
+    };
+    let report = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run ends (no hang) when a kind panics");
+    runner.join().unwrap();
+    assert!(!report.ok);
+    let outcomes: Vec<Outcome> = report.stages.iter().map(|stage| stage.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Failed, Outcome::Ran],
+        "{}",
+        report.table()
+    );
+    let error = report.stages[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("panicked") && error.contains("a bug in the crash kind"),
+        "{error}"
+    );
+    // The half-written output never replaced the last good one.
+    assert_eq!(
+        std::fs::read_to_string(project.join("models/lib/result.txt")).unwrap(),
+        "ok"
+    );
 }

@@ -235,6 +235,30 @@ fn empty_list() {
 }
 
 #[test]
+fn more_variants_than_a_pipeline_can_hold() {
+    // 1000⁴ variants used to be expanded one by one until memory ran out (an abort).
+    let values = (0..1000)
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let head = "name: t\nstages:\n  a:\n    cmd: echo > out/${item.w}-${item.x}-${item.y}-${item.z}\n    outs: [\"out/${item.w}-${item.x}-${item.y}-${item.z}\"]\n";
+    rejected(
+        &format!("{head}    matrix: {{ w: [{values}], x: [{values}], y: [{values}], z: [{values}] }}\n"),
+        "pipelines/p.yaml:7:13: stage `a`: `matrix:` makes 1000 × 1000 × 1000 × 1000 variants, more than 100000",
+    );
+}
+
+#[test]
+fn a_variant_name_too_long_to_name_a_file() {
+    // Ran the command, then failed to record it (`File name too long` in the cache).
+    let long = "v".repeat(300);
+    rejected(
+        &format!("{HEAD}    matrix: {{ x: [1, {long}] }}\n"),
+        "pipelines/p.yaml:4:3: stage `a@x=vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv…`: the stage name is 304 bytes long, more than 200",
+    );
+}
+
+#[test]
 fn matrix_not_a_map() {
     rejected(
         &format!("{HEAD}    matrix: [1, 2]\n"),

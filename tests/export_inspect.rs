@@ -135,3 +135,32 @@ fn control_characters_in_the_record_are_printed_escaped() {
         "{stdout:?}"
     );
 }
+
+#[test]
+fn a_pipe_or_a_folder_is_refused_without_reading_it() {
+    // Read whole, a named pipe waited for a writer forever (and `/dev/zero` until memory ran
+    // out).
+    let dir = packaged(["m", "m"]);
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let datum = dir.path().join("a/recommender-no-schema.avro");
+    for args in [
+        vec![fifo.clone()],
+        vec![datum.clone(), "--schema".into(), fifo.clone()],
+        vec![dir.path().join("a")],
+    ] {
+        inspect()
+            .arg("inspect")
+            .args(&args)
+            .timeout(std::time::Duration::from_secs(30))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "is not a regular file (a folder, a device or a pipe)",
+            ));
+    }
+}

@@ -266,6 +266,47 @@ fn file_corrupted_object_is_detected_and_not_used() {
     corrupted(Kind::File);
 }
 
+#[test]
+fn an_unreadable_run_record_in_the_remote_is_replaced_by_the_next_upload() {
+    let remote = Remote::new(Kind::File);
+    // Deterministic stages: the next machine computes the same keys.
+    let pipeline = "name: p\nstages:\n  first:\n    cmd: mkdir -p out && echo hi > out/a\n    outs: [out/a]\n  second:\n    cmd: cat out/a out/a > out/b\n    deps: [out/a]\n    outs: [out/b]\n";
+    let a = Project::new();
+    a.pipeline(pipeline);
+    warez(&a, &remote, &["run", PIPELINE]).assert_code(0);
+    let clone = || {
+        let project = Project::new();
+        project.pipeline(pipeline);
+        project.file("pipelines/p.lock", &a.read("pipelines/p.lock"));
+        project
+    };
+    let records: Vec<String> = (remote.list().into_iter())
+        .filter(|name| name.starts_with("ac/"))
+        .collect();
+    assert!(!records.is_empty());
+    for record in &records {
+        remote.write(record, b"{\"cut short");
+    }
+
+    // The next machine cannot use them: it runs the stages and uploads their records again.
+    // (They used to stay: a record that existed was never uploaded again, so every machine
+    // rebuilt every stage from then on.)
+    let b = clone();
+    warez(&b, &remote, &["run", PIPELINE])
+        .assert_code(0)
+        .assert_stderr_contains("is not a run record; not used");
+    for record in &records {
+        let bytes = remote.read(record);
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+            "{record} is still unreadable"
+        );
+    }
+    let c = clone();
+    warez(&c, &remote, &["pull", PIPELINE]).assert_code(0);
+    assert_eq!(c.read("out/b"), "hi\nhi\n");
+}
+
 // ---- Two machines pushing the same keys at once ----
 
 fn concurrent_push(kind: Kind) {

@@ -110,6 +110,38 @@ fn more_steps_than_the_trainer_counts_are_refused() {
 }
 
 #[test]
+fn the_largest_params_are_refused_with_figures_that_make_sense() {
+    let project = small_project();
+    let max = u64::MAX.to_string();
+    let run = run(
+        &project,
+        &[
+            "--set",
+            &format!("train.n_factors={max}"),
+            "--set",
+            &format!("train.epochs={max}"),
+        ],
+    );
+    // 8 · (2⁶⁴)² bytes of dense_1 kernel: the arithmetic used to wrap around in u128 (a
+    // negative part, a wrong message size) and to print an infinite estimate.
+    run.assert_code(1)
+        .assert_stderr_contains("protobuf message of about 2.36e21 EiB")
+        .assert_stderr_contains("training needs about ");
+    assert_no_panic(&run);
+    let parts: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("      ") && line.trim_start().len() > 10)
+        .collect();
+    assert_eq!(parts.len(), 8, "{}", run.stderr);
+    for line in parts {
+        let amount: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(amount.is_finite() && amount >= 0.0, "{line}");
+    }
+    assert!(cache_tmp(&project).is_empty());
+}
+
+#[test]
 fn a_nan_loss_stops_training_naming_the_step_and_records_nothing() {
     runtime_support::ort_dylib();
     let project = small_project();

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::pipeline_args::{or_exit, PipelineArgs};
@@ -27,7 +27,8 @@ pub struct CleanArgs {
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load_without_lock());
     let pipeline = &loaded.pipeline;
-    let store = Store::open(&loaded.cache_dir)?;
+    let store = Store::open(&loaded.cache_dir)
+        .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
     let ui = Ui::detect();
     let _lock = RunLock::acquire(store.root(), true, &|line| ui.say(line))?;
     let verb = if args.dry_run {
@@ -56,7 +57,7 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
         if !args.dry_run {
             remove_inside(path, root)?;
         }
-        println!("{verb} {}", path.display());
+        outln!("{verb} {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

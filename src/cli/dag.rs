@@ -45,6 +45,6 @@ pub fn run(args: DagArgs) -> Result<ExitCode> {
             Format::Mermaid => grouped.to_mermaid(),
         }
     };
-    print!("{text}");
+    out!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -22,7 +22,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     if pipeline.stage_index(&args.stage).is_none() {
         // Also a matrix stage's name, which selects several variants: explain takes one (the
         // error suggests the closest variant).
-        eprintln!("error: {}", pipeline.unknown_stage(&args.stage));
+        errln!("error: {}", pipeline.unknown_stage(&args.stage));
         return Ok(ExitCode::from(INVALID_PIPELINE));
     }
     let selected = or_exit!(loaded.select(std::slice::from_ref(&args.stage)));
@@ -32,24 +32,24 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
         .find(|state| state.stage == args.stage)
         .expect("the selection holds the stage");
     let recorded = lock.stages.get(&args.stage);
-    println!("stage `{}`", args.stage);
+    outln!("stage `{}`", args.stage);
     match recorded {
-        Some(recorded) => println!("  recorded key: {}", recorded.key),
-        None => println!(
+        Some(recorded) => outln!("  recorded key: {}", recorded.key),
+        None => outln!(
             "  recorded key: none (no run in {})",
             pipeline.lock_file().display()
         ),
     }
     if let Some(key) = &state.key {
-        println!("  current key:  {key}");
+        outln!("  current key:  {key}");
     }
     if state.fresh {
-        println!("  up to date: nothing changed since the recorded run");
+        outln!("  up to date: nothing changed since the recorded run");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("  stale because:");
+    outln!("  stale because:");
     for reason in &state.reasons {
-        println!("    - {reason}");
+        outln!("    - {reason}");
         if let DirtyReason::UpstreamStale { stage } = reason {
             if let Some(upstream) = states.iter().find(|s| &s.stage == stage) {
                 for why in upstream
@@ -57,16 +57,16 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
                     .iter()
                     .filter(|r| !matches!(r, DirtyReason::UpstreamStale { .. }))
                 {
-                    println!("        ({stage}: {why})");
+                    outln!("        ({stage}: {why})");
                 }
             }
         }
     }
     if let Some(error) = &state.error {
-        println!("    - {error}");
+        outln!("    - {error}");
     }
     if state.restorable {
-        println!("  the cache holds a run with the current key: `run` restores it without running");
+        outln!("  the cache holds a run with the current key: `run` restores it without running");
     }
     Ok(ExitCode::FAILURE)
 }

@@ -27,13 +27,14 @@ pub struct GcArgs {
 pub fn run(args: GcArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     if args.dry_run && !loaded.cache_dir.is_dir() {
-        eprintln!(
+        errln!(
             "would remove nothing: there is no cache at {}",
             loaded.cache_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(&loaded.cache_dir)?;
+    let store = Store::open(&loaded.cache_dir)
+        .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
     let ui = Ui::detect();
     // A dry run changes nothing, not even the run lock's pid: it only reads, like `run --dry-run`.
     let _lock = if args.dry_run {
@@ -81,9 +82,9 @@ pub fn run(args: GcArgs) -> Result<ExitCode> {
         "removed"
     };
     for path in report.removed_records.iter().chain(&report.removed_objects) {
-        println!("{verb} {}", path.display());
+        outln!("{verb} {}", path.display());
     }
-    eprintln!(
+    errln!(
         "{verb} {} run records and {} objects ({:.1} MB); kept {} objects",
         report.removed_records.len(),
         report.removed_objects.len(),

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::kind::Progress;
+use crate::engine::exec::Ui;
 use crate::ml::data::generator::{write_csv_file, GeneratorConfig};
 use crate::ml::kinds::generate::{DEFAULT_CUSTOMERS, DEFAULT_PRODUCTS, DEFAULT_ROWS, DEFAULT_SEED};
 
@@ -38,10 +37,12 @@ pub fn run(args: GenDataArgs) -> Result<ExitCode> {
         products: args.products,
         seed: args.seed,
     };
-    let progress = BarProgress::new();
+    // A bar on a terminal, plain progress lines elsewhere, as a stage of a run shows.
+    let ui = Ui::detect();
+    let progress = ui.stage("gen-data");
     write_csv_file(&config, &args.out, &progress)?;
-    progress.bar.finish_and_clear();
-    eprintln!(
+    drop(progress);
+    errln!(
         "wrote {} ratings ({} customers, {} products, seed {}) to {}",
         config.rows,
         config.customers,
@@ -50,45 +51,4 @@ pub fn run(args: GenDataArgs) -> Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
-struct BarProgress {
-    bar: ProgressBar,
-}
-
-impl BarProgress {
-    fn new() -> Self {
-        Self {
-            bar: ProgressBar::new(0),
-        }
-    }
-}
-
-impl Progress for BarProgress {
-    fn start(&self, total: u64, unit: &str) {
-        self.bar.set_length(total);
-        if let Ok(style) = ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{human_pos}}/{{human_len}} {unit} {{msg}} [{{elapsed}}<{{eta}}]"
-        )) {
-            self.bar.set_style(style);
-        }
-    }
-
-    fn set_position(&self, done: u64) {
-        self.bar.set_position(done);
-    }
-
-    fn set_message(&self, message: &str) {
-        self.bar.set_message(message.to_string());
-    }
-
-    fn println(&self, line: &str) {
-        // indicatif drops lines printed through a hidden bar.
-        if self.bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            self.bar.println(line);
-        }
-    }
 }

@@ -35,15 +35,15 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let second = read(other_file, args.schema.as_deref())?;
-    println!();
+    outln!();
     print_summary(other_file, &second)?;
-    println!();
+    outln!();
     let differences = differences(&first, &second);
     if differences.is_empty() {
-        println!("same record in both files");
+        outln!("same record in both files");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        outln!(
             "the files hold different records: {}",
             differences.join("; ")
         );
@@ -51,8 +51,25 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     }
 }
 
+/// Both files are read whole: a device (`/dev/zero`) would be read until memory runs out, a
+/// named pipe would wait for a writer forever.
+fn ensure_regular_file(path: &Path) -> Result<()> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        metadata.is_file(),
+        "{} is not a regular file (a folder, a device or a pipe)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Reads a container file (recognised by its magic bytes) or a bare datum with `schema`.
 fn read(path: &Path, schema: Option<&Path>) -> Result<RecommenderModel> {
+    ensure_regular_file(path)?;
+    if let Some(schema) = schema {
+        ensure_regular_file(schema)?;
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if avro_record::is_container(&bytes) {
         let (record, _) = RecommenderModel::from_container(&bytes)
@@ -80,18 +97,18 @@ fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
     let graph = tf_export::decode_graph(&record.tensor_flow_model[..])
         .with_context(|| format!("{}: field tensorFlowModel", path.display()))?;
     let graph = GraphSummary::of(&graph);
-    println!("{}", path.display());
-    println!("  model id     {}", escape_controls(&record.model_id));
-    println!(
+    outln!("{}", path.display());
+    outln!("  model id     {}", escape_controls(&record.model_id));
+    outln!(
         "  graph        {} bytes, {} nodes",
         record.tensor_flow_model.len(),
         graph.nodes
     );
-    println!(
+    outln!(
         "  inputs       {}",
         escape_controls(&graph.inputs.join(", "))
     );
-    println!(
+    outln!(
         "  outputs      {}",
         escape_controls(&graph.outputs.join(", "))
     );
@@ -110,7 +127,7 @@ fn print_summary(path: &Path, record: &RecommenderModel) -> Result<()> {
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {name}  {} entries: {}{more}",
             ids.len(),
             shown.join(", ")

@@ -54,9 +54,9 @@ pub fn run(args: MetricsArgs) -> Result<ExitCode> {
     if args.model_dir.is_none() {
         if let Some(report) = sweep_report(&args)? {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.text());
+                out!("{}", report.text());
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -84,9 +84,9 @@ pub fn run(args: MetricsArgs) -> Result<ExitCode> {
         previous,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.text());
+        out!("{}", report.text());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -237,7 +237,7 @@ fn sweep_report(args: &MetricsArgs) -> Result<Option<SweepReport>> {
     let (pipeline, dag) = match sweep::load(file, args.cache.dir()) {
         Ok(loaded) => loaded,
         Err(error) => {
-            eprintln!("warning: {error:#}; showing the model in model_path only");
+            errln!("warning: {error:#}; showing the model in model_path only");
             return Ok(None);
         }
     };
@@ -524,7 +524,7 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
             metrics,
         })),
         Err(error) => {
-            eprintln!(
+            errln!(
                 "warning: the previous run's metrics (run record {}) are unreadable: {error:#}",
                 record.display()
             );

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context;
 use clap::Args;
 
 use super::cache_arg::CacheArg;
@@ -45,7 +46,7 @@ impl Loaded {
     /// unknown name is printed and becomes the exit code.
     pub fn select(&self, names: &[String]) -> Result<BTreeSet<usize>, ExitCode> {
         self.dag.select(&self.pipeline, names).map_err(|error| {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             ExitCode::from(INVALID_PIPELINE)
         })
     }
@@ -57,10 +58,11 @@ impl Loaded {
         selected: &BTreeSet<usize>,
         remote: Option<&Remote>,
     ) -> anyhow::Result<(LockFile, Vec<StageStatus>)> {
-        let store = Store::open(&self.cache_dir)?;
+        let store = Store::open(&self.cache_dir)
+            .with_context(|| format!("opening the cache {}", self.cache_dir.display()))?;
         let stats = StatCache::load(store.stat_cache_file());
         let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
-            eprintln!(
+            errln!(
                 "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
                  cache holds and rewrites it)"
             );
@@ -72,7 +74,7 @@ impl Loaded {
             Some(Ok(found)) => found,
             Some(Err(error)) => {
                 if !remote_warned.swap(true, Ordering::Relaxed) {
-                    eprintln!("warning: {error}");
+                    errln!("warning: {error}");
                 }
                 false
             }
@@ -103,7 +105,7 @@ impl PipelineArgs {
     /// [`Self::load`] for commands that do not read the lock file.
     pub fn load_without_lock(&self) -> Result<Loaded, ExitCode> {
         self.try_load().map_err(|error| {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             ExitCode::from(INVALID_PIPELINE)
         })
     }

@@ -65,7 +65,7 @@ pub struct PredictArgs {
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
     if let (Some(input), Some(output)) = (&args.input, &args.output) {
         if same_file(input, output) {
-            eprintln!(
+            errln!(
                 "error: --output {} is the file --input {} names: writing the scores would \
                  replace the pairs being read; give another output file",
                 output.display(),
@@ -87,7 +87,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
                 .lookup(customer, product)
                 .map_err(|error| anyhow!(error))?;
             let score = model.eval.score(&[pair.0], &[pair.1])?[0];
-            println!("{score}");
+            outln!("{score}");
             Ok(ExitCode::SUCCESS)
         }
         (None, None, Some(input), Some(output)) => score_csv(&mut model, input, output),
@@ -221,7 +221,7 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
                     } => format!("{len} fields where the header has {expected_len}"),
                     _ => error.to_string(),
                 };
-                eprintln!("{}:{line}: {message}", input.display());
+                errln!("{}:{line}: {message}", input.display());
                 failed += 1;
                 continue;
             }
@@ -239,7 +239,7 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
                 scored += 1;
             }
             Err(message) => {
-                eprintln!("{}:{line}: {message}", input.display());
+                errln!("{}:{line}: {message}", input.display());
                 failed += 1;
             }
         }
@@ -257,7 +257,7 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
         .with_context(|| format!("writing {}", output.display()))?;
 
     if failed > 0 {
-        eprintln!(
+        errln!(
             "error: {failed} of {} pairs in {} failed (listed above); {scored} scored pairs are in {}",
             failed + scored,
             input.display(),
@@ -265,6 +265,6 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
         );
         return Ok(ExitCode::FAILURE);
     }
-    eprintln!("scored {scored} pairs into {}", output.display());
+    errln!("scored {scored} pairs into {}", output.display());
     Ok(ExitCode::SUCCESS)
 }

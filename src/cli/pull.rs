@@ -58,9 +58,9 @@ pub fn run(args: PullArgs) -> Result<ExitCode> {
     )?;
     let _ = stats.save();
     for path in &report.restored {
-        eprintln!("restored  {path}");
+        errln!("restored  {path}");
     }
-    eprintln!(
+    errln!(
         "pulled {} outputs ({} already in place) in {:.2}s",
         report.restored.len(),
         report.unchanged,
@@ -69,9 +69,9 @@ pub fn run(args: PullArgs) -> Result<ExitCode> {
     if report.missing.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("error: {} missing:", report.missing.len());
+    errln!("error: {} missing:", report.missing.len());
     for line in &report.missing {
-        eprintln!("  {line}");
+        errln!("  {line}");
     }
     Ok(ExitCode::FAILURE)
 }

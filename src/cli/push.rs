@@ -57,7 +57,7 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     let progress = BytesProgress::new();
     let report = remote.push_runs(&store, &runs, args.jobs, &progress)?;
     progress.finish();
-    eprintln!(
+    errln!(
         "pushed to {}: {} run records ({} already there), {} objects, {} ({} already there) in {:.2}s",
         remote.name(),
         report.records_uploaded,
@@ -70,7 +70,7 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     if missing.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
+    errln!(
         "error: no run record in the local cache for stage{} `{}` (run the pipeline first)",
         if missing.len() == 1 { "" } else { "s" },
         missing.join("`, `")
@@ -109,14 +109,14 @@ impl TransferProgress for BytesProgress {
     fn planned(&self, bytes: u64) {
         match &self.bar {
             Some(bar) => bar.inc_length(bytes),
-            None => eprintln!("{} to transfer", human_bytes(bytes)),
+            None => errln!("{} to transfer", human_bytes(bytes)),
         }
     }
 
     fn moved(&self, bytes: u64) {
         match &self.bar {
             Some(bar) => bar.inc(bytes),
-            None => eprintln!("  {} done", human_bytes(bytes)),
+            None => errln!("  {} done", human_bytes(bytes)),
         }
     }
 }

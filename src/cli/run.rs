@@ -67,9 +67,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             &ui,
         )?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            eprint!("{}", report.text());
+            err!("{}", report.text());
         }
         return Ok(if report.ok() {
             ExitCode::SUCCESS
@@ -109,9 +109,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(report)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprint!("{}", report.table());
+        err!("{}", report.table());
     }
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -34,7 +34,7 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let (_, states) = loaded.assess(&selected, remote.as_ref())?;
     let all_fresh = states.iter().all(|state| state.fresh);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "pipeline": loaded.pipeline.name,
@@ -46,7 +46,7 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
         let width = states.iter().map(|s| s.stage.len()).max().unwrap_or(0);
         for state in &states {
             if state.fresh {
-                println!("{}  {}", style("fresh").green(), state.stage);
+                outln!("{}  {}", style("fresh").green(), state.stage);
                 continue;
             }
             let mut lines: Vec<String> = state.reasons.iter().map(ToString::to_string).collect();
@@ -63,13 +63,13 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
             );
             for (index, line) in lines.iter().enumerate() {
                 if index == 0 {
-                    println!(
+                    outln!(
                         "{}  {:<width$}  {line}",
                         style("stale").yellow().bold(),
                         state.stage
                     );
                 } else {
-                    println!("       {:<width$}  {line}", "");
+                    outln!("       {:<width$}  {line}", "");
                 }
             }
         }

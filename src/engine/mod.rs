@@ -8,6 +8,8 @@
 //! [`kind`] holds the trait every kind implements, its params and progress, the registry, and
 //! the `cmd:` shell stages.
 
+#[macro_use]
+pub mod console;
 pub mod dag;
 pub mod exec;
 pub mod files;

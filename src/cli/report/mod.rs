@@ -72,7 +72,7 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
     let html = page::render(&contents).into_string();
     crate::engine::files::write_atomic(&out, html.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
-    println!("{}", out.display());
+    outln!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

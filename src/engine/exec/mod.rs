@@ -44,7 +44,9 @@ mod stage_run;
 mod summary;
 mod ui;
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -193,6 +195,15 @@ pub fn run(
 }
 
 /// The report of a stage found up to date although the stages `reran` above it executed.
+/// The text a panic was raised with (`panic!("…")` carries a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 fn cut_off_report(stage: &crate::engine::spec::Stage, reran: &[String]) -> StageReport {
     let note = format!(
         "`{}` reran; what this stage reads is unchanged",
@@ -519,11 +530,22 @@ impl<'a> Engine<'a> {
     fn process(&self, index: usize, reran: &[&str]) -> StageReport {
         let stage = &self.pipeline.stages[index];
         let started = Instant::now();
-        let report = match self.bring_up_to_date(index, reran) {
-            Ok(report) => report,
-            Err(error) => {
+        // A panic (a bug in a kind or here) fails its stage like an error: the scheduler waits
+        // for a report of every stage it started, so a worker that died without one would hang
+        // the run. Unwinding drops the stage's staging folder and rolls its swap back.
+        let attempt = panic::catch_unwind(AssertUnwindSafe(|| self.bring_up_to_date(index, reran)));
+        let report = match attempt {
+            Ok(Ok(report)) => report,
+            Ok(Err(error)) => {
                 StageReport::new(stage, Outcome::Failed).with_error(format!("{error:#}"), None)
             }
+            Err(payload) => StageReport::new(stage, Outcome::Failed).with_error(
+                format!(
+                    "internal error: the stage panicked: {}",
+                    panic_message(&*payload)
+                ),
+                None,
+            ),
         };
         report.with_seconds(started.elapsed().as_secs_f64())
     }

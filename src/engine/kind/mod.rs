@@ -194,10 +194,18 @@ pub fn param_text(value: &serde_yaml::Value) -> String {
     }
 }
 
+/// A param's value in a message, on one line: a list or a map in YAML's flow style as JSON
+/// writes it (`[1,2]`), not as YAML's block style, which spreads over lines (`- 1\n- 2`).
 fn show(value: &serde_yaml::Value) -> String {
-    serde_yaml::to_string(value)
-        .map(|text| text.trim_end().to_string())
-        .unwrap_or_else(|_| format!("{value:?}"))
+    let text = match value {
+        serde_yaml::Value::Sequence(_) | serde_yaml::Value::Mapping(_) => {
+            serde_json::to_string(value).map_err(|error| error.to_string())
+        }
+        _ => serde_yaml::to_string(value)
+            .map(|text| text.trim_end().to_string())
+            .map_err(|error| error.to_string()),
+    };
+    text.unwrap_or_else(|_| format!("{value:?}"))
 }
 
 /// What a running stage reports; the engine draws it as a bar (terminal) or plain lines.

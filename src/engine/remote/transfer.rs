@@ -2,8 +2,9 @@
 //!
 //! Upload, in three waves so that nobody ever sees a record whose objects are missing:
 //! objects (files, tree manifests, large tree files, packs), then pack indexes, then run
-//! records. Everything already in the remote is skipped (one HEAD each; a run record that is
-//! there means its objects are too, so its objects are not even asked about). Download goes
+//! records. Everything already in the remote is skipped (one HEAD each, one GET for a run
+//! record: a record that is there and reads as one means its objects are too, so its objects
+//! are not even asked about; one that does not read is uploaded again). Download goes
 //! the other way: record, then its objects (each verified), then the record is written into
 //! the local cache last, so the local cache never holds a record whose objects are missing.
 
@@ -120,7 +121,7 @@ impl Remote {
         let present: Vec<bool> = futures::stream::iter(runs)
             .map(|run| {
                 let path = record_path(&run.key);
-                async move { self.exists(&path).await }
+                async move { self.has_readable_record(&path).await }
             })
             .buffered(jobs)
             .try_collect()
@@ -299,6 +300,14 @@ impl Remote {
             plan.packs.insert(output.hash.clone(), (packed, index));
         }
         Ok(())
+    }
+
+    /// Whether `path` holds a run record. One that cannot be read (cut short, overwritten by
+    /// something else) counts as missing, so the next upload replaces it: left there, it would
+    /// make every machine rebuild the stage, and no push would ever repair it.
+    async fn has_readable_record(&self, path: &str) -> Result<bool, RemoteError> {
+        let bytes = self.get_small(path).await?;
+        Ok(bytes.is_some_and(|bytes| serde_json::from_slice::<RunRecord>(&bytes).is_ok()))
     }
 
     /// Downloads the run record of `key` and every object it needs into the local cache (the

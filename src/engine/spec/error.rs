@@ -141,9 +141,26 @@ pub enum SpecError {
 /// value may be megabytes).
 fn abridged(text: &str) -> String {
     const SHOWN: usize = 80;
+    // A value given on the command line may hold a line break or an escape sequence: shown
+    // escaped (`\n`, `\u{1b}`), it can neither forge a line of output nor drive the terminal.
+    let escaped = |part: &str| -> String {
+        part.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    };
     match text.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{}… ({} characters)", &text[..end], text.chars().count()),
-        None => text.to_string(),
+        Some((end, _)) => format!(
+            "{}… ({} characters)",
+            escaped(&text[..end]),
+            text.chars().count()
+        ),
+        None => escaped(text),
     }
 }
 

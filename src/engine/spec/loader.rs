@@ -16,6 +16,10 @@ use super::{
 };
 use crate::engine::kind::{param_text, select, Params, Registry, StageKind};
 
+/// The longest stage name, a matrix variant's included: the cache names files after stages
+/// (`logs/<stage>.log`, `swaps/<stage>-….json`), and a file name holds at most 255 bytes.
+const MAX_STAGE_NAME_BYTES: usize = 200;
+
 pub(super) struct Loader<'a> {
     file: &'a Path,
     registry: &'a Registry,
@@ -83,6 +87,23 @@ impl<'a> Loader<'a> {
                 message: format!("project_dir `{}`: {error}", project_dir.display()),
             })?;
         let name = defaults::name(self.file, self.raw.name.as_deref());
+        // The name is the default model_path's last folder (`models/<name>`) and a line of the
+        // lock file: one plain path part.
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control)
+        {
+            return Err(SpecError::Syntax {
+                at: self.at(self.places.value("name")),
+                message: format!(
+                    "name {name:?}: a pipeline's name is one folder name (the default model_path \
+                     is `models/<name>`): not empty, `.` or `..`, without `/`, `\\` or control \
+                     characters"
+                ),
+            });
+        }
         let model_path = defaults::model_path(&name, self.raw.model_path.as_deref());
         if !path::is_inside_project(&model_path) {
             return Err(SpecError::Syntax {
@@ -124,6 +145,18 @@ impl<'a> Loader<'a> {
                     at: self.at(self.places.key(&format!("stages/{stage_name}"))),
                     stage: stage_name.clone(),
                     message: "a stage name is letters, digits, `_` and `-`".into(),
+                });
+            }
+            if stage_name.len() > MAX_STAGE_NAME_BYTES {
+                let shown: String = stage_name.chars().take(40).collect();
+                return Err(SpecError::Stage {
+                    at: self.at(self.places.key(&format!("stages/{stage_name}"))),
+                    stage: format!("{shown}…"),
+                    message: format!(
+                        "the stage name is {} bytes long, more than {MAX_STAGE_NAME_BYTES}: it \
+                         names files in the cache (`logs/<stage>.log`)",
+                        stage_name.len()
+                    ),
                 });
             }
             slots.push(if is_select(raw) {
@@ -1034,6 +1067,7 @@ fn syntax_error(file: &Path, text: &str, error: serde_yaml::Error) -> SpecError 
 
 /// serde_yaml's words, with what to do where they are terse.
 pub(super) fn clarified(message: &str) -> String {
+    let message = &shortened_text(message);
     if let Some((field, number)) = out_of_range_integer(message) {
         format!(
             "{field}the whole number `{number}` is out of range: whole numbers go from {} to {}",
@@ -1051,6 +1085,22 @@ pub(super) fn clarified(message: &str) -> String {
     } else {
         message.to_string()
     }
+}
+
+/// serde's "invalid type: string \"…\"" quotes the whole text: all of a file that is no
+/// pipeline (a CSV given as one reads as a single text). Its start is enough to recognise it.
+fn shortened_text(message: &str) -> String {
+    const PREFIX: &str = "invalid type: string \"";
+    const SHOWN_CHARS: usize = 60;
+    let (Some(start), Some(end)) = (message.find(PREFIX), message.rfind("\", expected")) else {
+        return message.to_string();
+    };
+    let text_start = start + PREFIX.len();
+    if end < text_start || message[text_start..end].chars().count() <= SHOWN_CHARS {
+        return message.to_string();
+    }
+    let kept: String = message[text_start..end].chars().take(SHOWN_CHARS).collect();
+    format!("{}{kept}…{}", &message[..text_start], &message[end..])
 }
 
 /// The field (`stages.a.params.n: `, or nothing) and the integer of serde_yaml's "invalid

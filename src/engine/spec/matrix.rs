@@ -102,6 +102,10 @@ impl Matrices {
     }
 }
 
+/// The most variants one matrix stage may have: a few keys with long lists multiply into more
+/// stages than memory holds (six keys of 100 values are 10¹² stages).
+pub const MAX_VARIANTS: usize = 100_000;
+
 /// Replaces every matrix stage of `raw` by its variants (in place, in file order) and indexes
 /// their positions; checks every `${item.KEY}`.
 pub(super) fn expand(
@@ -147,6 +151,22 @@ pub(super) fn expand(
         };
         let axes = axes(&matrix, &prefix, places)
             .map_err(|(node, message)| error(node, &name, message))?;
+        let count =
+            (axes.iter()).try_fold(1usize, |count, (_, cells)| count.checked_mul(cells.len()));
+        if count.is_none_or(|count| count > MAX_VARIANTS) {
+            let sizes: Vec<String> = axes
+                .iter()
+                .map(|(_, cells)| cells.len().to_string())
+                .collect();
+            return Err(error(
+                places.value(&format!("{prefix}/matrix")),
+                &name,
+                format!(
+                    "`matrix:` makes {} variants, more than {MAX_VARIANTS} (each is a stage of its own)",
+                    sizes.join(" × ")
+                ),
+            ));
+        }
         let keys: Vec<String> = axes.iter().map(|(key, _)| key.clone()).collect();
         let used = RefCell::new(Vec::new());
         for_each_text(&mut stage, &mut |node, text| {

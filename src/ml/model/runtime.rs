@@ -232,7 +232,7 @@ fn library_in_package(package: &Path) -> Result<PathBuf> {
 
 /// Installs the `onnxruntime` wheel's files into `destination` with pip, atomically.
 fn provision(python: &Path, tools_dir: &Path, destination: &Path) -> Result<()> {
-    eprintln!(
+    errln!(
         "warez-pipe: ONNX Runtime not found; installing onnxruntime=={ONNXRUNTIME_VERSION} into {} \
          (once, with pip)",
         destination.display()

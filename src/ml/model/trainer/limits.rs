@@ -72,19 +72,16 @@ impl RunShape {
 
     /// Bytes of the float32 weights with `n_factors` = `k`: both embedding tables and the dense
     /// layers (`dense_1` kernel 2k × k and bias k, `dense_2` kernel k × 1 and bias 1).
-    fn weight_bytes(&self, k: u64) -> u128 {
-        let (k, ids) = (
-            u128::from(k),
-            u128::from(self.n_customers) + u128::from(self.n_products),
-        );
-        4 * (ids * k + 2 * k * k + 2 * k + 1)
+    /// In f64: `k` is a param, and 8k² passes even u128 from k = 2⁶²; the sums near the 2 GiB
+    /// protobuf limit stay far below 2⁵³, where f64 counts exactly.
+    fn weight_bytes(&self, k: u64) -> f64 {
+        let (k, ids) = (k as f64, self.n_customers as f64 + self.n_products as f64);
+        4.0 * (ids * k + 2.0 * k * k + 2.0 * k + 1.0)
     }
 
     /// The largest `n_factors` whose weights fit one protobuf message (0 when none does).
     fn largest_fitting_factors(&self) -> u64 {
-        let fits = |k: u64| {
-            self.weight_bytes(k) + u128::from(GRAPH_OVERHEAD) <= u128::from(PROTOBUF_LIMIT)
-        };
+        let fits = |k: u64| self.weight_bytes(k) + GRAPH_OVERHEAD as f64 <= PROTOBUF_LIMIT as f64;
         // The dense_1 kernel alone (8k² bytes) passes the limit from k = 2¹⁴.
         let (mut low, mut high) = (0u64, 1 << 15);
         while low < high {
@@ -147,8 +144,9 @@ impl MemoryEstimate {
             f(shape.n_factors),
         );
         let batch = shape.batch_size.min(shape.train_rows);
-        let steps = shape.total_steps().map_or(f64::INFINITY, f);
-        let weights = shape.weight_bytes(shape.n_factors) as f64;
+        // Not `total_steps`: past u64 the estimate still needs a number.
+        let steps = f(shape.steps_per_epoch()) * f(shape.epochs);
+        let weights = shape.weight_bytes(shape.n_factors);
         let tables = 4.0 * (c + p) * k;
         let dense = weights - tables;
         let min = |a: u64, b: u64| f(a.min(b));
@@ -288,8 +286,8 @@ pub fn check(shape: &RunShape, available: Option<&Available>) -> Result<()> {
             grouped(u64::from(u32::MAX))
         ));
     }
-    let weights = shape.weight_bytes(shape.n_factors) + u128::from(GRAPH_OVERHEAD);
-    if weights > u128::from(PROTOBUF_LIMIT) {
+    let weights = shape.weight_bytes(shape.n_factors) + GRAPH_OVERHEAD as f64;
+    if weights > PROTOBUF_LIMIT as f64 {
         let largest = shape.largest_fitting_factors();
         problems.push(format!(
             "the frozen TensorFlow graph (and eval_model.onnx) would hold the weights in one \
@@ -297,7 +295,7 @@ pub fn check(shape: &RunShape, available: Option<&Available>) -> Result<()> {
              (customers + products) × n_factors × 4 bytes for the embeddings plus \
              (2·n_factors² + 2·n_factors + 1) × 4 bytes for the dense layers; for these {} \
              customers and {} products n_factors ≤ {} fits",
-            human(weights as f64),
+            human(weights),
             grouped(shape.n_customers),
             grouped(shape.n_products),
             grouped(largest)

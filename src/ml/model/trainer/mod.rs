@@ -29,7 +29,6 @@
 //! weights, 1: shuffling, 2: dropout masks), so a seed fixes the result bit for bit.
 
 use std::borrow::Cow;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -311,8 +310,6 @@ pub fn fit(
             if index % 64 == 63 || index + 1 == steps_per_epoch {
                 meter.update(
                     ((epoch - 1) * train_rows + samples) as u64,
-                    epoch,
-                    config.epochs,
                     loss_sum / samples as f64,
                 );
             }
@@ -382,42 +379,29 @@ fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The training bar: samples done, samples/s and time left in its message; where no bar is
-/// drawn (stderr not a terminal: CI, logs) the same as a plain line every
-/// [`PLAIN_LINE_EVERY`] at most, so long runs show they are alive.
+/// The training bar: samples done, samples/s and time left in its message (where no bar is
+/// drawn, the engine prints the same as a plain line every few seconds).
 struct ProgressMeter<'p> {
     progress: &'p dyn Progress,
     total: u64,
     started: Instant,
-    plain_lines: bool,
-    last_line: Instant,
 }
-
-/// The least time between two plain progress lines.
-const PLAIN_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<'p> ProgressMeter<'p> {
     fn new(progress: &'p dyn Progress, total_samples: u64) -> Self {
         progress.start(total_samples, "samples");
-        let now = Instant::now();
         Self {
             progress,
             total: total_samples,
-            started: now,
-            plain_lines: !std::io::stderr().is_terminal(),
-            last_line: now,
+            started: Instant::now(),
         }
     }
 
-    fn update(&mut self, done: u64, epoch: usize, epochs: usize, loss: f64) {
-        self.progress.set_position(done);
+    fn update(&mut self, done: u64, loss: f64) {
+        // The message first: a plain progress line shows it with the position.
         let status = progress_status(done, self.total, self.started.elapsed(), loss);
-        if self.plain_lines && self.last_line.elapsed() >= PLAIN_LINE_EVERY && done < self.total {
-            self.last_line = Instant::now();
-            self.progress
-                .println(&format!("epoch {epoch}/{epochs}: {status}"));
-        }
         self.progress.set_message(&status);
+        self.progress.set_position(done);
     }
 }
 
