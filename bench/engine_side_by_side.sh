@@ -6,6 +6,8 @@
 # every pipeline and both binaries take turns within each run of a command.
 #
 #   bench/engine_side_by_side.sh BEFORE AFTER DIR...   # RUNS=3 by default
+#   SAMPLES=FILE bench/engine_side_by_side.sh ...      # also appends every measurement to FILE
+#                                                      # (see bench/engine_growth.py)
 #
 # Each DIR must hold a pipeline brought up to date and settled (e.g. gen_stages.py, then
 # engine_chunked_first_run.sh, then one more `run` over 2 s later, so the stat cache knows every
@@ -68,6 +70,10 @@ for command in "${commands[@]}"; do
                     cp -r "$dir/pipeline.yaml" "$dir/data" "$where/"
                 fi
                 read -r w c r < <(measure "$bin" "$where" "${args[@]}")
+                if [[ -n ${SAMPLES:-} ]]; then
+                    printf '%s\t%s\t%s\t%d\t%s\t%s\t%s\n' "$(basename "$dir")" "$command" "$side" "$i" \
+                        "$w" "$c" "$r" >>"$SAMPLES"
+                fi
                 wall[$dir $command $side]+="$w "
                 cpu[$dir $command $side]+="$c "
                 rss[$dir $command $side]+="$r "
