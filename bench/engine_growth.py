@@ -4,11 +4,12 @@
     bench/engine_growth.py FILE...
 
 Each FILE holds one line per measurement: pipeline folder (`<shape>-<stages>`), command, side
-(before/after), run number, wall s, CPU s, peak RSS MB (tab-separated). Prints, per binary, shape
-and command: the CPU time's min and median at each size, and the growth from the smallest to the
-largest size as the ratio of the medians, of the minima, and the range of the per-run ratios
-(run i at the large size over run i at the small one: both were measured within a minute of
-each other, so they saw about the same load). Not run by CI.
+(before/after), run number, wall s, CPU s, peak RSS MB (tab-separated); several FILEs are pooled.
+Prints a Markdown table with, per shape, command and binary: the CPU time's min and median at the
+smallest and the largest size, and the growth between them as the ratio of the medians, of the
+minima, and the range of the per-run ratios (run i at the large size over run i at the small
+one: measured within a minute or two of each other, so they saw about the same load). Not run
+by CI.
 """
 import collections
 import statistics
@@ -29,24 +30,31 @@ def main():
             if key not in order:
                 order.append(key)
             cpu[key][int(stages)][(number, int(run))] = float(seconds)
-    print("| binary | shape | command | small: min / median CPU s (n) | large: min / median CPU s (n)"
-          " | growth: medians / minima | growth per run: min–median–max |")
-    print("|---|---|---|---|---|---|---|")
-    for key in sorted(order, key=lambda k: (k[0] != "before", k[1], order.index(k))):
-        side, shape, command = key
-        sizes = sorted(cpu[key])
-        small, large = cpu[key][sizes[0]], cpu[key][sizes[-1]]
-        pairs = sorted(large[run] / small[run] for run in large if run in small)
+    sides = sorted({key[0] for key in order}, key=lambda side: side != "before")
+    print("| shape | command | "
+          + " | ".join(f"{side}: CPU s, small → large (min / median) | {side}: growth, medians (minima; per run)"
+                       for side in sides) + " |")
+    print("|---|---|" + "---|---|" * len(sides))
+    rows = []
+    for _, shape, command in order:
+        if (shape, command) not in rows:
+            rows.append((shape, command))
+    for shape, command in sorted(rows, key=lambda row: row[0]):
         cells = []
-        for runs in (small, large):
-            values = list(runs.values())
-            cells.append(f"{min(values):.2f} / {statistics.median(values):.2f} ({len(values)})")
-        medians = statistics.median(large.values()) / statistics.median(small.values())
-        minima = min(large.values()) / min(small.values())
-        spread = f"{pairs[0]:.1f}–{statistics.median(pairs):.1f}–{pairs[-1]:.1f}×" if pairs else "-"
-        print(f"| {side} | {shape} {sizes[0]:,}→{sizes[-1]:,} | `{command}` | {cells[0]} | {cells[1]}"
-              f" | {medians:.1f}× / {minima:.1f}× | {spread} |")
-
+        for side in sides:
+            runs = cpu.get((side, shape, command))
+            if not runs:
+                cells += ["-", "-"]
+                continue
+            sizes = sorted(runs)
+            small, large = runs[sizes[0]], runs[sizes[-1]]
+            pairs = sorted(large[run] / small[run] for run in large if run in small)
+            cells.append(" → ".join(f"{min(r.values()):.3f} / {statistics.median(r.values()):.3f}"
+                                    for r in (small, large)))
+            medians = statistics.median(large.values()) / statistics.median(small.values())
+            minima = min(large.values()) / min(small.values())
+            cells.append(f"**{medians:.1f}×** ({minima:.1f}×; {pairs[0]:.1f}–{pairs[-1]:.1f}×)")
+        print(f"| {shape} {sizes[0]:,} → {sizes[-1]:,} | `{command}` | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()
