@@ -13,9 +13,10 @@
 //!
 //! The entries stay in the order they were first remembered (the order a run hashed its files,
 //! stage after stage), in the file and in memory ([`Entries`]): a later command looks them up
-//! in about that order, so at 100,000 paths its lookups walk memory forwards instead of
-//! jumping to a random slot of a hash table and a random heap key each (those cache misses made
-//! the lookups grow ~2× faster than the stage count).
+//! in about that order, so its lookups can walk the entries and their keys forwards instead of
+//! jumping to a random heap key each (at 100,000 paths, the `HashMap<PathBuf, _>` this replaces
+//! made the lookups grow ~1.5× faster than the stage count; BENCHMARKS.md has what the order
+//! and the key type each measured).
 
 use std::ffi::OsString;
 use std::fs::Metadata;
