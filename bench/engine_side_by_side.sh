@@ -6,6 +6,8 @@
 # every pipeline and both binaries take turns within each run of a command.
 #
 #   bench/engine_side_by_side.sh BEFORE AFTER DIR...   # RUNS=3 by default
+#   SAMPLES=FILE bench/engine_side_by_side.sh ...      # also appends every measurement to FILE
+#                                                      # (see bench/engine_growth.py)
 #
 # Each DIR must hold a pipeline brought up to date and settled (e.g. gen_stages.py, then
 # engine_chunked_first_run.sh, then one more `run` over 2 s later, so the stat cache knows every
@@ -18,19 +20,21 @@ before=$1
 after=$2
 shift 2
 runs=${RUNS:-3}
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
-# measure BIN DIR ARGS... -> "wall cpu rss_mb"
+# measure BIN DIR ARGS... -> "wall cpu rss_mb": the child's own rusage, to the microsecond
+# (`/usr/bin/time` prints CPU seconds to 0.01 s, ~5% of a 10,000-stage command).
 measure() {
     local bin=$1 dir=$2
     shift 2
-    (cd "$dir" && /usr/bin/time -v -o "$tmp" "$bin" "$@" pipeline.yaml >/dev/null 2>&1) || true
-    awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
-                /User time/ { cpu += $2 } /System time/ { cpu += $2 }
-                /Maximum resident set size/ { kb = $2 }
-                END { printf "%.2f %.2f %d\n", s, cpu, kb / 1024 }' "$tmp"
+    (cd "$dir" && python3 -c '
+import os, subprocess, sys, time
+start = time.monotonic()
+with open(os.devnull, "wb") as null:
+    child = subprocess.Popen(sys.argv[1:], stdout=null, stderr=null)
+    _, _, usage = os.wait4(child.pid, 0)
+print(f"{time.monotonic() - start:.3f} {usage.ru_utime + usage.ru_stime:.3f} {usage.ru_maxrss // 1024}")
+' "$bin" "$@" pipeline.yaml)
 }
 
 # range "v1 v2 ..." -> "min–max" (or the value when all are equal)
@@ -68,6 +72,10 @@ for command in "${commands[@]}"; do
                     cp -r "$dir/pipeline.yaml" "$dir/data" "$where/"
                 fi
                 read -r w c r < <(measure "$bin" "$where" "${args[@]}")
+                if [[ -n ${SAMPLES:-} ]]; then
+                    printf '%s\t%s\t%s\t%d\t%s\t%s\t%s\n' "$(basename "$dir")" "$command" "$side" "$i" \
+                        "$w" "$c" "$r" >>"$SAMPLES"
+                fi
                 wall[$dir $command $side]+="$w "
                 cpu[$dir $command $side]+="$c "
                 rss[$dir $command $side]+="$r "

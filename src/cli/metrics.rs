@@ -485,7 +485,7 @@ fn previous_metrics(location: &ModelLocation, file: &Path) -> Result<Option<Prev
         };
         let Some(output) = record.outputs.into_iter().find(|output| {
             !output.tree
-                && output.hash.as_str() != current_hash
+                && *output.hash.text() != *current_hash
                 && project
                     .join(&output.path)
                     .canonicalize()

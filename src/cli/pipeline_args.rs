@@ -90,6 +90,7 @@ impl Loaded {
         let states = exec::assess(&judge, &self.dag, selected, &lock);
         // The stat cache only saves re-hashing next time: failing to write it changes nothing.
         let _ = stats.save();
+        super::leave_to_exit(stats);
         Ok((lock, states))
     }
 }

@@ -106,6 +106,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             &interrupts,
         )?;
         stats.save().context("saving the stat cache")?;
+        super::leave_to_exit(stats);
         Ok(report)
     })?;
     if args.json {
@@ -113,7 +114,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         err!("{}", report.table());
     }
-    Ok(if report.ok {
+    let ok = report.ok;
+    super::leave_to_exit((report, loaded));
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

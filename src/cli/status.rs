@@ -31,7 +31,8 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     let selected = or_exit!(loaded.select(&args.stages));
     let remote = args.remote.open(&loaded.pipeline)?;
-    let (_, states) = loaded.assess(&selected, remote.as_ref())?;
+    let (lock, states) = loaded.assess(&selected, remote.as_ref())?;
+    super::leave_to_exit(lock);
     let all_fresh = states.iter().all(|state| state.fresh);
     if args.json {
         outln!(
@@ -74,6 +75,7 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
             }
         }
     }
+    super::leave_to_exit((states, loaded));
     Ok(if all_fresh {
         ExitCode::SUCCESS
     } else {

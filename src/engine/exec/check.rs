@@ -110,7 +110,10 @@ impl CheckReport {
                     first.stage,
                     first.artifact,
                     first.locked.short(),
-                    first.rebuilt.as_ref().map_or("(missing)", |h| h.short())
+                    first
+                        .rebuilt
+                        .as_ref()
+                        .map_or_else(|| "(missing)".to_string(), |h| h.short())
                 );
                 for other in &self.mismatches[1..] {
                     let _ = writeln!(

@@ -21,42 +21,157 @@ use super::StatCache;
 
 pub const TREE_HEADER: &str = "warez-tree 1";
 
-/// A blake3 hash in lowercase hex.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ContentHash(String);
+/// A blake3 hash, written as 64 lowercase hex digits.
+///
+/// Held inline as its 32 bytes, not as a heap `String` of its digits: a command holds several
+/// per stage (the lock file's key and hashes, the stat cache's, the ones computed now), which
+/// at 100,000 stages made ~700,000 small allocations, ~55 MB, and a pointer to chase at every
+/// comparison. Text read from a file that is not such a hash (a hand edit) is kept as it was:
+/// it compares, orders, prints and serializes as that text, as before.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ContentHash(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Digest([u8; 32]),
+    /// Never 64 lowercase hex digits (those are a `Digest`): one text, one representation, so
+    /// the derived equality is the text's.
+    Text(Box<str>),
+}
 
 impl ContentHash {
     pub fn of_bytes(bytes: &[u8]) -> ContentHash {
-        ContentHash(blake3::hash(bytes).to_hex().to_string())
+        ContentHash::from_blake3(blake3::hash(bytes))
     }
 
     pub fn from_blake3(hash: blake3::Hash) -> ContentHash {
-        ContentHash(hash.to_hex().to_string())
+        ContentHash(Repr::Digest(*hash.as_bytes()))
     }
 
     /// Accepts 64 lowercase hex digits.
     pub fn parse(text: &str) -> Option<ContentHash> {
-        (text.len() == 64
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| ContentHash(text.to_string()))
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+        }
+        Some(ContentHash(Repr::Digest(bytes)))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// Whatever a file holds where a hash belongs: a hash when it is one, else the text.
+    fn from_text(text: &str) -> ContentHash {
+        ContentHash::parse(text).unwrap_or_else(|| ContentHash(Repr::Text(text.into())))
+    }
+
+    /// The hash as written (64 hex digits, or the text it was read as).
+    pub fn text(&self) -> HashText<'_> {
+        match &self.0 {
+            Repr::Digest(bytes) => {
+                // Hand-written: the digits go on the stack, no allocation (blake3's own
+                // `to_hex` returns a type of a crate this one does not depend on).
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                let mut hex = [0u8; 64];
+                for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+                    pair[0] = DIGITS[usize::from(byte >> 4)];
+                    pair[1] = DIGITS[usize::from(byte & 0xf)];
+                }
+                HashText::Digits(hex)
+            }
+            Repr::Text(text) => HashText::Borrowed(text),
+        }
     }
 
     /// The first 12 digits, for messages.
-    pub fn short(&self) -> &str {
-        &self.0[..12.min(self.0.len())]
+    pub fn short(&self) -> String {
+        let text = self.text();
+        text[..12.min(text.len())].to_string()
+    }
+}
+
+/// The value of a lowercase hex digit.
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// [`ContentHash::text`]: a `str`, made on the stack for a hash.
+pub enum HashText<'a> {
+    Digits([u8; 64]),
+    Borrowed(&'a str),
+}
+
+impl std::ops::Deref for HashText<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            HashText::Digits(hex) => std::str::from_utf8(hex).expect("hex digits are ASCII"),
+            HashText::Borrowed(text) => text,
+        }
+    }
+}
+
+/// Ordered as the text: for two hashes, their bytes in order are their digits in order.
+impl Ord for ContentHash {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (&self.0, &other.0) {
+            (Repr::Digest(a), Repr::Digest(b)) => a.cmp(b),
+            _ => (*self.text()).cmp(&*other.text()),
+        }
+    }
+}
+
+impl PartialOrd for ContentHash {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text())
+    }
+}
+
+/// As the `String` it was: `ContentHash("…")`.
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ContentHash").field(&&*self.text()).finish()
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text())
+    }
+}
+
+/// Any string, as a `String` would read it (same errors for anything else).
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl serde::de::Visitor<'_> for TextVisitor {
+            type Value = ContentHash;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ContentHash, E> {
+                Ok(ContentHash::from_text(text))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<ContentHash, E> {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => Ok(ContentHash::from_text(text)),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_string(TextVisitor)
     }
 }
 
@@ -255,6 +370,67 @@ pub(super) fn hash_file_bytes(path: &Path, expected_len: u64) -> io::Result<Cont
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hashes and other texts behave as the `String`s they replace: order, equality, display,
+    /// debug, JSON and YAML both ways, and the errors for what is not a string.
+    #[test]
+    fn a_hash_behaves_as_the_string_of_its_digits() {
+        let digest = ContentHash::of_bytes(b"x");
+        let digits = blake3::hash(b"x").to_hex().to_string();
+        let texts = [
+            digits.clone(),
+            "0".repeat(64),
+            "f".repeat(64),
+            "F".repeat(64),
+            format!("{}0", "0".repeat(63)),
+            "0".repeat(63),
+            "0".repeat(65),
+            "abc".to_string(),
+            String::new(),
+            "g".repeat(64),
+            "é".repeat(32),
+        ];
+        assert_eq!(digest.text().to_string(), digits);
+        let from_json = |text: &String| -> ContentHash {
+            serde_json::from_str(&serde_json::to_string(text).unwrap()).unwrap()
+        };
+        for a in &texts {
+            let hash = from_json(a);
+            assert_eq!(&*hash.text(), a.as_str());
+            assert_eq!(hash.to_string(), *a);
+            assert_eq!(format!("{hash:?}"), format!("ContentHash({a:?})"));
+            assert_eq!(
+                serde_json::to_string(&hash).unwrap(),
+                serde_json::to_string(a).unwrap()
+            );
+            assert_eq!(
+                serde_yaml::to_string(&hash).unwrap(),
+                serde_yaml::to_string(a).unwrap()
+            );
+            let yaml: ContentHash =
+                serde_yaml::from_str(&serde_yaml::to_string(a).unwrap()).unwrap();
+            assert_eq!(yaml, hash);
+            assert_eq!(
+                ContentHash::parse(a).is_some(),
+                matches!(hash.0, Repr::Digest(_))
+            );
+            for b in &texts {
+                let other = from_json(b);
+                assert_eq!(hash.cmp(&other), a.cmp(b), "{a} against {b}");
+                assert_eq!(hash == other, a == b);
+            }
+        }
+        assert_eq!(ContentHash::parse(&digits), Some(digest.clone()));
+        assert_eq!(digest.short(), digits[..12]);
+        for wrong in ["5", "[1]", "{}", "null"] {
+            let ours = serde_json::from_str::<ContentHash>(wrong).unwrap_err();
+            let theirs = serde_json::from_str::<String>(wrong).unwrap_err();
+            assert_eq!(ours.to_string(), theirs.to_string());
+        }
+        let ours = serde_yaml::from_str::<ContentHash>("[1]").unwrap_err();
+        let theirs = serde_yaml::from_str::<String>("[1]").unwrap_err();
+        assert_eq!(ours.to_string(), theirs.to_string());
+    }
 
     #[test]
     fn folder_hash_ignores_creation_order_and_round_trips() {

@@ -84,6 +84,11 @@ impl DirtyReason {
                 new: new.ports.clone(),
             });
         }
+        // Equal inputs, compared in one pass over both sorted lists, have no difference to
+        // name; the lookups below cost a binary search each (a stage reading 100,000 files).
+        if old.inputs == new.inputs {
+            return reasons;
+        }
         for (path, hash) in &new.inputs {
             match old.inputs.get(path) {
                 None => reasons.push(DirtyReason::InputAdded { path: path.clone() }),

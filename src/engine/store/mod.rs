@@ -116,7 +116,7 @@ impl Store {
     }
 
     fn sharded(&self, dir: &str, hash: &ContentHash, extension: &str) -> PathBuf {
-        let hex = hash.as_str();
+        let hex = hash.text();
         self.root
             .join(dir)
             .join(&hex[..2])
