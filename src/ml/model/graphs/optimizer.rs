@@ -46,12 +46,18 @@
 //! to a few float32 ulps rather than bit for bit.
 //!
 //! # Why the graph is shaped this way
-//! At batch 64 a step's tensors hold a few thousand values, and ONNX Runtime spends a few µs
-//! on every node whatever its size (measured with its profiler: a scalar `Cast` costs about
-//! what a `Mul` of 12,000 values does). So the graph has as few nodes as the arithmetic allows:
-//! one Adam chain over the rows and the dense layers together, the catch-up only on the rows
-//! that lag, and no per-step or per-row scalar work (that is [`step_size`] and
-//! [`CatchUp::coefficients`], a few f64 operations in the trainer).
+//! The graph has as few nodes as the arithmetic allows: one Adam chain over the rows and the
+//! dense layers together, the catch-up only on the rows that lag, and no per-step or per-row
+//! scalar work (that is [`step_size`] and [`CatchUp::coefficients`], a few f64 operations in the
+//! trainer).
+//!
+//! # The trainer applies it in Rust
+//! In ONNX Runtime each of the graph's nodes is one pass over a step's values (about 2 µs per
+//! `Mul` of 10,000 values on a 2-core Xeon, 27 nodes, half of the step's run; BENCHMARKS.md),
+//! and no standard operator fuses them without changing the float32 rounding. So the trainer
+//! runs [`adam_step`] and [`catch_up_row`]: the graph's float32 operations in the graph's order
+//! (IEEE-rounded `+ − × ÷ √`, never fused into FMAs by Rust), one pass, on the rows where they
+//! lie in its tables. They give the graph's bits; tests/train_graphs.rs checks them against it.
 
 use anyhow::Result;
 
@@ -119,9 +125,7 @@ pub fn step_size(adam: &AdamConfig, step: u32) -> f32 {
 
 /// One Adam step on `values` with their moments `m`, `v` and gradient `grad`, in place, at step
 /// size `step_size` (α_t, [`step_size`]): the graph's Adam chain, the same float32 operations in
-/// the same order, so the same bits (tests/train_graphs.rs checks it against the graph). The
-/// trainer runs this rather than the graph: the graph's 12 nodes are 12 passes over the step's
-/// values, this is one (see [`super::super::trainer`]).
+/// the same order, so the same bits (see the module doc).
 pub fn adam_step(
     adam: &AdamConfig,
     step_size: f32,
@@ -141,7 +145,7 @@ pub fn adam_step(
 
 /// The graph's catch-up of one lagging row (`values`, `m`, `v`, in place) with its
 /// [`CATCH_UP`] columns `coefficients`: the same float32 operations in the same order as the
-/// graph, so the same bits (tests/train_graphs.rs checks it).
+/// graph, so the same bits (see the module doc).
 pub fn catch_up_row(
     epsilon: f32,
     coefficients: &[f32; CATCH_UP_COLUMNS],
