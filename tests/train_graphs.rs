@@ -1,8 +1,8 @@
 //! The generated graphs, run in ONNX Runtime: the training graph's gradients against finite
 //! differences, the optimizer graph against Keras' Adam computed by hand (one step, and the
-//! catch-up against explicit zero-gradient steps), the fused step graph against the two run one
-//! after the other, the eval graph against the Rust forward pass and the training graph's forward
-//! pass.
+//! catch-up against explicit zero-gradient steps), the trainer's Rust update against the
+//! optimizer graph bit for bit, the eval graph against the Rust forward pass and the training
+//! graph's forward pass.
 
 mod train_support;
 
@@ -10,7 +10,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
 use warez_pipe::ml::model::graphs::optimizer::{self, AdamConfig, CatchUp};
-use warez_pipe::ml::model::graphs::{eval, step, training};
+use warez_pipe::ml::model::graphs::{eval, training};
 use warez_pipe::ml::model::params::{
     ModelParams, DENSE_1_BIAS, DENSE_1_KERNEL, DENSE_2_BIAS, DENSE_2_KERNEL,
 };
@@ -259,9 +259,14 @@ const OPTIMIZER_OUTPUTS: [&str; 6] = [
 ];
 
 /// The optimizer graph's outputs: params, params_m, params_v, then the lagging rows, their m, v.
-fn run_optimizer(session: &mut Session, adam: &AdamConfig, i: &AdamInputs) -> [Vec<f32>; 6] {
+fn run_optimizer(
+    session: &mut Session,
+    adam: &AdamConfig,
+    i: &AdamInputs,
+    k: usize,
+) -> [Vec<f32>; 6] {
     let p = i.params[0].len();
-    let rows = i.lagging[0].len() / K;
+    let rows = i.lagging[0].len() / k;
     let step_size = [optimizer::step_size(adam, i.step)];
     let outputs = session
         .run(ort::inputs![
@@ -270,9 +275,9 @@ fn run_optimizer(session: &mut Session, adam: &AdamConfig, i: &AdamInputs) -> [V
             optimizer::PARAMS_M => TensorRef::from_array_view(([p], &i.params[1][..])).unwrap(),
             optimizer::PARAMS_V => TensorRef::from_array_view(([p], &i.params[2][..])).unwrap(),
             optimizer::PARAMS_GRAD => TensorRef::from_array_view(([p], &i.params[3][..])).unwrap(),
-            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([rows, K], &i.lagging[0][..])).unwrap(),
-            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([rows, K], &i.lagging[1][..])).unwrap(),
-            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([rows, K], &i.lagging[2][..])).unwrap(),
+            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([rows, k], &i.lagging[0][..])).unwrap(),
+            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([rows, k], &i.lagging[1][..])).unwrap(),
+            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([rows, k], &i.lagging[2][..])).unwrap(),
             optimizer::CATCH_UP => TensorRef::from_array_view(
                 ([rows, optimizer::CATCH_UP_COLUMNS], &i.catch_up[..]),
             )
@@ -313,7 +318,7 @@ fn one_adam_step_matches_a_hand_computation() {
         lagging: [vec![], vec![], vec![]],
         catch_up: vec![],
     };
-    let [theta, m, v, lagging, ..] = run_optimizer(&mut session, &adam, &inputs);
+    let [theta, m, v, lagging, ..] = run_optimizer(&mut session, &adam, &inputs, K);
     assert!(lagging.is_empty());
     let [theta_0, m_0, v_0, g] = &inputs.params;
     for i in 0..values {
@@ -358,7 +363,8 @@ fn check_catch_up(
             .flat_map(|&last| catch_up.coefficients(last, step))
             .collect(),
     };
-    let [params, _, _, updated, updated_m, updated_v] = run_optimizer(&mut session, &adam, &inputs);
+    let [params, _, _, updated, updated_m, updated_v] =
+        run_optimizer(&mut session, &adam, &inputs, K);
     assert!(params.is_empty());
     for (row, &last) in last_steps.iter().enumerate() {
         for j in 0..K {
@@ -463,109 +469,78 @@ fn the_eval_graph_matches_the_rust_forward_pass_and_the_training_graph() {
     );
 }
 
-/// The trainer's step graph is the training graph feeding the optimizer graph: the same inputs
-/// give the same bits as the two graphs run one after the other, the gradients flattened into
-/// `params_grad` in between (as the two-run trainer did).
+/// The trainer applies the optimizer graph's update in Rust ([`optimizer::adam_step`],
+/// [`optimizer::catch_up_row`]): on the same inputs it must give the graph's outputs bit for bit.
+/// At the trainer's sizes (k = 50, a batch's rows plus the dense layers; lagging rows that sat
+/// out from none to tens of thousands of steps), with zero gradients, zero moments (rows never
+/// updated), second moments so small that ε dominates, and large gradients among them.
 #[test]
-fn the_step_graph_is_the_training_graph_then_the_optimizer_graph() {
+fn the_trainers_update_is_the_optimizer_graph_bit_for_bit() {
+    const K: usize = 50;
     let adam = AdamConfig::default();
-    let batch = tiny_batch();
-    let dense = tiny_dense();
-    let trained = run_training(&mut session(&training::build(K)), &batch, &dense);
-    let params: Vec<f32> = batch
-        .rows
-        .iter()
-        .chain(dense.iter().flatten())
-        .copied()
-        .collect();
-    let params_grad: Vec<f32> = trained
-        .rows_grad
-        .iter()
-        .chain(trained.dense_grad.iter().flatten())
-        .copied()
-        .collect();
-    let values = params.len();
-    // Three lagging rows, last updated at steps 1, 4 and 6, caught up to step 9.
-    let catch_up = CatchUp::new(&adam, 20).unwrap();
-    let step = 9;
+    let (values, rows, step) = (120 * K + 2 * K * K + 2 * K + 1, 97, 60_000);
+    let mut grad = noisy(30, values, 1e-3);
+    grad[..K].fill(0.0);
+    grad[K..2 * K].iter_mut().for_each(|g| *g *= 1e4);
+    let mut m = noisy(31, values, 1e-3);
+    let mut v: Vec<f32> = noisy(32, values, 1e-6).iter().map(|v| v.abs()).collect();
+    m[2 * K..3 * K].fill(0.0);
+    v[2 * K..3 * K].fill(0.0);
+    v[3 * K..4 * K].fill(1e-17);
+    let mut lagging_m = noisy(34, rows * K, 1e-3);
+    let mut lagging_v: Vec<f32> = noisy(35, rows * K, 1e-6).iter().map(|v| v.abs()).collect();
+    lagging_m[..K].fill(0.0);
+    lagging_v[..K].fill(0.0);
+    lagging_v[K..2 * K].fill(1e-17);
+    let catch_up = CatchUp::new(&adam, step).unwrap();
+    // Last steps from `step` itself (nothing to catch up) to 0 (never updated).
+    let last_steps: Vec<u32> = (0..rows as u32).map(|row| step - row * row * 6).collect();
     let inputs = AdamInputs {
         step,
-        params: [
-            params,
-            noisy(20, values, 1e-3),
-            noisy(21, values, 1e-6).iter().map(|v| v.abs()).collect(),
-            params_grad,
-        ],
-        lagging: [
-            noisy(22, 3 * K, 0.05),
-            noisy(23, 3 * K, 1e-3),
-            noisy(24, 3 * K, 1e-6).iter().map(|v| v.abs()).collect(),
-        ],
-        catch_up: [1, 4, 6]
+        params: [noisy(33, values, 0.05), m, v, grad],
+        lagging: [noisy(36, rows * K, 0.05), lagging_m, lagging_v],
+        catch_up: last_steps
             .iter()
             .flat_map(|&last| catch_up.coefficients(last, step))
             .collect(),
     };
-    let two_runs = run_optimizer(&mut session(&optimizer::build(K, &adam)), &adam, &inputs);
+    let graph = run_optimizer(&mut session(&optimizer::build(K, &adam)), &adam, &inputs, K);
 
-    let n = batch.rating.len();
-    let rows = batch.rows.len() / K;
-    let sample_rows = batch.sample_rows();
-    let gradient_scale = [2.0 / n as f32];
-    let step_size = [optimizer::step_size(&adam, step)];
-    let [theta, m, v, _] = &inputs.params;
-    let [lagging, lagging_m, lagging_v] = &inputs.lagging;
-    fn view(shape: Vec<usize>, values: &[f32]) -> TensorRef<'_, f32> {
-        TensorRef::from_array_view((shape, values)).unwrap()
+    let [mut theta, mut m, mut v, grad] = inputs.params.clone();
+    optimizer::adam_step(
+        &adam,
+        optimizer::step_size(&adam, step),
+        &mut theta,
+        [&mut m, &mut v],
+        &grad,
+    );
+    let [mut rows_theta, mut rows_m, mut rows_v] = inputs.lagging.clone();
+    for (row, coefficients) in inputs
+        .catch_up
+        .chunks_exact(optimizer::CATCH_UP_COLUMNS)
+        .enumerate()
+    {
+        let row = row * K..(row + 1) * K;
+        optimizer::catch_up_row(
+            adam.epsilon,
+            coefficients.try_into().unwrap(),
+            &mut rows_theta[row.clone()],
+            [&mut rows_m[row.clone()], &mut rows_v[row]],
+        );
     }
-    let mut fused = session(&step::build(K, &adam));
-    let outputs = fused
-        .run(ort::inputs![
-            training::EMBEDDING_ROWS => view(vec![rows, K], &batch.rows),
-            training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &sample_rows[..])).unwrap(),
-            training::RATING => view(vec![n, 1], &batch.rating),
-            training::GRADIENT_SCALE => view(vec![], &gradient_scale),
-            training::DROPOUT_1_MASK => view(vec![n, 2 * K], &batch.mask_1),
-            training::DROPOUT_2_MASK => view(vec![n, K], &batch.mask_2),
-            DENSE_1_KERNEL => view(vec![2 * K, K], &dense[0]),
-            DENSE_1_BIAS => view(vec![K], &dense[1]),
-            DENSE_2_KERNEL => view(vec![K, 1], &dense[2]),
-            DENSE_2_BIAS => view(vec![1], &dense[3]),
-            optimizer::STEP_SIZE => view(vec![], &step_size),
-            optimizer::PARAMS => view(vec![values], theta),
-            optimizer::PARAMS_M => view(vec![values], m),
-            optimizer::PARAMS_V => view(vec![values], v),
-            optimizer::LAGGING_ROWS => view(vec![3, K], lagging),
-            optimizer::LAGGING_ROWS_M => view(vec![3, K], lagging_m),
-            optimizer::LAGGING_ROWS_V => view(vec![3, K], lagging_v),
-            optimizer::CATCH_UP => view(vec![3, optimizer::CATCH_UP_COLUMNS], &inputs.catch_up),
-        ])
-        .unwrap();
     let bits = |values: &[f32]| {
         values
             .iter()
             .map(|value| value.to_bits())
             .collect::<Vec<_>>()
     };
-    let output = |name: &str| {
-        outputs[name]
-            .try_extract_tensor::<f32>()
-            .unwrap()
-            .1
-            .to_vec()
-    };
-    assert_eq!(output(training::LOSS)[0].to_bits(), trained.loss.to_bits());
-    for (name, expected) in OPTIMIZER_OUTPUTS.into_iter().zip(&two_runs) {
-        let fused = output(name);
-        assert_eq!(bits(&fused), bits(expected), "{name}");
-        assert!(
-            fused.iter().any(|&value| value != 0.0),
-            "{name} is all zeros"
-        );
+    let rust = [theta, m, v, rows_theta, rows_m, rows_v];
+    for ((name, graph), rust) in OPTIMIZER_OUTPUTS.into_iter().zip(&graph).zip(&rust) {
+        assert_eq!(bits(rust), bits(graph), "{name}");
     }
-    // The step moved every parameter, so the gradients did reach Adam.
-    assert!(theta
-        .iter()
-        .zip(&output(optimizer::PARAMS_UPDATED))
-        .all(|(before, after)| before != after));
+    // The inputs were worth comparing: every value and every lagging row moved.
+    let changed =
+        |before: &[f32], after: &[f32]| before.iter().zip(after).filter(|(b, a)| b != a).count();
+    assert_eq!(changed(&inputs.params[0], &rust[0]), values, "params moved");
+    assert!(changed(&inputs.lagging[0], &rust[3]) > (rows - 2) * K * 9 / 10);
 }

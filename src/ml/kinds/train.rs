@@ -47,8 +47,8 @@ impl StageKind for Train {
     }
 
     /// 3: the checkpoint's large tensors moved to the `checkpoint_data` output. 4:
-    /// `optimizer_model.onnx` names its lagging rows' dimension `lagging_rows` (the fused step
-    /// graph composes it with the training graph, whose `rows` differ).
+    /// `optimizer_model.onnx` names its lagging rows' dimension `lagging_rows` (a fused step
+    /// graph, since replaced, composed it with the training graph, whose `rows` differ).
     fn version(&self) -> u32 {
         4
     }

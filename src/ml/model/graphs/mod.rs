@@ -3,8 +3,8 @@
 //! - [`training`]: one training step's arithmetic — forward pass with dropout masks as inputs,
 //!   Keras' MSLE loss, and every parameter's gradient, derived by hand in standard operators;
 //! - [`optimizer`]: Adam (Keras semantics) on the dense layers and on the batch's embedding rows,
-//!   including the exact catch-up of the steps a row sat out;
-//! - [`step`]: the two above composed into one graph, so the trainer's step is one run;
+//!   including the exact catch-up of the steps a row sat out (the trainer applies it with
+//!   [`optimizer::adam_step`] and [`optimizer::catch_up_row`], the same arithmetic bit for bit);
 //! - [`eval`]: the serving graph (`user`, `product` → `dense_2/BiasAdd`) with the weights inside.
 //!
 //! The training and optimizer graphs hold no weights: the trainer keeps the parameters and the
@@ -14,7 +14,6 @@
 
 pub mod eval;
 pub mod optimizer;
-pub mod step;
 pub mod training;
 
 use super::onnx_proto::{

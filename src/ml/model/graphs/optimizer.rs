@@ -46,12 +46,18 @@
 //! to a few float32 ulps rather than bit for bit.
 //!
 //! # Why the graph is shaped this way
-//! At batch 64 a step's tensors hold a few thousand values, and ONNX Runtime spends a few µs
-//! on every node whatever its size (measured with its profiler: a scalar `Cast` costs about
-//! what a `Mul` of 12,000 values does). So the graph has as few nodes as the arithmetic allows:
-//! one Adam chain over the rows and the dense layers together, the catch-up only on the rows
-//! that lag, and no per-step or per-row scalar work (that is [`step_size`] and
-//! [`CatchUp::coefficients`], a few f64 operations in the trainer).
+//! The graph has as few nodes as the arithmetic allows: one Adam chain over the rows and the
+//! dense layers together, the catch-up only on the rows that lag, and no per-step or per-row
+//! scalar work (that is [`step_size`] and [`CatchUp::coefficients`], a few f64 operations in the
+//! trainer).
+//!
+//! # The trainer applies it in Rust
+//! In ONNX Runtime each of the graph's nodes is one pass over a step's values (about 2 µs per
+//! `Mul` of 10,000 values on a 2-core Xeon, 27 nodes, half of the step's run; BENCHMARKS.md),
+//! and no standard operator fuses them without changing the float32 rounding. So the trainer
+//! runs [`adam_step`] and [`catch_up_row`]: the graph's float32 operations in the graph's order
+//! (IEEE-rounded `+ − × ÷ √`, never fused into FMAs by Rust), one pass, on the rows where they
+//! lie in its tables. They give the graph's bits; tests/train_graphs.rs checks them against it.
 
 use anyhow::Result;
 
@@ -117,20 +123,60 @@ pub fn step_size(adam: &AdamConfig, step: u32) -> f32 {
     bias_2 / bias_1 * adam.learning_rate
 }
 
+/// One Adam step on `values` with their moments `m`, `v` and gradient `grad`, in place, at step
+/// size `step_size` (α_t, [`step_size`]): the graph's Adam chain, the same float32 operations in
+/// the same order, so the same bits (see the module doc).
+pub fn adam_step(
+    adam: &AdamConfig,
+    step_size: f32,
+    values: &mut [f32],
+    [m, v]: [&mut [f32]; 2],
+    grad: &[f32],
+) {
+    let one_minus_beta_1 = 1.0 - adam.beta_1;
+    let one_minus_beta_2 = 1.0 - adam.beta_2;
+    for (((theta, m), v), &g) in values.iter_mut().zip(m).zip(v).zip(grad) {
+        let m_new = *m + (g - *m) * one_minus_beta_1;
+        let v_new = *v + (g * g - *v) * one_minus_beta_2;
+        *theta -= m_new * step_size / (v_new.sqrt() + adam.epsilon);
+        (*m, *v) = (m_new, v_new);
+    }
+}
+
+/// The graph's catch-up of one lagging row (`values`, `m`, `v`, in place) with its
+/// [`CATCH_UP`] columns `coefficients`: the same float32 operations in the same order as the
+/// graph, so the same bits (see the module doc).
+pub fn catch_up_row(
+    epsilon: f32,
+    coefficients: &[f32; CATCH_UP_COLUMNS],
+    values: &mut [f32],
+    [m, v]: [&mut [f32]; 2],
+) {
+    let [c_0, c_1, c_2, c_3, beta_1_power, beta_2_power] = *coefficients;
+    for ((theta, m), v) in values.iter_mut().zip(m).zip(v) {
+        let x = v.sqrt();
+        let y = x + epsilon;
+        let z = x / y;
+        // Horner, as the graph: c₀ + z(c₁ + z(c₂ + z·c₃)).
+        let sum = c_0 + z * (c_1 + z * (c_2 + z * c_3));
+        *theta -= *m * (sum / y);
+        *m *= beta_1_power;
+        *v *= beta_2_power;
+    }
+}
+
 /// The optimizer graph for `n_factors` = k (see the module doc).
 pub fn build(n_factors: usize, adam: &AdamConfig) -> ModelProto {
     let mut g = GraphBuilder::new("recommender_adam_step");
-    add(&mut g, n_factors, adam, None);
+    add(&mut g, n_factors, adam);
     g.finish(
         "warez-pipe Adam step (Keras semantics) for the batch's embedding rows and the dense \
          layers, and the exact catch-up of the zero-gradient steps lagging embedding rows sat out",
     )
 }
 
-/// Adds the optimizer graph's inputs, nodes and outputs to `g`. The gradient of [`PARAMS`] is
-/// the input [`PARAMS_GRAD`] when `params_grad` is `None` ([`build`]), else the value of that
-/// name (in the fused step graph, [`super::step`], the training half's flattened gradients).
-pub fn add(g: &mut GraphBuilder, n_factors: usize, adam: &AdamConfig, params_grad: Option<&str>) {
+/// Adds the optimizer graph's inputs, nodes and outputs to `g`.
+fn add(g: &mut GraphBuilder, n_factors: usize, adam: &AdamConfig) {
     let k = n_factors as i64;
     let float = DataType::Float;
     let params_shape = [Dim::Named("params")];
@@ -140,10 +186,7 @@ pub fn add(g: &mut GraphBuilder, n_factors: usize, adam: &AdamConfig, params_gra
     let params = g.input(PARAMS, float, &params_shape);
     let params_m = g.input(PARAMS_M, float, &params_shape);
     let params_v = g.input(PARAMS_V, float, &params_shape);
-    let params_grad = match params_grad {
-        Some(name) => name.to_string(),
-        None => g.input(PARAMS_GRAD, float, &params_shape),
-    };
+    let params_grad = g.input(PARAMS_GRAD, float, &params_shape);
     let rows = g.input(LAGGING_ROWS, float, &rows_shape);
     let rows_m = g.input(LAGGING_ROWS_M, float, &rows_shape);
     let rows_v = g.input(LAGGING_ROWS_V, float, &rows_shape);

@@ -83,9 +83,8 @@ pub fn build(n_factors: usize) -> ModelProto {
     )
 }
 
-/// Adds the training graph's inputs and nodes to `g` (its values under the names above), for
-/// [`build`] and for the fused step graph ([`super::step`]).
-pub fn add(g: &mut GraphBuilder, n_factors: usize) {
+/// Adds the training graph's inputs and nodes to `g` (its values under the names above).
+fn add(g: &mut GraphBuilder, n_factors: usize) {
     let k = n_factors as i64;
     let batch = Dim::Named("batch");
     let float = DataType::Float;

@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use super::dropout::MASKS_IN_FLIGHT;
-use super::{TrainConfig, CATCH_UP_CHUNK, EVAL_CHUNK};
+use super::{TrainConfig, EVAL_CHUNK};
 use crate::ml::data::dataset::Header;
 use crate::ml::data::idmap::MAX_IDS;
 
@@ -124,8 +124,8 @@ impl MemoryEstimate {
     /// - the embedding tables with both Adam moments (side by side in each row), each row's last
     ///   step and slot;
     /// - the dense parameters, their moments, their gradients and the optimizer's outputs;
-    /// - one step's rows (the batch's and the next batch's distinct rows, or a catch-up chunk)
-    ///   with moments, gradients and updated copies, plus the training graph's activations;
+    /// - one step's rows (the batch's distinct rows: their values and gradients, counted twice
+    ///   over), plus the training graph's activations;
     /// - the dropout masks drawn ahead;
     /// - the optimizer's catch-up table;
     /// - at the end of an epoch: the validation rows scored in chunks, each chunk's rows gathered
@@ -150,11 +150,7 @@ impl MemoryEstimate {
         let tables = 4.0 * (c + p) * k;
         let dense = weights - tables;
         let min = |a: u64, b: u64| f(a.min(b));
-        let step_rows =
-            (2.0 * (min(batch, shape.n_customers) + min(batch, shape.n_products))).max(min(
-                CATCH_UP_CHUNK as u64,
-                shape.n_customers.max(shape.n_products),
-            ));
+        let step_rows = 2.0 * (min(batch, shape.n_customers) + min(batch, shape.n_products));
         let validation_rows = shape.ratings - shape.train_rows;
         Self {
             parts: vec![

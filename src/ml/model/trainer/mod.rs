@@ -3,18 +3,22 @@
 //!
 //! Rust owns the state and moves O(batch) data per step:
 //! - the embedding tables with their Adam moments (a row's values and moments side by side, see
-//!   `Table`) and, per row, the step it was last brought up to date; a step copies out the batch's distinct rows (for the gradient and the update) and
-//!   the next batch's other rows with their catch-up coefficients (to bring them up to date),
-//!   and copies the updated rows back;
+//!   `Table`) and, per row, the step it was last brought up to date; a step copies out the
+//!   values of the batch's distinct rows (the training graph's input);
 //! - the dense parameters and their moments as flat buffers (`dense_1/kernel`, `dense_1/bias`,
 //!   `dense_2/kernel`, `dense_2/bias`, in that order), fed to the training graph as views.
 //!
-//! A step is one run of the step graph ([`step`]): the training graph (loss and gradients)
-//! feeding the optimizer graph (Adam on the batch's rows and the dense buffers, and the catch-up
-//! of the next batch's other rows on the steps they sat out; see [`optimizer`] for the exact
-//! update). The end-of-epoch catch-up of every row runs the optimizer graph alone. Every row a forward pass reads
-//! is therefore current, and after every epoch every row is caught up, so the gradients and the
-//! evaluated, exported and checkpointed weights are those of Keras' dense Adam.
+//! A step is one run of the training graph ([`training`], the `training_model.onnx` the stage
+//! writes: loss and gradients), then the optimizer graph's update ([`optimizer`], the
+//! `optimizer_model.onnx` it writes) applied by the trainer in place: Adam on the batch's rows in
+//! their tables and on the dense buffers ([`optimizer::adam_step`]), and the catch-up of the next
+//! batch's other rows on the steps they sat out ([`optimizer::catch_up_row`]; at the end of an
+//! epoch, of every row). Those two functions are the graph's float32 operations in the graph's
+//! order, so they give its bits (tests/train_graphs.rs checks them against the graph); in ONNX
+//! Runtime the update was one pass over the step's values per node (27 nodes, about half of a
+//! step's run, BENCHMARKS.md), here it is one pass, on the rows where they lie. Every row a
+//! forward pass reads is therefore current, and after every epoch every row is caught up, so the
+//! gradients and the evaluated, exported and checkpointed weights are those of Keras' dense Adam.
 //! The dropout masks are drawn ahead on a second thread (module `dropout`), off the step's path.
 //!
 //! After every epoch the validation rows are scored from the tables themselves (their rows
@@ -28,12 +32,11 @@
 //! 1/(1 − rate). Every random draw comes from ChaCha8 seeded with `seed` (stream 0: initial
 //! weights, 1: shuffling, 2: dropout masks), so a seed fixes the result bit for bit.
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use ort::session::{Session, SessionInputValue};
+use ort::session::Session;
 use ort::value::TensorRef;
 use prost::Message;
 use rand::{Rng, SeedableRng};
@@ -48,7 +51,7 @@ use dropout::{MaskStream, Schedule};
 
 use super::checkpoint::{self, AdamView};
 use super::graphs::optimizer::{self, AdamConfig, CatchUp};
-use super::graphs::{eval, step, training};
+use super::graphs::{eval, training};
 use super::metrics::{self, EpochLoss, TrainingMetrics};
 use super::onnx_proto::ModelProto;
 use super::params::{
@@ -255,13 +258,14 @@ pub fn fit(
 
     let steps_per_epoch = train_rows.div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
-    write_model(paths.training_model, &training::build(k))?;
+    let training_graph = training::build(k).encode_to_vec();
+    std::fs::write(paths.training_model, &training_graph)
+        .with_context(|| format!("writing {}", paths.training_model.display()))?;
     write_model(paths.optimizer_model, &optimizer::build(k, &config.adam))?;
     let mut trainer = Trainer::new(
         (n_customers, n_products, k),
         config.seed,
-        runtime::session_from_bytes(&step::build(k, &config.adam).encode_to_vec())?,
-        runtime::session_from_file(paths.optimizer_model)?,
+        runtime::session_from_bytes(&training_graph)?,
         config.adam,
         // At most u32::MAX steps (checked by `limits::check`).
         total_steps as u32,
@@ -314,7 +318,7 @@ pub fn fit(
                 );
             }
         }
-        trainer.catch_up_all_rows()?;
+        trainer.catch_up_all_rows();
         drop(flushed);
         let samples_per_second = samples as f64 / started.elapsed().as_secs_f64();
         let last_epoch = epoch == config.epochs;
@@ -427,16 +431,12 @@ const DROPOUT_STREAM: u64 = 2;
 
 /// Marks a table row that has no place among the current step's rows.
 const NO_SLOT: u32 = u32::MAX;
-/// Marks a table row among the current step's lagging rows (brought up to date, not stepped).
-const LAGGING: u32 = u32::MAX - 1;
 /// Validation pairs per eval-graph run (bounds the run's intermediate tensors).
 const EVAL_CHUNK: usize = 1 << 16;
 /// How many validation pairs ahead of the one gathered the scorer prefetches rows.
 const SCORE_PREFETCH_AHEAD: usize = 16;
 /// How many rows ahead the end-of-epoch catch-up prefetches a row's catch-up coefficients.
 const CATCH_UP_PREFETCH_AHEAD: usize = 16;
-/// Rows per optimizer run when every row is caught up at the end of an epoch.
-const CATCH_UP_CHUNK: usize = 4096;
 
 /// One embedding table with its Adam state.
 ///
@@ -494,22 +494,22 @@ impl Table {
         &self.row(id, k)[..k]
     }
 
-    /// Appends row `id`'s values, first moments and second moments to `into`, in that order.
-    fn copy_row(&self, id: usize, k: usize, into: [&mut Vec<f32>; 3]) {
-        for (source, target) in self.row(id, k).chunks_exact(k).zip(into) {
-            target.extend_from_slice(source);
-        }
+    /// Row `id`'s values, first moments and second moments, to update in place.
+    fn row_mut(&mut self, id: usize, k: usize) -> [&mut [f32]; 3] {
+        let (values, moments) = self.rows[Self::row_range(id, k)].split_at_mut(k);
+        let (m, v) = moments.split_at_mut(k);
+        [values, m, v]
     }
 
-    /// Stores row `id`'s updated values, first and second moments (`updated`, in that order),
-    /// now up to date with `step`, and frees its slot.
-    fn write_row(&mut self, id: usize, k: usize, updated: [&[f32]; 3], step: u32) {
-        let row = &mut self.rows[Self::row_range(id, k)];
-        for (target, values) in row.chunks_exact_mut(k).zip(updated) {
-            target.copy_from_slice(values);
-        }
-        self.last_step[id] = step;
-        self.slot[id] = NO_SLOT;
+    /// Brings row `id` up to `target.step` in place: the catch-up of the zero-gradient steps it
+    /// sat out since its last step.
+    fn catch_up_row(&mut self, id: usize, k: usize, target: Target) {
+        let coefficients = target
+            .catch_up
+            .coefficients(self.last_step[id], target.step);
+        let [values, m, v] = self.row_mut(id, k);
+        optimizer::catch_up_row(target.epsilon, &coefficients, values, [m, v]);
+        self.last_step[id] = target.step;
     }
 
     /// Hints the CPU to load everything a step reads of row `id` (see [`prefetch`]).
@@ -611,22 +611,12 @@ impl Dense {
 /// Buffers of one step, reused from step to step.
 #[derive(Default)]
 struct StepBuffers {
-    /// Adam's flat [`optimizer::PARAMS`]: the batch's distinct customer rows, then its distinct
-    /// product rows, then the dense layers (the step graph's training half reads views of it).
-    params: Vec<f32>,
-    params_m: Vec<f32>,
-    params_v: Vec<f32>,
+    /// [`training::EMBEDDING_ROWS`]: the values of the batch's distinct customer rows, then of
+    /// its distinct product rows.
+    rows: Vec<f32>,
     /// Where each of the batch's rows came from.
     sources: Vec<(Side, u32)>,
-    /// Rows to bring up to date (the next batch's rows this batch does not use, or a chunk of
-    /// the end-of-epoch catch-up), `[rows, k]`, with their moments and
-    /// [`optimizer::CATCH_UP`] coefficients.
-    lagging: Vec<f32>,
-    lagging_m: Vec<f32>,
-    lagging_v: Vec<f32>,
-    catch_up: Vec<f32>,
-    lagging_sources: Vec<(Side, u32)>,
-    /// Per sample, its customer row's and its product row's position in `params`:
+    /// Per sample, its customer row's and its product row's position in `rows`:
     /// [`training::SAMPLE_ROWS`] `[batch, 2, 1]`.
     sample_rows: Vec<i64>,
     rating: Vec<f32>,
@@ -634,110 +624,30 @@ struct StepBuffers {
 
 impl StepBuffers {
     fn clear(&mut self) {
-        for values in [
-            &mut self.params,
-            &mut self.params_m,
-            &mut self.params_v,
-            &mut self.lagging,
-            &mut self.lagging_m,
-            &mut self.lagging_v,
-            &mut self.catch_up,
-            &mut self.rating,
-        ] {
-            values.clear();
-        }
+        self.rows.clear();
+        self.rating.clear();
         self.sample_rows.clear();
         self.sources.clear();
-        self.lagging_sources.clear();
     }
 
-    /// Row `id` of `table`'s position among the batch's rows, copying the row and its moments in
-    /// on first use.
+    /// Row `id` of `table`'s position among the batch's rows, copying its values in on first
+    /// use.
     fn slot(&mut self, table: &mut Table, side: Side, id: usize, k: usize) -> u32 {
         if table.slot[id] == NO_SLOT {
             table.slot[id] = self.sources.len() as u32;
             self.sources.push((side, id as u32));
-            table.copy_row(
-                id,
-                k,
-                [&mut self.params, &mut self.params_m, &mut self.params_v],
-            );
+            self.rows.extend_from_slice(table.values(id, k));
         }
         table.slot[id]
     }
-
-    /// Adds row `id` of `table` to the rows brought up to step `target`, unless it is among this
-    /// step's rows already.
-    fn lag(&mut self, table: &mut Table, side: Side, id: usize, k: usize, target: Target) {
-        if table.slot[id] == NO_SLOT {
-            table.slot[id] = LAGGING;
-            self.lagging_sources.push((side, id as u32));
-            table.copy_row(
-                id,
-                k,
-                [&mut self.lagging, &mut self.lagging_m, &mut self.lagging_v],
-            );
-            self.catch_up.extend_from_slice(
-                &target
-                    .catch_up
-                    .coefficients(table.last_step[id], target.step),
-            );
-        }
-    }
 }
 
-impl StepBuffers {
-    /// The optimizer inputs of the lagging rows (the step graph's and the optimizer graph's
-    /// alike): the rows `[rows, k]`, their moments and their catch-up coefficients.
-    fn lagging_inputs(&self, k: usize) -> Result<Vec<(Cow<'static, str>, SessionInputValue<'_>)>> {
-        let lagging = self.lagging_sources.len();
-        Ok(ort::inputs![
-            optimizer::LAGGING_ROWS => TensorRef::from_array_view(([lagging, k], &self.lagging[..]))?,
-            optimizer::LAGGING_ROWS_M => TensorRef::from_array_view(([lagging, k], &self.lagging_m[..]))?,
-            optimizer::LAGGING_ROWS_V => TensorRef::from_array_view(([lagging, k], &self.lagging_v[..]))?,
-            optimizer::CATCH_UP => TensorRef::from_array_view(
-                ([lagging, optimizer::CATCH_UP_COLUMNS], &self.catch_up[..]),
-            )?,
-        ])
-    }
-}
-
-/// The step lagging rows are brought up to, with the run's catch-up table.
+/// The step lagging rows are brought up to, with the run's catch-up table and Adam's ε.
 #[derive(Clone, Copy)]
 struct Target<'a> {
     step: u32,
     catch_up: &'a CatchUp,
-}
-
-/// Stores a run's updated rows in the tables, up to date with `step`: `updated` holds the
-/// values, first and second moments of the rows `sources`, in that order, `k` values a row.
-fn write_rows(
-    tables: &mut [Table; 2],
-    sources: &[(Side, u32)],
-    updated: [&[f32]; 3],
-    k: usize,
-    step: u32,
-) {
-    for (position, &(side, id)) in sources.iter().enumerate() {
-        let row = position * k..(position + 1) * k;
-        tables[side as usize].write_row(
-            id as usize,
-            k,
-            updated.map(|values| &values[row.clone()]),
-            step,
-        );
-    }
-}
-
-/// The lagging rows' values, first and second moments after an optimizer run's catch-up.
-fn caught_up<'o>(outputs: &'o ort::session::SessionOutputs<'_>) -> Result<[&'o [f32]; 3]> {
-    let output =
-        |name: &str| -> Result<&'o [f32]> { Ok(outputs[name].try_extract_tensor::<f32>()?.1) };
-    Ok([
-        output(optimizer::LAGGING_ROWS_UPDATED)?,
-        output(optimizer::LAGGING_ROWS_M_UPDATED)?,
-        output(optimizer::LAGGING_ROWS_V_UPDATED)?,
-    ])
+    epsilon: f32,
 }
 
 struct Trainer {
@@ -748,10 +658,8 @@ struct Trainer {
     dense: Dense,
     /// Steps taken.
     step: u32,
-    /// The fused step graph (training and optimizer graphs in one run, [`step`]).
-    step_graph: Session,
-    /// The optimizer graph alone, for the end-of-epoch catch-up.
-    optimizer: Session,
+    /// The training graph ([`training`]).
+    training: Session,
     adam: AdamConfig,
     catch_up: CatchUp,
     buffers: StepBuffers,
@@ -764,8 +672,7 @@ impl Trainer {
     fn new(
         (n_customers, n_products, k): (usize, usize, usize),
         seed: u64,
-        step_graph: Session,
-        optimizer: Session,
+        training: Session,
         adam: AdamConfig,
         last_step: u32,
         masks: MaskStream,
@@ -782,8 +689,7 @@ impl Trainer {
             tables,
             dense: Dense::pack(draws.dense(k)),
             step: 0,
-            step_graph,
-            optimizer,
+            training,
             adam,
             catch_up: CatchUp::new(&adam, last_step)?,
             buffers: StepBuffers::default(),
@@ -834,17 +740,15 @@ impl Trainer {
         b.rating
             .extend(batch.iter().map(|&sample| ratings.ratings[sample as usize]));
         let rows = b.sources.len();
-        b.params.extend_from_slice(&self.dense.values);
-        b.params_m.extend_from_slice(&self.dense.m);
-        b.params_v.extend_from_slice(&self.dense.v);
 
-        // The next batch's rows that this one does not use: caught up to this step. They were
-        // prefetched a step ago; the rows of the batch after are prefetched now, for the next
-        // step, so their loads overlap this run.
+        // The next batch's rows that this one does not use: caught up to this step, in place.
+        // They were prefetched a step ago; the rows of the batch after are prefetched now, for
+        // the next step, so their loads overlap this step's work.
         self.step += 1;
         let target = Target {
             step: self.step,
             catch_up: &self.catch_up,
+            epsilon: self.adam.epsilon,
         };
         for (side, ids) in [
             (Side::Customer, &ratings.customers),
@@ -852,7 +756,11 @@ impl Trainer {
         ] {
             let table = &mut self.tables[side as usize];
             for &sample in upcoming.next {
-                b.lag(table, side, ids[sample as usize] as usize, k, target);
+                let id = ids[sample as usize] as usize;
+                // Not a row of this batch (stepped below), nor one caught up already.
+                if table.slot[id] == NO_SLOT && table.last_step[id] < target.step {
+                    table.catch_up_row(id, k, target);
+                }
             }
             for &sample in upcoming.after_next {
                 table.prefetch_row(ids[sample as usize] as usize, k);
@@ -864,12 +772,9 @@ impl Trainer {
         let n = batch.len();
         // 2/B, the loss gradient's scale, as Keras' mean computes it (in float32).
         let gradient_scale = [2.0 / n as f32];
-        let step_size = [optimizer::step_size(&self.adam, self.step)];
-        let (embedding_rows, dense) = b.params.split_at(rows * k);
-        let [w1, b1, w2, b2] = self.dense.parts(dense);
-        let params = b.params.len();
-        let mut inputs = ort::inputs![
-            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], embedding_rows))?,
+        let [w1, b1, w2, b2] = self.dense.parts(&self.dense.values);
+        let outputs = self.training.run(ort::inputs![
+            training::EMBEDDING_ROWS => TensorRef::from_array_view(([rows, k], &b.rows[..]))?,
             training::SAMPLE_ROWS => TensorRef::from_array_view(([n, 2, 1], &b.sample_rows[..]))?,
             training::RATING => TensorRef::from_array_view(([n, 1], &b.rating[..]))?,
             training::GRADIENT_SCALE => TensorRef::from_array_view((Vec::<i64>::new(), &gradient_scale[..]))?,
@@ -879,98 +784,77 @@ impl Trainer {
             DENSE_1_BIAS => TensorRef::from_array_view(([k], b1))?,
             DENSE_2_KERNEL => TensorRef::from_array_view(([k, 1], w2))?,
             DENSE_2_BIAS => TensorRef::from_array_view(([1], b2))?,
-            optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..]))?,
-            optimizer::PARAMS => TensorRef::from_array_view(([params], &b.params[..]))?,
-            optimizer::PARAMS_M => TensorRef::from_array_view(([params], &b.params_m[..]))?,
-            optimizer::PARAMS_V => TensorRef::from_array_view(([params], &b.params_v[..]))?,
-        ];
-        inputs.extend(b.lagging_inputs(k)?);
-        let outputs = self.step_graph.run(inputs)?;
+        ])?;
         let output =
             |name: &str| -> Result<&[f32]> { Ok(outputs[name].try_extract_tensor::<f32>()?.1) };
         let loss = output(training::LOSS)?[0];
-        let stepped = [
-            output(optimizer::PARAMS_UPDATED)?,
-            output(optimizer::PARAMS_M_UPDATED)?,
-            output(optimizer::PARAMS_V_UPDATED)?,
-        ];
-        write_rows(&mut self.tables, &b.sources, stepped, k, self.step);
-        write_rows(
-            &mut self.tables,
-            &b.lagging_sources,
-            caught_up(&outputs)?,
-            k,
-            self.step,
+
+        // Adam on the batch's rows, where they lie in their tables, then on the dense layers.
+        let step_size = optimizer::step_size(&self.adam, self.step);
+        let rows_grad = output(training::EMBEDDING_ROWS_GRAD)?;
+        ensure!(
+            rows_grad.len() == rows * k,
+            "the training graph gave {} gradient values for {rows} rows",
+            rows_grad.len()
         );
-        for (target, values) in [&mut self.dense.values, &mut self.dense.m, &mut self.dense.v]
-            .into_iter()
-            .zip(stepped)
+        for (&(side, id), grad) in b.sources.iter().zip(rows_grad.chunks_exact(k)) {
+            let (table, id) = (&mut self.tables[side as usize], id as usize);
+            let [values, m, v] = table.row_mut(id, k);
+            optimizer::adam_step(&self.adam, step_size, values, [m, v], grad);
+            table.last_step[id] = self.step;
+            table.slot[id] = NO_SLOT;
+        }
+        let mut start = 0;
+        for (name, length) in [
+            training::DENSE_1_KERNEL_GRAD,
+            training::DENSE_1_BIAS_GRAD,
+            training::DENSE_2_KERNEL_GRAD,
+            training::DENSE_2_BIAS_GRAD,
+        ]
+        .into_iter()
+        .zip(self.dense.lengths)
         {
-            target.copy_from_slice(&values[rows * k..]);
+            let grad = output(name)?;
+            ensure!(
+                grad.len() == length,
+                "the training graph gave {} values of {name} for {length} parameters",
+                grad.len()
+            );
+            let part = start..start + length;
+            optimizer::adam_step(
+                &self.adam,
+                step_size,
+                &mut self.dense.values[part.clone()],
+                [&mut self.dense.m[part.clone()], &mut self.dense.v[part]],
+                grad,
+            );
+            start += length;
         }
         drop(outputs);
         self.masks.recycle(masks);
         Ok(loss)
     }
 
-    /// Runs the optimizer graph at the current step on the step buffers' lagging rows alone
-    /// (the catch-up; no rows or dense layers to step), then writes the rows back.
-    fn catch_up_lagging_rows(&mut self) -> Result<()> {
-        let (k, step) = (self.k, self.step);
-        let b = &self.buffers;
-        let step_size = [optimizer::step_size(&self.adam, step)];
-        let nothing: [f32; 0] = [];
-        let nothing = || TensorRef::from_array_view(([0], &nothing[..]));
-        let mut inputs = ort::inputs![
-            optimizer::STEP_SIZE => TensorRef::from_array_view((Vec::<i64>::new(), &step_size[..]))?,
-            optimizer::PARAMS => nothing()?,
-            optimizer::PARAMS_M => nothing()?,
-            optimizer::PARAMS_V => nothing()?,
-            optimizer::PARAMS_GRAD => nothing()?,
-        ];
-        inputs.extend(b.lagging_inputs(k)?);
-        let outputs = self.optimizer.run(inputs)?;
-        write_rows(
-            &mut self.tables,
-            &b.lagging_sources,
-            caught_up(&outputs)?,
-            k,
-            step,
-        );
-        Ok(())
-    }
-
     /// Brings every embedding row up to date with the last step: the zero-gradient steps since
-    /// it was last used, through the optimizer graph's catch-up.
-    fn catch_up_all_rows(&mut self) -> Result<()> {
+    /// it was last used, through the optimizer's catch-up, in place.
+    fn catch_up_all_rows(&mut self) {
         let (k, step) = (self.k, self.step);
-        for side in [Side::Customer, Side::Product] {
-            let rows = self.tables[side as usize].last_step.len();
-            let mut next = 0;
-            while next < rows {
-                let b = &mut self.buffers;
-                let table = &mut self.tables[side as usize];
-                let target = Target {
-                    step,
-                    catch_up: &self.catch_up,
-                };
-                b.clear();
-                while next < rows && b.lagging_sources.len() < CATCH_UP_CHUNK {
-                    // The rows are read in order, their coefficients at random (by last step).
-                    if let Some(&last) = table.last_step.get(next + CATCH_UP_PREFETCH_AHEAD) {
-                        self.catch_up.prefetch(last, step);
-                    }
-                    if table.last_step[next] < step {
-                        b.lag(table, side, next, k, target);
-                    }
-                    next += 1;
+        let target = Target {
+            step,
+            catch_up: &self.catch_up,
+            epsilon: self.adam.epsilon,
+        };
+        for table in &mut self.tables {
+            for id in 0..table.last_step.len() {
+                // The rows are read in order, their coefficients at random (by last step).
+                if let Some(&last) = table.last_step.get(id + CATCH_UP_PREFETCH_AHEAD) {
+                    target.catch_up.prefetch(last, step);
                 }
-                if !b.lagging_sources.is_empty() {
-                    self.catch_up_lagging_rows()?;
+                if table.last_step[id] < step {
+                    table.catch_up_row(id, k, target);
                 }
             }
         }
-        Ok(())
     }
 
     /// The parameters; up to date for every row after [`Self::catch_up_all_rows`].
@@ -1083,13 +967,10 @@ mod tests {
             "ONNX Runtime for the trainer tests: run them with scripts/test, or export \
              ORT_DYLIB_PATH=$PWD/.venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1",
         );
-        let session =
-            |model: ModelProto| runtime::session_from_bytes(&model.encode_to_vec()).unwrap();
         Trainer::new(
             (7, 4, K),
             config.seed,
-            session(step::build(K, &config.adam)),
-            session(optimizer::build(K, &config.adam)),
+            runtime::session_from_bytes(&training::build(K).encode_to_vec()).unwrap(),
             config.adam,
             steps,
             MaskStream::start(
@@ -1111,11 +992,11 @@ mod tests {
         view.runs().flatten().copied().collect()
     }
 
-    /// A table's rows hold values and moments side by side; what `write_row` stores must be
-    /// what `copy_row` copies out, and the views (which the eval graph and checkpoint writers
+    /// A table's rows hold values and moments side by side; what is written through `row_mut`
+    /// must be what `values` reads, and the views (which the eval graph and checkpoint writers
     /// stream) must read the same three `[rows, k]` matrices separate arrays would hold.
     #[test]
-    fn rows_written_are_read_back_by_copy_row_the_views_and_into_values() {
+    fn rows_written_are_read_back_by_values_the_views_and_into_values() {
         let (rows, k, seed) = (6, 3, 11);
         let mut table = Table::new(rows, k, &mut InitialDraws::new(seed)).unwrap();
         let initial = initial_params(rows, 2, k, seed).unwrap();
@@ -1128,13 +1009,13 @@ mod tests {
             assert_eq!(&collected(table.view(k, part)), matrix);
         }
 
-        for (step, id) in [(4, 5), (7, 0), (9, 2)] {
+        for id in [5, 0, 2] {
             let updated: [Vec<f32>; 3] = std::array::from_fn(|part| {
                 (0..k).map(|j| (100 * part + 10 * id + j) as f32).collect()
             });
-            table.slot[id] = 0;
-            table.write_row(id, k, updated.each_ref().map(Vec::as_slice), step);
-            assert_eq!((table.last_step[id], table.slot[id]), (step, NO_SLOT));
+            for (target, values) in table.row_mut(id, k).into_iter().zip(&updated) {
+                target.copy_from_slice(values);
+            }
             for (matrix, values) in expected.iter_mut().zip(&updated) {
                 matrix[id * k..(id + 1) * k].copy_from_slice(values);
             }
@@ -1143,12 +1024,12 @@ mod tests {
             assert_eq!(&collected(table.view(k, part)), matrix);
         }
         for id in 0..rows {
-            let mut copied = [Vec::new(), Vec::new(), Vec::new()];
             table.prefetch_row(id, k);
-            table.copy_row(id, k, copied.each_mut());
-            for (copy, matrix) in copied.iter().zip(&expected) {
-                assert_eq!(copy, &matrix[id * k..(id + 1) * k], "row {id}");
-            }
+            assert_eq!(
+                table.values(id, k),
+                &expected[0][id * k..(id + 1) * k],
+                "row {id}"
+            );
         }
         let [values, ..] = expected;
         assert_eq!(table.into_values(k), values);
@@ -1199,13 +1080,13 @@ mod tests {
                     .iter()
                     .filter(|&&last| last + 1 < lazy.step)
                     .count();
-                dense.catch_up_all_rows().unwrap();
+                dense.catch_up_all_rows();
             }
             if epoch + 1 < config.epochs {
-                lazy.catch_up_all_rows().unwrap();
+                lazy.catch_up_all_rows();
             }
         }
-        lazy.catch_up_all_rows().unwrap();
+        lazy.catch_up_all_rows();
         assert!(
             sat_out > 50,
             "rows must sit out steps for the test to mean anything"
