@@ -16,8 +16,9 @@
 //! reported through [`Progress::println`] and counted in [`Ingested::skipped`], never dropped
 //! silently. The header must name the three columns, in any order; other columns are ignored.
 //! Quoted fields, CR and CRLF line ends and blank lines are the csv crate's business (the line
-//! a row is named by is counted here: see `LineCounter`); a missing final newline is fine; a
-//! UTF-8 BOM is stripped here.
+//! a row is named by is counted here: see `LineCounter`), except that a quoted field still open
+//! at the end of the file is an error here; a missing final newline is fine; a UTF-8 BOM is
+//! stripped here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -288,6 +289,35 @@ impl<R: Read> LineCounter<R> {
     }
 }
 
+impl<R> LineCounter<R> {
+    /// Whether the last record found (the bytes from its start to the end of the input, once
+    /// the csv crate has read them all) leaves a quoted field open. The csv crate takes such a
+    /// field to the end of the file as it is, which would let a cut-off or mis-quoted file
+    /// through; it does not say so, so its quoting rules are followed here: a `"` at the start
+    /// of a field opens quotes, `""` inside them is a quote, any other `"` closes them.
+    fn last_record_ends_in_quotes(&self) -> bool {
+        let (mut in_quotes, mut at_field_start, mut after_quote) = (false, true, false);
+        for &byte in &self.kept[self.start..] {
+            if in_quotes {
+                if byte == b'"' {
+                    in_quotes = false;
+                    after_quote = true;
+                }
+                continue;
+            }
+            if after_quote && byte == b'"' {
+                // `""` inside quotes: a quote, and the field is still quoted.
+                in_quotes = true;
+            } else if byte == b'"' && at_field_start {
+                in_quotes = true;
+            }
+            after_quote = false;
+            at_field_start = matches!(byte, b',' | b'\n' | b'\r');
+        }
+        in_quotes
+    }
+}
+
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let read = self.input.read(buffer)?;
@@ -512,8 +542,10 @@ impl<'a> Rows<'a> {
             {
                 filled += 1;
             }
+            // The end of the input is reached in this batch (or was, after a full one).
+            let at_end = filled < BATCH_ROWS;
             if filled == 0 {
-                return Ok(());
+                return self.check_quotes_closed(reader.get_ref(), lines_before);
             }
             fn field(record: &ByteRecord, column: usize) -> &[u8] {
                 record.get(column).unwrap_or_default()
@@ -531,11 +563,29 @@ impl<'a> Rows<'a> {
                     rating: field(record, self.columns.rating),
                 })
                 .collect();
+            if at_end {
+                // Before the rows: the open field, not what it swallowed, is the problem.
+                self.check_quotes_closed(reader.get_ref(), lines_before)?;
+            }
             let end = batch[filled - 1]
                 .position()
                 .map_or(0, |position| position.byte());
             self.add_batch(&rows, bytes_before + end)?;
         }
+    }
+
+    /// At the end of the input: an error when the last record leaves a quoted field open (see
+    /// [`LineCounter::last_record_ends_in_quotes`]), under either bad-rows policy.
+    fn check_quotes_closed<R>(&self, lines: &LineCounter<R>, lines_before: u64) -> Result<()> {
+        if lines.last_record_ends_in_quotes() {
+            bail!(
+                "{}:{}: a quoted field opened in this row is not closed before the end of the \
+                 file (cut off, or a `\"` inside a field not written as `\"\"`)",
+                self.source,
+                lines_before + lines.newlines + 1
+            );
+        }
+        Ok(())
     }
 
     /// Adds a batch of rows; `end` is the input offset reached, for the progress.
@@ -989,6 +1039,41 @@ mod tests {
                 error.starts_with(&format!("t.csv:{line}: scaled_purchase_freq `abc`")),
                 "{text:?}: {error}"
             );
+        }
+    }
+
+    /// The csv crate alone would read the open field to the end of the file as it is.
+    #[test]
+    fn rejects_a_quote_left_open_at_the_end_of_the_file() {
+        let header = "customerId,productId,scaled_purchase_freq";
+        for (text, line) in [
+            (format!("{header}\n{C1},{P1},0.5\n{C2},{P1},\"0.5\n"), 3),
+            (format!("{header}\n{C1},\"{P1},0.5\n{C2},{P1},0.5"), 2),
+            (format!("{header}\n{C1},{P1},\"0.5\"\"\n\n"), 2),
+            (
+                format!("{header}\r\n{C1},{P1},0.5\r\n\"{C2}\"\",{P1},1\r\n"),
+                3,
+            ),
+        ] {
+            for policy in [OnBadRows::Error, OnBadRows::Skip] {
+                let error = read_ratings(text.as_bytes(), "t.csv", None, policy, &NoProgress)
+                    .map(|_| ())
+                    .map_err(|error| format!("{error:#}"))
+                    .unwrap_err();
+                assert!(
+                    error.starts_with(&format!("t.csv:{line}: a quoted field opened in this row")),
+                    "{text:?}: {error}"
+                );
+            }
+        }
+        // Closed quotes, `""` inside them, and a `"` inside an unquoted field are no such thing.
+        for text in [
+            format!("{header}\n{C1},\"{P1}\",\"0.5\"\n"),
+            format!("{header}\n{C1},{P1},\"0.5\""),
+            format!("{header},note\n{C1},{P1},0.5,\"say \"\"hi\"\"\"\n"),
+            format!("{header},note\n{C1},{P1},0.5,a\"b\n"),
+        ] {
+            assert!(read(&text).is_ok(), "{text:?}");
         }
     }
 
