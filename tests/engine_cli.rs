@@ -209,6 +209,19 @@ fn jobs_limit_how_many_stages_run_at_once() {
 }
 
 #[test]
+fn zero_jobs_is_refused_naming_the_flag() {
+    let project = Project::new();
+    project.pipeline("name: par\nstages:\n  x:\n    cmd: echo x > x.txt\n    outs: [x.txt]\n");
+    for command in ["run", "push", "pull"] {
+        project
+            .warez(&[command, "-j", "0", PIPELINE])
+            .assert_code(2)
+            .assert_stderr_contains("invalid value '0' for '--jobs <N>'");
+    }
+    assert!(!project.path().join("x.txt").exists(), "nothing ran");
+}
+
+#[test]
 fn a_cache_elsewhere_via_flag_or_environment() {
     let project = pair();
     let cache = tempfile::tempdir().unwrap();

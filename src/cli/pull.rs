@@ -1,6 +1,7 @@
 //! `warez-pipe pull`: bring the workspace to the lock file's recorded outputs from the local
 //! cache or the remote, running nothing.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -24,8 +25,8 @@ pub struct PullArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
     /// Downloads at once.
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8)]
-    pub jobs: usize,
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value = "8")]
+    pub jobs: NonZeroUsize,
     /// Stop instead of waiting when another run holds the cache.
     #[arg(long)]
     pub no_wait: bool,
@@ -54,7 +55,7 @@ pub fn run(args: PullArgs) -> Result<ExitCode> {
         &store,
         remote.as_ref(),
         &stats,
-        args.jobs.max(1),
+        args.jobs.get(),
     )?;
     let _ = stats.save();
     for path in &report.restored {

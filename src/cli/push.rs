@@ -1,6 +1,7 @@
 //! `warez-pipe push`: upload the lock file's run records (or, with `--all`, every record in
 //! the local cache) and their objects to the remote.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -24,8 +25,8 @@ pub struct PushArgs {
     #[arg(long)]
     pub all: bool,
     /// Uploads at once.
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8)]
-    pub jobs: usize,
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value = "8")]
+    pub jobs: NonZeroUsize,
 }
 
 pub fn run(args: PushArgs) -> Result<ExitCode> {
@@ -55,7 +56,7 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
     }
     let started = Instant::now();
     let progress = BytesProgress::new();
-    let report = remote.push_runs(&store, &runs, args.jobs, &progress)?;
+    let report = remote.push_runs(&store, &runs, args.jobs.get(), &progress)?;
     progress.finish();
     errln!(
         "pushed to {}: {} run records ({} already there), {} objects, {} ({} already there) in {:.2}s",

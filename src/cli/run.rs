@@ -1,5 +1,6 @@
 //! `warez-pipe run`: bring the pipeline (or the `--stage`s asked for) up to date.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -35,7 +36,7 @@ pub struct RunArgs {
     /// Cores to fill: stages run at once while the cores they declare fit (a training stage
     /// declares 2) [default: the number of cores].
     #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
+    pub jobs: Option<NonZeroUsize>,
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -54,7 +55,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let ui = Ui::detect();
     let jobs = args
         .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
     if args.check {
         let overrides = args.pipeline.overrides()?;
         let report = exec::check(
