@@ -16,6 +16,7 @@
 //! param is placed as that param's value.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 
 use indexmap::IndexMap;
@@ -45,6 +46,9 @@ pub fn variant_values(name: &str) -> impl Iterator<Item = (&str, &str)> {
 #[derive(Default)]
 pub(super) struct Matrices {
     stages: Vec<MatrixStage>,
+    /// Each variant's name → its matrix stage's index in `stages`: every stage asks for its
+    /// origin, and a scan of all variants per stage was quadratic in a large matrix.
+    stage_of_variant: HashMap<String, usize>,
 }
 
 struct MatrixStage {
@@ -62,10 +66,9 @@ pub(super) struct Variant {
 impl Matrices {
     /// The stage a variant came from (a stage that is no variant: itself).
     pub(super) fn origin<'a>(&'a self, stage: &'a str) -> &'a str {
-        self.stages
-            .iter()
-            .find(|matrix| matrix.variants.iter().any(|variant| variant.name == stage))
-            .map_or(stage, |matrix| matrix.name.as_str())
+        self.stage_of_variant
+            .get(stage)
+            .map_or(stage, |&index| self.stages[index].name.as_str())
     }
 
     /// The variants of the matrix stage `stage`, in expansion order (`None`: no matrix stage).
@@ -267,6 +270,9 @@ pub(super) fn expand(
                     .collect(),
             });
         }
+        let index = matrices.stages.len();
+        (matrices.stage_of_variant)
+            .extend(variants.iter().map(|variant| (variant.name.clone(), index)));
         matrices.stages.push(MatrixStage {
             name,
             keys,
