@@ -266,3 +266,35 @@ fn metrics_json_leaves_out_an_undefined_r2_instead_of_writing_null() {
         shown.stdout
     );
 }
+
+#[test]
+fn a_param_float32_cannot_hold_is_named_as_written() {
+    let project = small_project();
+    for (set, message) in [
+        (
+            "train.learning_rate=1e-50",
+            "param `learning_rate`: 1e-50 is 0 in float32",
+        ),
+        (
+            "train.learning_rate=1e300",
+            "param `learning_rate`: 1e300 is inf in float32",
+        ),
+        (
+            "train.dropout=0.99999999999",
+            "param `dropout`: 0.99999999999 is 1 in float32",
+        ),
+    ] {
+        let run = project.warez(&["run", "--dry-run", "--set", set, PIPELINE]);
+        run.assert_code(2).assert_stderr_contains(message);
+        assert_no_panic(&run);
+    }
+    project
+        .warez(&[
+            "run",
+            "--dry-run",
+            "--set",
+            "train.learning_rate=1e-5",
+            PIPELINE,
+        ])
+        .assert_code(1);
+}

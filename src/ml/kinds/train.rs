@@ -5,10 +5,10 @@
 //! name) and `metrics.json`. Before reading the ratings it checks, from their header and the params,
 //! that the run fits the machine's memory and the model's formats ([`limits`]).
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::engine::kind::{
-    OutputRole, ParamSpec, Params, Reproducibility, StageContext, StageKind,
+    param_text, OutputRole, ParamSpec, Params, Reproducibility, StageContext, StageKind,
 };
 use crate::ml::data::dataset::Ratings;
 use crate::ml::model::graphs::optimizer::AdamConfig;
@@ -24,14 +24,30 @@ impl Train {
             let value = params.u64(name)?;
             usize::try_from(value).with_context(|| format!("param `{name}`: {value} is too large"))
         };
+        // The trainer computes in float32: a value that float32 rounds to something else than
+        // a nearby number (to 0, to infinity, to 1 for a dropout) is named as written.
+        let float32 = |name: &str| -> Result<f32> {
+            let value = params.f64(name)?;
+            let narrowed = value as f32;
+            let collapsed = (narrowed == 0.0 && value != 0.0)
+                || (narrowed.is_infinite() && value.is_finite())
+                || (name == "dropout" && narrowed == 1.0 && value < 1.0);
+            ensure!(
+                !collapsed,
+                "param `{name}`: {} is {narrowed} in float32, the precision the trainer \
+                 computes in",
+                param_text(&value.into())
+            );
+            Ok(narrowed)
+        };
         let config = TrainConfig {
             n_factors: count("n_factors")?,
-            dropout: params.f64("dropout")? as f32,
+            dropout: float32("dropout")?,
             batch_size: count("batch_size")?,
             epochs: count("epochs")?,
             val_split: params.f64("val_split")?,
             adam: AdamConfig {
-                learning_rate: params.f64("learning_rate")? as f32,
+                learning_rate: float32("learning_rate")?,
                 ..AdamConfig::default()
             },
             seed: params.u64("seed")?,
