@@ -606,3 +606,56 @@ fn truncating_a_file_while_it_is_hashed_is_no_crash() {
         "no invocation hashed the file while it changed: the test proves nothing"
     );
 }
+
+/// A named pipe would block its reader until a writer comes, a device may never end: neither is
+/// hashed, as an input (alone or in a folder) or as an output, and nothing is left behind.
+#[test]
+fn a_named_pipe_or_a_device_is_an_error_not_a_hang() {
+    let project = Project::new();
+    project.file("data/d/f", "1\n");
+    for fifo in ["data/pipe", "data/d/pipe"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(project.abs(fifo))
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {fifo}");
+    }
+    symlink(Path::new("/dev/zero"), &project.abs("data/zero"));
+    let stage = |dep: &str| {
+        format!("name: t\nstages:\n  a:\n    cmd: echo > out.txt\n    deps: [{dep}]\n    outs: [out.txt]\n")
+    };
+    for (dep, said) in [
+        (
+            "data/pipe",
+            "data/pipe is a named pipe (FIFO), not a file or folder",
+        ),
+        (
+            "data/d",
+            "data/d/pipe is a named pipe (FIFO), not a file or folder",
+        ),
+        ("data/zero", "data/zero is a device, not a file or folder"),
+    ] {
+        project.pipeline(&stage(dep));
+        for command in ["run", "status"] {
+            let child = project.command(&[command, PIPELINE]).spawn().unwrap();
+            let run = wait_with_timeout(child, Duration::from_secs(60), command);
+            run.assert_code(1);
+            let output = format!("{}{}", run.stdout, run.stderr);
+            assert!(
+                output.contains(&format!("input `{dep}`")),
+                "{command} {dep}:\n{output}"
+            );
+            assert!(output.contains(said), "{command} {dep}:\n{output}");
+            assert!(!project.exists("out.txt"), "{command} {dep}: nothing ran");
+        }
+    }
+    project.pipeline("name: t\nstages:\n  a:\n    cmd: mkfifo out.fifo\n    outs: [out.fifo]\n");
+    let child = project.command(&["run", PIPELINE]).spawn().unwrap();
+    let run = wait_with_timeout(child, Duration::from_secs(60), "run");
+    run.assert_code(1)
+        .assert_stderr_contains("out.fifo is a named pipe (FIFO), not a file or folder");
+    assert!(
+        !project.exists("out.fifo"),
+        "the failed stage's output is not kept"
+    );
+}

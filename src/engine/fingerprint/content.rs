@@ -276,6 +276,7 @@ pub fn hash_path_with(
                 continue;
             }
             let metadata = entry.metadata()?;
+            refuse_special_file(entry.path(), &metadata)?;
             let relative = entry.path().strip_prefix(path).map_err(io::Error::other)?;
             let hash = file_hash(entry.path(), &metadata)
                 .map_err(|error| with_path(error, entry.path()))?;
@@ -289,6 +290,7 @@ pub fn hash_path_with(
         let hash = ContentHash::of_bytes(Content::manifest(&entries).as_bytes());
         Ok(Content::Tree { hash, entries })
     } else {
+        refuse_special_file(path, &metadata)?;
         Ok(Content::File {
             hash: file_hash(path, &metadata)?,
             executable: metadata.permissions().mode() & 0o111 != 0,
@@ -312,6 +314,31 @@ pub fn note_read(path: &Path) {
             let _ = writeln!(file, "{}", path.display());
         }
     }
+}
+
+/// Only regular files have bytes to hash: reading a named pipe waits for a writer that may
+/// never come, a device (`/dev/zero`) may never end, a socket cannot be read at all.
+fn refuse_special_file(path: &Path, metadata: &Metadata) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = metadata.file_type();
+    let what = if file_type.is_file() {
+        return Ok(());
+    } else if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}, not a file or folder: only files' bytes can be hashed and cached",
+            path.display()
+        ),
+    ))
 }
 
 fn with_path(error: io::Error, path: &Path) -> io::Error {
