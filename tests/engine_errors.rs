@@ -3,7 +3,7 @@
 
 mod engine_support;
 
-use engine_support::{Project, PIPELINE};
+use engine_support::{Project, Run, PIPELINE};
 
 /// Writes `yaml` (the `project_dir: ..` line is line 1) and expects rejection with `message`.
 #[track_caller]
@@ -307,6 +307,42 @@ fn missing_pipeline_file() {
         .warez(&["status", "pipelines/none.yaml"])
         .assert_code(2)
         .assert_stderr_contains("pipelines/none.yaml: cannot read the pipeline");
+}
+
+/// Reading a named pipe would wait for a writer, `/dev/zero` would never end.
+#[test]
+fn a_pipeline_path_that_is_no_file_is_refused_without_reading_it() {
+    let project = Project::new();
+    project.pipeline("name: t\nstages:\n  a:\n    cmd: echo\n");
+    let made = std::process::Command::new("mkfifo")
+        .arg(project.abs("pipe.yaml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (path, said) in [
+        (
+            "pipe.yaml",
+            "it is a named pipe, socket or device, not a file",
+        ),
+        (
+            "/dev/zero",
+            "it is a named pipe, socket or device, not a file",
+        ),
+        ("pipelines", "it is a folder, not a file"),
+    ] {
+        let mut child = project.command(&["run", path]).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("run {path}: still running after 30 s (a hang)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Run::from_output(child.wait_with_output().unwrap())
+            .assert_code(2)
+            .assert_stderr_contains(&format!("{path}: cannot read the pipeline: {said}"));
+    }
 }
 
 #[test]

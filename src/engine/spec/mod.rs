@@ -244,7 +244,7 @@ pub fn load(
     cache: Option<&Path>,
     registry: &Registry,
 ) -> Result<Pipeline, SpecError> {
-    let bytes = std::fs::read(file).map_err(|source| SpecError::Read {
+    let bytes = read_regular_file(file).map_err(|source| SpecError::Read {
         file: file.to_path_buf(),
         source,
     })?;
@@ -253,6 +253,32 @@ pub fn load(
         guard::strict_pass(file, &text, &suspicion)?;
     }
     Loader::new(file, path::protect_variables(&text), registry)?.load(overrides, cache)
+}
+
+/// The bytes of `file` when it is a regular file (or a link to one): reading a named pipe would
+/// wait for a writer (so would opening it, hence `O_NONBLOCK`), a device such as `/dev/zero`
+/// would never end.
+fn read_regular_file(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)?;
+    let file_type = opened.metadata()?.file_type();
+    if !file_type.is_file() {
+        let what = if file_type.is_dir() {
+            "a folder"
+        } else {
+            "a named pipe, socket or device"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a file"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut opened, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// The file's bytes as text: UTF-8 (an invalid byte is an error at its place), without a
