@@ -1,6 +1,6 @@
 //! `export_tf` and `write_avro` run by the engine from a pipeline file: outputs in place, the
 //! SavedModel folder restored intact from the cache, the model id from `SOURCE_DATE_EPOCH`, and
-//! a clear error for an unwritable `model_path`.
+//! a clear error for an unwritable `model_path`, and each stage's steps as progress lines.
 
 mod export_support;
 
@@ -82,6 +82,29 @@ fn the_engine_runs_both_stages_and_restores_the_saved_model_from_the_cache() {
         std::fs::read(model.join("recommender-no-schema.avro")).unwrap(),
         datum
     );
+}
+
+/// Off a terminal both stages print where they are (`WAREZ_PROGRESS_SECONDS=0`: at every step,
+/// not every 5 s): each step is a pass over tables that take seconds at millions of ids.
+#[test]
+fn both_stages_report_their_steps() {
+    let dir = project("models/export");
+    let ran = run(dir.path())
+        .env("WAREZ_PROGRESS_SECONDS", "0")
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&ran.get_output().stderr).into_owned();
+    for line in [
+        "[export_tf] 20% (1/5 steps): building the frozen graph",
+        "[export_tf] 80% (4/5 steps): writing the SavedModel",
+        "[write_avro] 25% (1/4 steps): reading and checking the graph",
+        "[write_avro] 75% (3/4 steps): writing the container",
+    ] {
+        assert!(
+            stderr.lines().any(|said| said == line),
+            "no {line:?}:\n{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -82,11 +82,25 @@ impl StageKind for WriteAvro {
     fn run(&self, ctx: &StageContext) -> Result<()> {
         let schema = avro_record::read_schema(ctx.input("schema")?).context("input `schema`")?;
         let codec = avro_record::parse_codec(ctx.params.str("codec")?).context("param `codec`")?;
+        // Each step is one pass over the maps or the graph (seconds each at millions of ids).
+        let steps = [
+            "reading the id maps",
+            "reading and checking the graph",
+            "writing the datum",
+            "writing the container",
+        ];
+        ctx.progress.start(steps.len() as u64, "steps");
+        let step = |done: usize| {
+            ctx.progress.set_message(steps[done]);
+            ctx.progress.set_position(done as u64);
+        };
+        step(0);
         // The id maps first: checking a map for repeated ids builds a lookup table as large as
         // the map, which is dropped before the graph (the largest input) is read, so the two
         // never add up in the stage's peak.
         let products = read_map(ctx, "product_map")?;
         let customers = read_map(ctx, "customer_map")?;
+        step(1);
         // As `Bytes`, so checking the graph slices its tables out of the buffer, not copies.
         let graph = bytes::Bytes::from(ctx.read_input("graph")?);
         let graph_path = ctx.input("graph")?;
@@ -105,10 +119,12 @@ impl StageKind for WriteAvro {
 
         // Streamed into the staging folder, which the engine moves into place only when the
         // stage succeeds: a failure leaves nothing behind.
+        step(2);
         let datum_path = ctx.output("datum")?;
         let written = record
             .write_datum(&schema, BufWriter::new(create(datum_path, "datum")?))
             .with_context(|| format!("writing output `datum` ({})", datum_path.display()))?;
+        step(3);
         let container_path = ctx.output("container")?;
         avro_record::write_container(
             &schema,
@@ -119,6 +135,7 @@ impl StageKind for WriteAvro {
             BufWriter::new(create(container_path, "container")?),
         )
         .with_context(|| format!("writing output `container` ({})", container_path.display()))?;
+        ctx.progress.set_position(steps.len() as u64);
         let container_len = std::fs::metadata(container_path)?.len();
         ctx.progress.println(&format!(
             "{model_id}: {} products, {} customers, graph {} bytes; container {container_len} bytes, datum {} bytes",
