@@ -1,7 +1,10 @@
 //! Pipeline paths: written relative to the project folder, kept normalized (`a/./b/../c` →
 //! `a/c`, `/`-separated) so that two spellings of one file compare equal and hash alike.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{hash_table, HashTable};
 
 /// Normalizes a relative path lexically; a leading `..` that leaves the project is kept.
 /// Absolute paths stay absolute.
@@ -49,39 +52,59 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 /// by lookup in `exact`, the paths inside it in `inside`, where every path is listed under each
 /// folder above it. (A `BTreeMap` range found those before: at 100,000 paths its O(log n)
 /// string comparisons, a cache miss each, made planning grow faster than the stage count.)
-/// Hashed with foldhash, as the stat cache is: std's SipHash costs more than the lookup.
+///
+/// `exact` holds 4-byte positions into `paths` rather than the paths and their ids: at 100,000
+/// paths a table of `&str` keys and id lists takes ~5 MB and each lookup misses the cache (more
+/// than the 2 MB of L2 here), a table of positions ~0.5 MB. The paths themselves are read only
+/// to confirm a match, in the order they were inserted, which is the order a pipeline's stages
+/// look them up in (a stage reads the outputs of the stages just above it, usually). Hashed
+/// with foldhash, as the stat cache is: std's SipHash costs more than the lookup.
 pub struct PathIndex<'p> {
-    exact: HashMap<&'p str, Ids, Hasher>,
+    /// Every inserted path with its id, by position.
+    paths: Vec<(&'p str, usize)>,
+    /// Per position: the position of the same path inserted before it, if any (a path is rarely
+    /// declared twice).
+    earlier: Vec<Option<u32>>,
+    /// The position of each distinct path's latest insertion, by the path's hash.
+    exact: HashTable<u32>,
     inside: HashMap<&'p str, Vec<usize>, Hasher>,
+    hasher: Hasher,
 }
 
 type Hasher = foldhash::fast::RandomState;
-
-/// The ids of one path, the first without an allocation (a path is rarely declared twice).
-struct Ids {
-    first: usize,
-    more: Vec<usize>,
-}
 
 impl<'p> PathIndex<'p> {
     /// An index for about `paths` paths.
     pub fn with_capacity(paths: usize) -> Self {
         PathIndex {
-            exact: HashMap::with_capacity_and_hasher(paths, Hasher::default()),
+            paths: Vec::with_capacity(paths),
+            earlier: Vec::with_capacity(paths),
+            exact: HashTable::with_capacity(paths),
             inside: HashMap::default(),
+            hasher: Hasher::default(),
         }
     }
 
     pub fn insert(&mut self, path: &'p str, id: usize) {
-        match self.exact.entry(path) {
-            Entry::Occupied(mut ids) => ids.get_mut().more.push(id),
-            Entry::Vacant(slot) => {
-                slot.insert(Ids {
-                    first: id,
-                    more: Vec::new(),
-                });
+        let position = u32::try_from(self.paths.len()).expect("fewer than 2^32 paths");
+        let paths = &self.paths;
+        let hasher = &self.hasher;
+        let entry = self.exact.entry(
+            hasher.hash_one(path),
+            |&at| paths[at as usize].0 == path,
+            |&at| hasher.hash_one(paths[at as usize].0),
+        );
+        let earlier = match entry {
+            hash_table::Entry::Occupied(mut latest) => {
+                Some(std::mem::replace(latest.get_mut(), position))
             }
-        }
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(position);
+                None
+            }
+        };
+        self.paths.push((path, id));
+        self.earlier.push(earlier);
         for (at, _) in path.match_indices('/') {
             self.inside.entry(&path[..at]).or_default().push(id);
         }
@@ -94,10 +117,21 @@ impl<'p> PathIndex<'p> {
             .map(|(at, _)| &path[..at])
             .filter(|folder| !folder.is_empty())
             .chain([path])
-            .filter_map(|folder| self.exact.get(folder))
-            .flat_map(|ids| std::iter::once(ids.first).chain(ids.more.iter().copied()));
+            .filter_map(|folder| self.latest(folder))
+            .flat_map(|latest| {
+                std::iter::successors(Some(latest), |&at| self.earlier[at as usize])
+                    .map(|at| self.paths[at as usize].1)
+            });
         let inside = self.inside.get(path).into_iter().flatten().copied();
         folders.chain(inside)
+    }
+
+    /// The position of `path`'s latest insertion.
+    fn latest(&self, path: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(path);
+        (self.exact)
+            .find(hash, |&at| self.paths[at as usize].0 == path)
+            .copied()
     }
 }
 

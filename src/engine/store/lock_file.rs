@@ -256,6 +256,40 @@ mod tests {
     }
 
     #[test]
+    fn finds_entries_at_their_index_or_by_name() {
+        let entry = |action: &str| {
+            let key_inputs = KeyInputs {
+                action: action.to_string(),
+                params: Default::default(),
+                ports: Vec::new(),
+                inputs: PathHashes::default(),
+            };
+            LockedStage {
+                key: key_inputs.key(),
+                key_inputs,
+                outputs: PathHashes::default(),
+            }
+        };
+        let lock = LockFile {
+            pipeline: "p".into(),
+            stages: ["a", "c", "d"]
+                .into_iter()
+                .map(|name| (name.to_string(), entry(name)))
+                .collect(),
+        };
+        let action = |index, name| lock.stage(index, name).map(|s| s.key_inputs.action.as_str());
+        assert_eq!(action(0, "a"), Some("a"), "at its index");
+        assert_eq!(action(2, "c"), Some("c"), "moved up: b never ran");
+        assert_eq!(action(2, "b"), None);
+        assert_eq!(action(7, "d"), Some("d"), "past the end");
+        assert!(!lock.holds_others(&["a", "b", "c", "d", "e"]));
+        assert!(!lock.holds_others(&["d", "c", "a"]), "in another order");
+        assert!(lock.holds_others(&["a", "c"]));
+        assert!(lock.holds_others(&[]));
+        assert!(!LockFile::default().holds_others(&[]));
+    }
+
+    #[test]
     fn a_missing_file_is_empty_and_a_broken_one_names_itself() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.lock");
