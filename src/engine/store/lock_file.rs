@@ -191,7 +191,9 @@ impl LockFile {
             return false;
         }
         let names: std::collections::HashSet<&str> = stage_order.iter().copied().collect();
-        self.stages.keys().any(|name| !names.contains(name.as_str()))
+        self.stages
+            .keys()
+            .any(|name| !names.contains(name.as_str()))
     }
 
     /// Keeps only `stage_order`'s stages, in that order (drops stages removed from the pipeline).
@@ -277,7 +279,10 @@ mod tests {
                 .map(|name| (name.to_string(), entry(name)))
                 .collect(),
         };
-        let action = |index, name| lock.stage(index, name).map(|s| s.key_inputs.action.as_str());
+        let action = |index, name| {
+            lock.stage(index, name)
+                .map(|s| s.key_inputs.action.as_str())
+        };
         assert_eq!(action(0, "a"), Some("a"), "at its index");
         assert_eq!(action(2, "c"), Some("c"), "moved up: b never ran");
         assert_eq!(action(2, "b"), None);
