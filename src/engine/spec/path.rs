@@ -54,11 +54,12 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 /// string comparisons, a cache miss each, made planning grow faster than the stage count.)
 ///
 /// `exact` holds 4-byte positions into `paths` rather than the paths and their ids: at 100,000
-/// paths a table of `&str` keys and id lists takes ~5 MB and each lookup misses the cache (more
-/// than the 2 MB of L2 here), a table of positions ~0.5 MB. The paths themselves are read only
-/// to confirm a match, in the order they were inserted, which is the order a pipeline's stages
-/// look them up in (a stage reads the outputs of the stages just above it, usually). Hashed
-/// with foldhash, as the stat cache is: std's SipHash costs more than the lookup.
+/// paths a table of `&str` keys and id lists takes ~5 MB, more than a core's L2 cache (1–2 MB),
+/// and each lookup misses it; a table of positions takes ~0.5 MB. The paths themselves are read
+/// only to confirm a match, and a pipeline's stages look them up in about the order they were
+/// inserted (a stage reads the outputs of the stages just above it, usually), so those reads go
+/// forwards through `paths`. Hashed with foldhash, as the stat cache is: std's SipHash costs
+/// more than the lookup.
 pub struct PathIndex<'p> {
     /// Every inserted path with its id, by position.
     paths: Vec<(&'p str, usize)>,
