@@ -219,7 +219,8 @@ struct OutputIndex<'a> {
 
 impl<'a> OutputIndex<'a> {
     fn new(pipeline: &'a Pipeline) -> Self {
-        let mut producers = path::PathIndex::with_capacity(pipeline.stages.len());
+        let outputs = pipeline.stages.iter().map(|stage| stage.outs.len()).sum();
+        let mut producers = path::PathIndex::with_capacity(outputs);
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for out in &stage.outs {
                 producers.insert(&out.path, index);

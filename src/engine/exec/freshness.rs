@@ -302,7 +302,7 @@ pub fn assess(
             key: None,
             error: None,
         };
-        match decide(judge, stage, lock.stages.get(&stage.name), &[]) {
+        match decide(judge, stage, lock.stage(index, &stage.name), &[]) {
             Ok(plan) => {
                 reasons.extend(plan.evaluation.reasons);
                 // Below a stale stage, what its inputs will be is not known yet.

@@ -238,13 +238,10 @@ fn remove_restore_leftovers(pipeline: &Pipeline) {
 }
 
 impl<'a> Engine<'a> {
-    fn locked(&self, stage: &str) -> Option<LockedStage> {
-        self.lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stages
-            .get(stage)
-            .cloned()
+    /// The lock file's entry of the pipeline's `index`th stage.
+    fn locked(&self, index: usize) -> Option<LockedStage> {
+        let stage = &self.pipeline.stages[index];
+        self.lock(&self.lock).stage(index, &stage.name).cloned()
     }
 
     /// What [`decide`] consults, with `remote_has` asking the remote when one is in use.
@@ -289,7 +286,7 @@ impl<'a> Engine<'a> {
                 let judge = self.judge(&remote_has);
                 // Borrowed, not cloned: nothing else uses the lock file during a dry run.
                 let lock = self.lock(&self.lock);
-                match decide(&judge, stage, lock.stages.get(&stage.name), &[]) {
+                match decide(&judge, stage, lock.stage(index, &stage.name), &[]) {
                     Ok(plan) => match plan.decision {
                         Decision::UpToDate | Decision::CutOff { .. } => {
                             StageReport::new(stage, Outcome::UpToDate)
@@ -419,7 +416,7 @@ impl<'a> Engine<'a> {
         let decision = {
             // Borrowed, not cloned: the workers take this lock only briefly.
             let lock = self.lock(&self.lock);
-            freshness::decide_from_stat_cache(judge, stage, lock.stages.get(&stage.name), reran)?
+            freshness::decide_from_stat_cache(judge, stage, lock.stage(index, &stage.name), reran)?
         };
         let report = match decision {
             Decision::CutOff { reran } => cut_off_report(stage, &reran),
@@ -552,7 +549,7 @@ impl<'a> Engine<'a> {
 
     fn bring_up_to_date(&self, index: usize, reran: &[&str]) -> Result<StageReport> {
         let stage = &self.pipeline.stages[index];
-        let locked = self.locked(&stage.name);
+        let locked = self.locked(index);
         let remote_has = |key: &StageKey| self.remote_has(key);
         let Plan {
             evaluation,
@@ -746,11 +743,10 @@ impl<'a> Engine<'a> {
 
     /// Whether the lock file records a stage the pipeline no longer has.
     fn lock_holds_removed_stages(&self) -> bool {
-        let stages = self.pipeline.stage_indexes();
-        let lock = self.lock(&self.lock);
-        lock.stages
-            .keys()
-            .any(|name| !stages.contains_key(name.as_str()))
+        let names: Vec<&str> = (self.pipeline.stages.iter())
+            .map(|stage| stage.name.as_str())
+            .collect();
+        self.lock(&self.lock).holds_others(&names)
     }
 
     /// Writes the lock file: the stages of the pipeline, in its order.

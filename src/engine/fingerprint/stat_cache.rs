@@ -23,7 +23,7 @@ use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +72,9 @@ struct Entry {
 pub struct StatCache {
     file: Option<PathBuf>,
     entries: Mutex<Entries>,
+    /// Where the next lookup likely finds its path: after the furthest entry found so far (see
+    /// [`Self::cached_hash`]). Only a hint, read and written under the `entries` lock.
+    next: AtomicUsize,
     changed: AtomicBool,
 }
 
@@ -85,6 +88,7 @@ impl StatCache {
         StatCache {
             file: Some(file),
             entries: Mutex::new(entries.0),
+            next: AtomicUsize::new(0),
             changed: AtomicBool::new(false),
         }
     }
@@ -94,6 +98,7 @@ impl StatCache {
         StatCache {
             file: None,
             entries: Mutex::new(Entries::default()),
+            next: AtomicUsize::new(0),
             changed: AtomicBool::new(false),
         }
     }
@@ -125,12 +130,25 @@ impl StatCache {
 
     /// The hash remembered for a file with these stat fields; `None` when its bytes would have
     /// to be read.
+    ///
+    /// Commands look the files up in about the order a run remembered them, stage after stage:
+    /// the entry after the furthest one found so far, or that one again (a chain's stage reads
+    /// the output of the stage before it), is compared first, and the map is asked only when
+    /// neither is the path. At 100,000 entries the map's lookup is a cache miss or two; those
+    /// two entries are at hand.
     pub fn cached_hash(&self, path: &Path, metadata: &Metadata) -> Option<ContentHash> {
         let stat = Stat::of(metadata);
-        self.lock()
-            .get(path.as_os_str())
-            .filter(|entry| entry.stat == stat)
-            .map(|entry| entry.hash.clone())
+        let key = path.as_os_str();
+        let entries = self.lock();
+        let next = self.next.load(Ordering::Relaxed);
+        let at = [next, next.wrapping_sub(1)]
+            .into_iter()
+            .find(|&at| entries.get_index(at).is_some_and(|(path, _)| path == key))
+            .or_else(|| entries.get_index_of(key))?;
+        // Never back: a path many stages read (a fan's source) would send it there each time.
+        self.next.fetch_max(at + 1, Ordering::Relaxed);
+        let (_, entry) = entries.get_index(at)?;
+        (entry.stat == stat).then(|| entry.hash.clone())
     }
 
     /// Remembers the hash of a file the caller has just read whole, with the `metadata` it had
@@ -291,6 +309,27 @@ mod tests {
             assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
         }
         assert_eq!(StatCache::load(file).lock().len(), 3);
+    }
+
+    #[test]
+    fn finds_every_entry_whatever_the_order_of_the_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = std::fs::metadata(dir.path()).unwrap();
+        let cache = StatCache::in_memory();
+        let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+        for name in &names {
+            let hash = ContentHash::of_bytes(name.as_bytes());
+            cache.remember(&dir.path().join(name), &metadata, hash);
+        }
+        // In order, a shared one between (a fan's source), backwards, repeated, unknown.
+        let order = [0, 1, 0, 2, 0, 3, 3, 7, 6, 5, 4, 2, 1, 9, 0];
+        for i in order {
+            let path = dir.path().join(format!("f{i}"));
+            let expected = (i < 8).then(|| ContentHash::of_bytes(format!("f{i}").as_bytes()));
+            assert_eq!(cache.cached_hash(&path, &metadata), expected, "f{i}");
+        }
+        let other = std::fs::metadata(dir.path().join("..")).unwrap();
+        assert_eq!(cache.cached_hash(&dir.path().join("f3"), &other), None);
     }
 
     #[test]

@@ -191,9 +191,10 @@ impl<'a> Loader<'a> {
             stages,
             places: std::mem::take(&mut self.places),
         };
-        self.check_outputs(&pipeline)?;
+        let outputs = Outputs::of(&pipeline);
+        self.check_outputs(&pipeline, &outputs)?;
         self.check_protected(&pipeline)?;
-        self.check_dependencies(&pipeline)?;
+        self.check_dependencies(&pipeline, &outputs)?;
         Ok(pipeline)
     }
 
@@ -680,11 +681,9 @@ impl<'a> Loader<'a> {
         Ok(params)
     }
 
-    fn check_outputs(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
-        // Each output seen so far, by its place in file order: (its stage, its path); the first
-        // overlapping one in file order is named.
-        let mut seen: Vec<(usize, &str)> = Vec::with_capacity(pipeline.stages.len());
-        let mut index_of_seen = path::PathIndex::with_capacity(pipeline.stages.len());
+    /// Each output in file order against those before it: the first overlapping one is named.
+    fn check_outputs(&self, pipeline: &Pipeline, outputs: &Outputs) -> Result<(), SpecError> {
+        let mut place = 0;
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, out) in stage.outs.iter().enumerate() {
                 if out.path == "." {
@@ -702,8 +701,10 @@ impl<'a> Loader<'a> {
                         path: out.path.clone(),
                     });
                 }
-                let first_overlapping = index_of_seen.overlapping(&out.path).min();
-                if let Some((other, other_path)) = first_overlapping.map(|place| seen[place]) {
+                let first_overlapping = (outputs.index.overlapping(&out.path))
+                    .filter(|&other| other < place)
+                    .min();
+                if let Some((other, other_path)) = first_overlapping.map(|at| outputs.places[at]) {
                     return Err(SpecError::DuplicateOutput {
                         at: pipeline.port_location(index, Side::Outs, port),
                         stage: stage.name.clone(),
@@ -714,9 +715,7 @@ impl<'a> Loader<'a> {
                         ),
                     });
                 }
-                // Not seen before (it would overlap itself): a new place.
-                index_of_seen.insert(&out.path, seen.len());
-                seen.push((index, out.path.as_str()));
+                place += 1;
             }
         }
         Ok(())
@@ -825,14 +824,11 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn check_dependencies(&self, pipeline: &Pipeline) -> Result<(), SpecError> {
-        let mut outputs = path::PathIndex::with_capacity(pipeline.stages.len());
-        for out in pipeline.stages.iter().flat_map(|s| &s.outs) {
-            outputs.insert(&out.path, 0);
-        }
+    /// Each dependency is an output of a stage (or overlaps one), or exists.
+    fn check_dependencies(&self, pipeline: &Pipeline, outputs: &Outputs) -> Result<(), SpecError> {
         for (index, stage) in pipeline.stages.iter().enumerate() {
             for (port, dep) in stage.deps.iter().enumerate() {
-                let produced = outputs.overlapping(&dep.path).next().is_some();
+                let produced = outputs.index.overlapping(&dep.path).next().is_some();
                 if !produced && !pipeline.abs(&dep.path).exists() {
                     return Err(SpecError::MissingDependency {
                         at: pipeline.port_location(index, Side::Deps, port),
@@ -843,6 +839,30 @@ impl<'a> Loader<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Every declared output by its place in file order, indexed once for both the outputs' and
+/// the dependencies' checks.
+struct Outputs<'p> {
+    /// Per place: its stage and its path.
+    places: Vec<(usize, &'p str)>,
+    /// Paths by place.
+    index: path::PathIndex<'p>,
+}
+
+impl<'p> Outputs<'p> {
+    fn of(pipeline: &'p Pipeline) -> Self {
+        let count = pipeline.stages.iter().map(|stage| stage.outs.len()).sum();
+        let mut places = Vec::with_capacity(count);
+        let mut index = path::PathIndex::with_capacity(count);
+        for (stage_index, stage) in pipeline.stages.iter().enumerate() {
+            for out in &stage.outs {
+                index.insert(&out.path, places.len());
+                places.push((stage_index, out.path.as_str()));
+            }
+        }
+        Outputs { places, index }
     }
 }
 

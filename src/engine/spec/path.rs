@@ -1,7 +1,10 @@
 //! Pipeline paths: written relative to the project folder, kept normalized (`a/./b/../c` →
 //! `a/c`, `/`-separated) so that two spellings of one file compare equal and hash alike.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{hash_table, HashTable};
 
 /// Normalizes a relative path lexically; a leading `..` that leaves the project is kept.
 /// Absolute paths stay absolute.
@@ -49,36 +52,60 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 /// by lookup in `exact`, the paths inside it in `inside`, where every path is listed under each
 /// folder above it. (A `BTreeMap` range found those before: at 100,000 paths its O(log n)
 /// string comparisons, a cache miss each, made planning grow faster than the stage count.)
+///
+/// `exact` holds 4-byte positions into `paths` rather than the paths and their ids: at 100,000
+/// paths a table of `&str` keys and id lists takes ~5 MB, more than a core's L2 cache (1–2 MB),
+/// and each lookup misses it; a table of positions takes ~0.5 MB. The paths themselves are read
+/// only to confirm a match, and a pipeline's stages look them up in about the order they were
+/// inserted (a stage reads the outputs of the stages just above it, usually), so those reads go
+/// forwards through `paths`. Hashed with foldhash, as the stat cache is: std's SipHash costs
+/// more than the lookup.
 pub struct PathIndex<'p> {
-    exact: HashMap<&'p str, Ids>,
-    inside: HashMap<&'p str, Vec<usize>>,
+    /// Every inserted path with its id, by position.
+    paths: Vec<(&'p str, usize)>,
+    /// Per position: the position of the same path inserted before it, if any (a path is rarely
+    /// declared twice).
+    earlier: Vec<Option<u32>>,
+    /// The position of each distinct path's latest insertion, by the path's hash.
+    exact: HashTable<u32>,
+    inside: HashMap<&'p str, Vec<usize>, Hasher>,
+    hasher: Hasher,
 }
 
-/// The ids of one path, the first without an allocation (a path is rarely declared twice).
-struct Ids {
-    first: usize,
-    more: Vec<usize>,
-}
+type Hasher = foldhash::fast::RandomState;
 
 impl<'p> PathIndex<'p> {
     /// An index for about `paths` paths.
     pub fn with_capacity(paths: usize) -> Self {
         PathIndex {
-            exact: HashMap::with_capacity(paths),
-            inside: HashMap::new(),
+            paths: Vec::with_capacity(paths),
+            earlier: Vec::with_capacity(paths),
+            exact: HashTable::with_capacity(paths),
+            inside: HashMap::default(),
+            hasher: Hasher::default(),
         }
     }
 
     pub fn insert(&mut self, path: &'p str, id: usize) {
-        match self.exact.entry(path) {
-            Entry::Occupied(mut ids) => ids.get_mut().more.push(id),
-            Entry::Vacant(slot) => {
-                slot.insert(Ids {
-                    first: id,
-                    more: Vec::new(),
-                });
+        let position = u32::try_from(self.paths.len()).expect("fewer than 2^32 paths");
+        let paths = &self.paths;
+        let hasher = &self.hasher;
+        let entry = self.exact.entry(
+            hasher.hash_one(path),
+            |&at| paths[at as usize].0 == path,
+            |&at| hasher.hash_one(paths[at as usize].0),
+        );
+        let earlier = match entry {
+            hash_table::Entry::Occupied(mut latest) => {
+                Some(std::mem::replace(latest.get_mut(), position))
             }
-        }
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(position);
+                None
+            }
+        };
+        self.paths.push((path, id));
+        self.earlier.push(earlier);
         for (at, _) in path.match_indices('/') {
             self.inside.entry(&path[..at]).or_default().push(id);
         }
@@ -91,10 +118,21 @@ impl<'p> PathIndex<'p> {
             .map(|(at, _)| &path[..at])
             .filter(|folder| !folder.is_empty())
             .chain([path])
-            .filter_map(|folder| self.exact.get(folder))
-            .flat_map(|ids| std::iter::once(ids.first).chain(ids.more.iter().copied()));
+            .filter_map(|folder| self.latest(folder))
+            .flat_map(|latest| {
+                std::iter::successors(Some(latest), |&at| self.earlier[at as usize])
+                    .map(|at| self.paths[at as usize].1)
+            });
         let inside = self.inside.get(path).into_iter().flatten().copied();
         folders.chain(inside)
+    }
+
+    /// The position of `path`'s latest insertion.
+    fn latest(&self, path: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(path);
+        (self.exact)
+            .find(hash, |&at| self.paths[at as usize].0 == path)
+            .copied()
     }
 }
 

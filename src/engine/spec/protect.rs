@@ -9,6 +9,7 @@
 //! that does not exist yet appended as written. So `./x`, `x/`, `a/../x` and `link-to-x` are
 //! all `x`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -77,14 +78,14 @@ pub struct Escape {
 pub struct RealLocations<'p> {
     project: &'p Path,
     /// A path as spelled (its components joined by `/`) → its real location.
-    known: HashMap<String, PathBuf>,
+    known: HashMap<String, PathBuf, foldhash::fast::RandomState>,
 }
 
 impl<'p> RealLocations<'p> {
     pub fn new(project: &'p Path) -> Self {
         RealLocations {
             project,
-            known: HashMap::new(),
+            known: HashMap::default(),
         }
     }
 
@@ -96,19 +97,25 @@ impl<'p> RealLocations<'p> {
     /// By hand rather than `canonicalize`: that fails for paths that do not exist yet, and does
     /// not say which link took the path elsewhere.
     pub fn of(&mut self, relative: &str) -> Result<PathBuf, Escape> {
-        let parts: Vec<&str> = relative
-            .split('/')
-            .filter(|part| !part.is_empty())
-            .collect();
-        let spelled = parts.join("/");
-        if let Some(real) = self.known.get(&spelled) {
+        // A pipeline's paths come normalized: spelled as they are, nothing to join.
+        let spelled = match relative.split('/').any(str::is_empty) {
+            false => Cow::Borrowed(relative),
+            true => Cow::Owned(
+                (relative.split('/'))
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            ),
+        };
+        if let Some(real) = self.known.get(spelled.as_ref()) {
             return Ok(real.clone());
         }
-        let Some((name, folder_parts)) = parts.split_last() else {
+        if spelled.is_empty() {
             return Ok(self.project.to_path_buf());
-        };
-        let real = self.look_up(&folder_parts.join("/"), name, &spelled)?;
-        self.known.insert(spelled, real.clone());
+        }
+        let (folder, name) = spelled.rsplit_once('/').unwrap_or(("", &spelled));
+        let real = self.look_up(folder, name, &spelled)?;
+        self.known.insert(spelled.into_owned(), real.clone());
         Ok(real)
     }
 

@@ -169,6 +169,33 @@ impl LockFile {
         write_atomic(path, format!("{HEADER}{text}").as_bytes())
     }
 
+    /// The entry of the stage named `name`, the pipeline's `index`th stage. Looked for first at
+    /// `index`, where the writer puts it (it keeps pipeline order, [`Self::retain_in_order`]):
+    /// stage after stage, that reads the entries in order, where a lookup by name in the map of
+    /// a 100,000-stage lock file costs a cache miss or two. By name when another stage is there
+    /// (a stage added or never run, a hand edit).
+    pub fn stage(&self, index: usize, name: &str) -> Option<&LockedStage> {
+        match self.stages.get_index(index) {
+            Some((at, stage)) if at == name => Some(stage),
+            _ => self.stages.get(name),
+        }
+    }
+
+    /// Whether the lock file holds an entry for a stage not in `stage_order` (the pipeline's
+    /// names, in its order). The entries are usually a subsequence of it (the writer keeps
+    /// pipeline order), which one walk over both shows; otherwise each name is looked up.
+    pub fn holds_others(&self, stage_order: &[&str]) -> bool {
+        let mut pipeline = stage_order.iter();
+        let in_order = (self.stages.keys()).all(|name| pipeline.any(|stage| stage == name));
+        if in_order {
+            return false;
+        }
+        let names: std::collections::HashSet<&str> = stage_order.iter().copied().collect();
+        self.stages
+            .keys()
+            .any(|name| !names.contains(name.as_str()))
+    }
+
     /// Keeps only `stage_order`'s stages, in that order (drops stages removed from the pipeline).
     pub fn retain_in_order(&mut self, stage_order: &[&str]) {
         let mut ordered = IndexMap::new();
@@ -228,6 +255,43 @@ mod tests {
         ));
         // A YAML string that merely contains the characters is no marker.
         assert_eq!(problem("pipeline: \"<<<<<<< x\"\nstages: {}\n"), None);
+    }
+
+    #[test]
+    fn finds_entries_at_their_index_or_by_name() {
+        let entry = |action: &str| {
+            let key_inputs = KeyInputs {
+                action: action.to_string(),
+                params: Default::default(),
+                ports: Vec::new(),
+                inputs: PathHashes::default(),
+            };
+            LockedStage {
+                key: key_inputs.key(),
+                key_inputs,
+                outputs: PathHashes::default(),
+            }
+        };
+        let lock = LockFile {
+            pipeline: "p".into(),
+            stages: ["a", "c", "d"]
+                .into_iter()
+                .map(|name| (name.to_string(), entry(name)))
+                .collect(),
+        };
+        let action = |index, name| {
+            lock.stage(index, name)
+                .map(|s| s.key_inputs.action.as_str())
+        };
+        assert_eq!(action(0, "a"), Some("a"), "at its index");
+        assert_eq!(action(2, "c"), Some("c"), "moved up: b never ran");
+        assert_eq!(action(2, "b"), None);
+        assert_eq!(action(7, "d"), Some("d"), "past the end");
+        assert!(!lock.holds_others(&["a", "b", "c", "d", "e"]));
+        assert!(!lock.holds_others(&["d", "c", "a"]), "in another order");
+        assert!(lock.holds_others(&["a", "c"]));
+        assert!(lock.holds_others(&[]));
+        assert!(!LockFile::default().holds_others(&[]));
     }
 
     #[test]
