@@ -2,6 +2,7 @@
 //! determinism, the committed small file, sizes, and a learnable hidden structure.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -173,6 +174,45 @@ fn gen_data_rejects_more_rows_than_pairs() {
             "error: rows (7) must be at most customers × products (2 × 3)",
         ));
     assert!(!dir.path().join("x.csv").exists());
+}
+
+/// `--out` naming a named pipe (or a folder) is refused: the file is written beside it and
+/// renamed, and a rename would swap the pipe (or `/dev/null`) for a plain file.
+#[test]
+fn gen_data_refuses_to_replace_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (out, what) in [
+        (&fifo, "a named pipe"),
+        (&dir.path().to_path_buf(), "a folder"),
+    ] {
+        Command::cargo_bin("warez-pipe")
+            .unwrap()
+            .arg("gen-data")
+            .args(as_strs(&args(10, 5, 2, 1)))
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .failure()
+            .stderr(contains(format!(
+                "{} is {what}, not a regular file: refusing to replace it",
+                out.display()
+            )));
+    }
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["pipe"]);
 }
 
 /// Mean squared error of predicting each held-out rating with `predict`.

@@ -3,7 +3,7 @@
 
 mod runtime_support;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -280,6 +280,37 @@ fn an_output_that_is_the_input_file_is_refused() {
     assert!(std::fs::read_to_string(&scores).unwrap().contains("score"));
     let mode = std::fs::metadata(&scores).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o664, "{mode:o}");
+}
+
+/// `--output` naming a named pipe is refused and the pipe stays: the scores are written beside
+/// it and renamed, and a rename would swap the pipe (or `/dev/null`) for a plain file.
+#[test]
+fn an_output_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let input = dir.path().join("pairs.csv");
+    std::fs::write(
+        &input,
+        format!("customerId,productId\n{},{}\n", customer(1), product(2)),
+    )
+    .unwrap();
+    let fifo = dir.path().join("scores.pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let result = score_csv(dir.path(), &input, &fifo);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is a named pipe, not a regular file: refusing to replace it",
+            fifo.display()
+        )),
+        "{stderr}"
+    );
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 /// Control characters in ids (from the CSV or the command line) are escaped in messages.

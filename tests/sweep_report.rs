@@ -7,6 +7,7 @@
 mod engine_support;
 mod runtime_support;
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -405,6 +406,21 @@ fn the_report_defaults_to_model_path_and_never_overwrites_a_stage_file() {
         .warez(&["report", PIPELINE, "--out", PIPELINE])
         .assert_code(1)
         .assert_stderr_contains("is the pipeline's file");
+
+    // A named pipe stays one: the page is renamed into place, which would swap it for a file.
+    let made = Command::new("mkfifo")
+        .arg(project.abs("page.pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    project
+        .warez(&["report", PIPELINE, "--out", "page.pipe"])
+        .assert_code(1)
+        .assert_stderr_contains("page.pipe is a named pipe, not a regular file");
+    assert!(std::fs::symlink_metadata(project.abs("page.pipe"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 #[test]

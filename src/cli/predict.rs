@@ -202,8 +202,8 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
     };
     let (customer_column, product_column) = (column(CUSTOMER_COLUMN)?, column(PRODUCT_COLUMN)?);
 
-    let staging = files::temp_file_for(output)
-        .with_context(|| format!("creating a temporary file beside {}", output.display()))?;
+    let staging =
+        files::temp_file_for(output).with_context(|| format!("writing {}", output.display()))?;
     let mut writer = csv::Writer::from_writer(staging);
     header.push_field("score");
     writer.write_record(&header)?;

@@ -2,9 +2,9 @@
 //! records, the lock file), the fingerprint's stat cache and commands that write results; and
 //! the one copy of a file or a folder with everything in it.
 
-use std::fs::Permissions;
+use std::fs::{FileType, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename: readers see
@@ -20,7 +20,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// A temp file in `path`'s folder (created if needed) that will replace `path` by a rename,
 /// with the mode `path` has, or for a new file the mode any program creating it would give it
 /// (0666 less the umask). `tempfile` alone creates 0600, which a rename would carry over.
+/// What is at `path` must be a regular file or nothing (see [`refuse_replacing_special`]).
 pub fn temp_file_for(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    refuse_replacing_special(path)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -36,6 +38,38 @@ pub fn temp_file_for(path: &Path) -> io::Result<tempfile::NamedTempFile> {
             .set_permissions(Permissions::from_mode(meta.permissions().mode() & 0o7777))?;
     }
     Ok(file)
+}
+
+/// Fails unless `path` is a regular file (a symlink counts as what it points at) or nothing.
+/// A rename over a device, a named pipe or a socket would not write into it but swap it for a
+/// plain file: `--out /dev/null` run as root would leave every program a regular `/dev/null`.
+pub fn refuse_replacing_special(path: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {}, not a regular file: refusing to replace it",
+                path.display(),
+                describe(meta.file_type())
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// "a folder", "a named pipe", … for a message.
+fn describe(file_type: FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_fifo() {
+        "a named pipe"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
 }
 
 /// Copies a file, or a folder with everything in it, to `to` (whose parent exists). Links are

@@ -35,6 +35,7 @@ use rand_distr::{Distribution, LogNormal, Normal, Zipf};
 
 use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
 use super::try_vec;
+use crate::engine::files::refuse_replacing_special;
 use crate::engine::kind::Progress;
 use crate::ml::data::idmap::MAX_IDS;
 
@@ -103,6 +104,7 @@ pub fn write_csv_file(
     progress: &dyn Progress,
 ) -> Result<()> {
     config.check()?;
+    refuse_replacing_special(path)?;
     // Written beside `path` and renamed into place, so an interrupted run leaves no half file;
     // readable by all like a file `File::create` makes (a temporary file is private by default).
     let folder = match path.parent() {
