@@ -520,6 +520,16 @@ fn remote_key_in_the_pipeline_and_flag_precedence() {
         .warez(&["run", PIPELINE, "--remote", "gopher://x/y"])
         .assert_code(1)
         .assert_stderr_contains("--remote / WAREZ_REMOTE: unsupported scheme `gopher:`");
+    // `file:cache` is no relative path (a URL parser reads `/cache`), and `http:///x` has no
+    // host (it reads host `x`): both are refused before anything is written or contacted.
+    project2
+        .warez(&["push", PIPELINE, "--remote", "file:cache"])
+        .assert_code(1)
+        .assert_stderr_contains("a file URL is file:///absolute/path (three slashes)");
+    project2
+        .warez(&["push", PIPELINE, "--remote", "http:///x"])
+        .assert_code(1)
+        .assert_stderr_contains("a http URL needs a bucket or host after `//`");
 }
 
 #[test]

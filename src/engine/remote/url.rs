@@ -52,13 +52,21 @@ impl RemoteUrl {
             scheme,
             Scheme::S3 | Scheme::Gcs | Scheme::Azure | Scheme::Http
         );
-        if needs_host && url.host_str().is_none_or(str::is_empty) {
+        // The URL parser repairs what it reads (`http:///x` and `http:x` become `http://x/`,
+        // `file:cache` becomes `file:///cache`), so the text as written is checked too: a host
+        // or bucket follows exactly two slashes, and a file path is absolute.
+        let after_scheme = text.split_once(':').map_or("", |(_, rest)| rest);
+        let host_written = after_scheme.starts_with("//") && !after_scheme.starts_with("///");
+        if needs_host && (!host_written || url.host_str().is_none_or(str::is_empty)) {
             return Err(format!(
                 "a {} URL needs a bucket or host after `//`",
                 url.scheme()
             ));
         }
-        if scheme == Scheme::File && url.host_str().is_some_and(|host| !host.is_empty()) {
+        let file_path_absolute = after_scheme.starts_with('/');
+        if scheme == Scheme::File
+            && (!file_path_absolute || url.host_str().is_some_and(|host| !host.is_empty()))
+        {
             return Err("a file URL is file:///absolute/path (three slashes)".to_string());
         }
         Ok(RemoteUrl { url, scheme })
@@ -151,6 +159,17 @@ mod tests {
             .contains("unsupported scheme `ftp:`"));
         assert!(RemoteUrl::parse("s3:///nobucket").is_err());
         assert!(RemoteUrl::parse("file://host/x").is_err());
+        // What the URL parser would repair into another place is refused as written.
+        for written in [
+            "file:cache",
+            "file:../cache",
+            "http:///x",
+            "http:host/x",
+            "s3:bucket",
+        ] {
+            assert!(RemoteUrl::parse(written).is_err(), "{written}");
+        }
+        assert!(RemoteUrl::parse("file:/mnt/shared").is_ok());
         assert!(RemoteUrl::parse("not a url").is_err());
     }
 }
