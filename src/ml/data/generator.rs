@@ -243,7 +243,7 @@ fn ratings_per_customer(
 }
 
 /// `(customer, product)` pairs, grouped by customer: `counts[c]` distinct Zipf-drawn products
-/// for customer `c` (a product already taken passes the draw on to the next one).
+/// for customer `c` (a product already taken passes the draw on to the next free one).
 /// They are appended to `pairs`, which has room for them.
 fn rated_pairs(
     rng: &mut ChaCha8Rng,
@@ -252,21 +252,57 @@ fn rated_pairs(
     mut pairs: Vec<(u32, u32)>,
 ) -> Vec<(u32, u32)> {
     let popularity = Zipf::new(products as f64, POPULARITY_EXPONENT).expect("n ≥ 1 and s ≥ 0");
-    // The last customer who took each product: an O(1) "already rated by this customer?".
-    let mut taken_by = vec![u32::MAX; products];
+    let mut unrated = NextFree::new(products);
     for (customer, &count) in counts.iter().enumerate() {
-        let customer = customer as u32;
+        let first = pairs.len();
         for _ in 0..count {
             // Zipf yields 1..=n as a float.
-            let mut product = (popularity.sample(rng) as usize - 1).min(products - 1);
-            while taken_by[product] == customer {
-                product = (product + 1) % products;
-            }
-            taken_by[product] = customer;
-            pairs.push((customer, product as u32));
+            let drawn = (popularity.sample(rng) as usize - 1).min(products - 1);
+            pairs.push((customer as u32, unrated.take(drawn) as u32));
         }
+        unrated.free(pairs[first..].iter().map(|&(_, product)| product as usize));
     }
     pairs
+}
+
+/// The indices (products) one customer has not taken yet, answering "the first free one at or
+/// after `i`, wrapping around" in near-constant time: taken indices point to a later one to
+/// look at, shortened on every lookup (a union-find with path compression). Walking the taken
+/// ones one by one instead costs O(n²) for a customer who rates nearly every product.
+struct NextFree {
+    /// `next[i] == i`: `i` is free; otherwise the next index (cyclically) to look at.
+    next: Vec<u32>,
+}
+
+impl NextFree {
+    fn new(len: usize) -> Self {
+        Self {
+            next: (0..len as u32).collect(),
+        }
+    }
+
+    /// Takes the first free index at or after `start`, wrapping around; one must be free.
+    fn take(&mut self, start: usize) -> usize {
+        let mut free = start;
+        while self.next[free] as usize != free {
+            free = self.next[free] as usize;
+        }
+        let mut at = start;
+        while at != free {
+            let following = self.next[at] as usize;
+            self.next[at] = free as u32;
+            at = following;
+        }
+        self.next[free] = ((free + 1) % self.next.len()) as u32;
+        free
+    }
+
+    /// Frees every index in `taken` (only taken indices ever point elsewhere).
+    fn free(&mut self, taken: impl Iterator<Item = usize>) {
+        for index in taken {
+            self.next[index] = index as u32;
+        }
+    }
 }
 
 /// Gives each product nobody drew one rating, taken from a random row whose product is rated
