@@ -282,6 +282,40 @@ fn an_output_that_is_the_input_file_is_refused() {
     assert_eq!(mode, 0o664, "{mode:o}");
 }
 
+/// Maps holding more ids than the model has embedding rows (maps of another run): the error
+/// names the model and both maps, not only ONNX Runtime's node.
+#[test]
+fn maps_larger_than_the_model_are_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let maps = dir.path().join("customer_map.txt");
+    let mut ids = std::fs::read_to_string(&maps).unwrap();
+    ids.push_str(&(customer(N_CUSTOMERS) + "\n"));
+    std::fs::write(&maps, ids).unwrap();
+    let output = predict(dir.path())
+        .args([
+            "--customer",
+            &customer(N_CUSTOMERS),
+            "--product",
+            &product(0),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: scoring with {} ({} customers in {}, {N_PRODUCTS} products in {}: do they \
+             come from the run that made the model?)",
+            dir.path().join("eval_model.onnx").display(),
+            N_CUSTOMERS + 1,
+            maps.display(),
+            dir.path().join("product_map.txt").display()
+        )),
+        "{stderr}"
+    );
+}
+
 /// `--output` naming a named pipe is refused and the pipe stays: the scores are written beside
 /// it and renamed, and a rename would swap the pipe (or `/dev/null`) for a plain file.
 #[test]

@@ -86,7 +86,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             let pair = model
                 .lookup(customer, product)
                 .map_err(|error| anyhow!(error))?;
-            let score = model.eval.score(&[pair.0], &[pair.1])?[0];
+            let score = model.score(&[pair.0], &[pair.1])?[0];
             outln!("{score}");
             Ok(ExitCode::SUCCESS)
         }
@@ -107,6 +107,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// The eval graph and the id maps of one model folder.
 struct Model {
     eval: EvalSession,
+    eval_model: PathBuf,
     customers: IdMap,
     products: IdMap,
     customer_map: PathBuf,
@@ -122,13 +123,31 @@ impl Model {
         let products = IdMap::read(&product_map).context("reading the model's product map")?;
         let tools_dir = location.cache_dir.as_ref().map(|cache| cache.join("tools"));
         runtime::ensure_onnxruntime(tools_dir.as_deref())?;
-        let eval = EvalSession::from_file(&dir.join("eval_model.onnx"))?;
+        let eval_model = dir.join("eval_model.onnx");
+        let eval = EvalSession::from_file(&eval_model)?;
         Ok(Self {
             eval,
+            eval_model,
             customers,
             products,
             customer_map,
             product_map,
+        })
+    }
+
+    /// The model's scores for mapped ids. An id the maps know but the model's embeddings lack
+    /// means the maps and the model come from different runs; the error names all three files.
+    fn score(&mut self, customers: &[u32], products: &[u32]) -> Result<Vec<f32>> {
+        self.eval.score(customers, products).with_context(|| {
+            format!(
+                "scoring with {} ({} customers in {}, {} products in {}: do they come from the \
+                 run that made the model?)",
+                self.eval_model.display(),
+                self.customers.len(),
+                self.customer_map.display(),
+                self.products.len(),
+                self.product_map.display()
+            )
         })
     }
 
@@ -173,7 +192,7 @@ impl Batch {
         if self.records.is_empty() {
             return Ok(());
         }
-        let scores = model.eval.score(&self.customers, &self.products)?;
+        let scores = model.score(&self.customers, &self.products)?;
         for (record, score) in self.records.iter_mut().zip(scores) {
             record.push_field(&score.to_string());
             writer.write_record(&*record)?;
