@@ -565,3 +565,29 @@ fn push_all_status_and_pull_of_what_is_nowhere() {
         .assert_stderr_contains("stage `gen`: its run record");
     assert!(!clone.exists("out/note"));
 }
+
+/// `pull` of a stage whose run record is in the local cache but does not read as one: the
+/// message names that file instead of saying the cache lacks the record.
+#[test]
+fn pull_names_a_local_run_record_that_does_not_read() {
+    let project = small_project();
+    project.warez(&["run", PIPELINE]).assert_code(0);
+    let mut records = Vec::new();
+    for shard in std::fs::read_dir(project.abs("cache/runs")).unwrap() {
+        for record in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            records.push(record.unwrap().path());
+        }
+    }
+    assert!(!records.is_empty());
+    for record in &records {
+        std::fs::write(record, "not a record").unwrap();
+    }
+    let pull = project.warez(&["pull", PIPELINE]);
+    pull.assert_code(1);
+    for record in &records {
+        pull.assert_stderr_contains(&format!(
+            "{} does not read as a run record (no remote given)",
+            record.display()
+        ));
+    }
+}

@@ -35,11 +35,15 @@ pub fn pull(
         let record = match local_or_remote(store, remote, &locked.key, jobs) {
             Ok(Some(record)) => record,
             Ok(None) => {
+                let local = match store.record_file(&locked.key) {
+                    Some(file) => format!("{} does not read as a run record", file.display()),
+                    None => "not in the local cache".to_string(),
+                };
                 report.missing.push(format!(
-                    "stage `{stage}`: its run record ({}) is in neither the local cache{}",
+                    "stage `{stage}`: its run record ({}): {local}{}",
                     locked.key.as_hash().short(),
                     if remote.is_some() {
-                        " nor the remote"
+                        ", nor in the remote"
                     } else {
                         " (no remote given)"
                     }

@@ -64,6 +64,12 @@ impl Store {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The file holding the record of `key`, if there is one (whether or not it reads as a
+    /// record): what a message about a record [`Store::record`] did not find names.
+    pub fn record_file(&self, key: &StageKey) -> Option<std::path::PathBuf> {
+        Some(self.record_path(key)).filter(|path| path.exists())
+    }
+
     pub fn write_record(&self, key: &StageKey, record: &RunRecord) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
         write_atomic(&self.record_path(key), &bytes)
