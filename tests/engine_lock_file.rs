@@ -165,3 +165,31 @@ fn commands_that_need_the_recorded_runs_refuse_a_broken_file_saying_why() {
         );
     assert_eq!(project.read(LOCK), CONFLICT);
 }
+
+/// A lock file entry edited so that it no longer names an output that is on disk: `status` and
+/// `explain` say the output is not recorded, not that it is missing; `run` restores the stage
+/// from the cache without rerunning it and records the output again.
+#[test]
+fn an_output_the_entry_does_not_name_is_reported_as_not_recorded() {
+    let (project, lock) = project_after_a_run();
+    let out_a = lock
+        .lines()
+        .find(|line| line.trim_start().starts_with("out/a.txt: "))
+        .expect("the lock file records out/a.txt")
+        .to_string();
+    let outputs_of_a = format!("    outputs:\n{out_a}\n");
+    assert!(lock.contains(&outputs_of_a), "{lock}");
+    project.file(LOCK, &lock.replace(&outputs_of_a, "    outputs: {}\n"));
+    let status = project.warez(&["status", PIPELINE]);
+    status
+        .assert_code(1)
+        .assert_stdout_contains("output `out/a.txt` is not recorded in the lock file");
+    assert!(!status.stdout.contains("is missing"), "{}", status.stdout);
+    project
+        .warez(&["explain", "a", PIPELINE])
+        .assert_code(1)
+        .assert_stdout_contains("- output `out/a.txt` is not recorded in the lock file");
+    project.run(&[]).assert_code(0);
+    assert!(!project.exists("ran.log"), "nothing reran");
+    assert_eq!(project.read(LOCK), lock);
+}

@@ -231,7 +231,7 @@ fn output_reasons(
     for (path, content) in output_contents(pipeline, stage, stats)? {
         match (content, locked.outputs.get(&path)) {
             (None, _) => reasons.push(DirtyReason::OutputMissing { path }),
-            (Some(_), None) => reasons.push(DirtyReason::OutputMissing { path }),
+            (Some(_), None) => reasons.push(DirtyReason::OutputNotRecorded { path }),
             (Some(content), Some(recorded)) if content.hash() != recorded => {
                 reasons.push(DirtyReason::OutputModified {
                     path,

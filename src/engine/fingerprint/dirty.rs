@@ -40,6 +40,11 @@ pub enum DirtyReason {
     OutputMissing {
         path: String,
     },
+    /// The output is there but its lock file entry does not name it (an entry edited by hand
+    /// or from another version of the pipeline).
+    OutputNotRecorded {
+        path: String,
+    },
     OutputModified {
         path: String,
         recorded: ContentHash,
@@ -146,6 +151,9 @@ impl fmt::Display for DirtyReason {
             DirtyReason::InputAdded { path } => write!(f, "input `{path}` added"),
             DirtyReason::InputRemoved { path } => write!(f, "input `{path}` removed"),
             DirtyReason::OutputMissing { path } => write!(f, "output `{path}` is missing"),
+            DirtyReason::OutputNotRecorded { path } => {
+                write!(f, "output `{path}` is not recorded in the lock file")
+            }
             DirtyReason::OutputModified {
                 path,
                 recorded,
