@@ -314,6 +314,10 @@ fn maps_larger_than_the_model_are_named_in_the_error() {
         )),
         "{stderr}"
     );
+    assert!(
+        !stderr.contains("onnxruntime:"),
+        "ONNX Runtime's own log line: {stderr}"
+    );
 }
 
 /// `--output` naming a named pipe is refused and the pipe stays: the scores are written beside

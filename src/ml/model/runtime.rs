@@ -63,6 +63,10 @@ fn environment(tools_dir: Option<&Path>) -> Result<&'static Environment> {
     let environment = ort::init_from(&library)
         .with_context(|| format!("loading ONNX Runtime from {}", library.display()))?
         .with_name("warez-pipe")
+        // ONNX Runtime's own logger writes colour-coded lines to stderr (terminal or not,
+        // `NO_COLOR` or not); every failure it logs also comes back as an error that
+        // warez-pipe reports with its context, so its lines are dropped.
+        .with_logger(std::sync::Arc::new(|_, _, _, _, _| {}))
         .build()
         .with_context(|| format!("initializing ONNX Runtime from {}", library.display()))?;
     Ok(ENVIRONMENT.get_or_init(|| environment))
