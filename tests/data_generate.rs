@@ -238,6 +238,25 @@ fn gen_data_refuses_to_replace_what_is_not_a_regular_file() {
     assert_eq!(names, ["pipe"]);
 }
 
+/// A failed move into place says its system error once (tempfile's error repeats it).
+#[test]
+fn gen_data_names_a_path_it_cannot_write_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("{}/no-folder/", dir.path().display());
+    let failed = Command::cargo_bin("warez-pipe")
+        .unwrap()
+        .arg("gen-data")
+        .args(as_strs(&args(10, 5, 2, 1)))
+        .args(["--out", &out])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("writing {out}: ")) && stderr.matches("(os error").count() == 1,
+        "{stderr}"
+    );
+}
+
 /// Mean squared error of predicting each held-out rating with `predict`.
 fn held_out_mse(ratings: &Ratings, predict: impl Fn(usize, usize) -> f64) -> f64 {
     let held_out: Vec<usize> = (0..ratings.len()).filter(|row| row % 4 == 0).collect();

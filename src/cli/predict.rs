@@ -273,6 +273,8 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
     staging.flush()?;
     staging
         .persist(output)
+        // The io error alone: `PersistError` shows it again as its own text.
+        .map_err(|error| error.error)
         .with_context(|| format!("writing {}", output.display()))?;
 
     if failed > 0 {

@@ -119,7 +119,8 @@ pub fn write_csv_file(
     let mut out = std::io::BufWriter::with_capacity(1 << 16, temporary);
     write_csv(config, &mut out, progress)
         .and_then(|()| Ok(out.into_inner().map_err(|error| error.into_error())?))
-        .and_then(|temporary| Ok(temporary.persist(path)?))
+        // The io error alone: `PersistError` shows it again as its own text.
+        .and_then(|temporary| Ok(temporary.persist(path).map_err(|error| error.error)?))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
