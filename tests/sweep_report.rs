@@ -421,6 +421,16 @@ fn the_report_defaults_to_model_path_and_never_overwrites_a_stage_file() {
         .unwrap()
         .file_type()
         .is_fifo());
+
+    // A garbled history (only informative) is said, not hidden behind "no run recorded".
+    std::fs::write(project.abs("cache/history.json"), "{").unwrap();
+    project
+        .warez(&["report", PIPELINE])
+        .assert_code(0)
+        .assert_stderr_contains("cache/history.json does not read (");
+    assert!(project
+        .read("models/s/report.html")
+        .contains("no run recorded"));
 }
 
 #[test]

@@ -54,10 +54,11 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
     let history = if loaded.cache_dir.is_dir() {
         let store = Store::open(&loaded.cache_dir)
             .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
-        History::load(&store)
-            .of(&pipeline.name)
-            .cloned()
-            .unwrap_or_default()
+        let (history, warning) = History::load(&store);
+        if let Some(warning) = warning {
+            errln!("{warning}");
+        }
+        history.of(&pipeline.name).cloned().unwrap_or_default()
     } else {
         BTreeMap::new()
     };

@@ -57,12 +57,28 @@ pub struct Work {
 }
 
 impl History {
-    /// The history in `store`; empty when there is none yet (a missing or unreadable file).
-    pub fn load(store: &Store) -> History {
-        std::fs::read(store.history_file())
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+    /// The history in `store`: empty when there is none yet; also empty when the file does not
+    /// read, with a warning that says so (the history is only informative, and the next run
+    /// replaces the file).
+    pub fn load(store: &Store) -> (History, Option<String>) {
+        let path = store.history_file();
+        let read = match std::fs::read(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Default::default()
+            }
+            read => read.map_err(|error| error.to_string()),
+        };
+        match read.and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string())) {
+            Ok(history) => (history, None),
+            Err(error) => (
+                History::default(),
+                Some(format!(
+                    "warning: {} does not read ({error}): no past results shown (the next run \
+                     writes it anew)",
+                    path.display()
+                )),
+            ),
+        }
     }
 
     /// The stages of the pipeline named `pipeline`.
@@ -248,7 +264,7 @@ mod tests {
             assert_ne!(std::fs::read(store.history_file()).unwrap(), written);
             std::fs::write(store.history_file(), &written).unwrap();
         }
-        let history = History::load(&store);
+        let history = History::load(&store).0;
         assert_eq!(history.of("p").unwrap()["b\"q"].outcome, Outcome::CutOff);
     }
 
@@ -256,19 +272,21 @@ mod tests {
     fn recorded_in_the_cache_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert!(History::load(&store).of("p").is_none());
+        assert!(History::load(&store).0.of("p").is_none());
         assert_eq!(
             record(&store, &report(&[("a", Outcome::Failed, 1.5)])),
             None
         );
-        let history = History::load(&store);
+        let history = History::load(&store).0;
         let a = &history.of("p").unwrap()["a"];
         assert_eq!(a.outcome, Outcome::Failed);
         assert_eq!(a.last_work.unwrap().seconds, 1.5);
         // A garbled file counts as none, and is replaced by the next run.
         std::fs::write(store.history_file(), "{not json").unwrap();
-        assert!(History::load(&store).of("p").is_none());
+        let (garbled, warning) = History::load(&store);
+        assert!(garbled.of("p").is_none());
+        assert!(warning.unwrap().contains("history.json does not read"));
         assert_eq!(record(&store, &report(&[("a", Outcome::Ran, 1.0)])), None);
-        assert_eq!(History::load(&store).of("p").unwrap().len(), 1);
+        assert_eq!(History::load(&store).0.of("p").unwrap().len(), 1);
     }
 }
