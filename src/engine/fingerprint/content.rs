@@ -61,6 +61,11 @@ impl ContentHash {
         Some(ContentHash(Repr::Digest(bytes)))
     }
 
+    /// Whether this is a hash, not some other text read where one belongs.
+    pub fn is_digest(&self) -> bool {
+        matches!(self.0, Repr::Digest(_))
+    }
+
     /// Whatever a file holds where a hash belongs: a hash when it is one, else the text.
     fn from_text(text: &str) -> ContentHash {
         ContentHash::parse(text).unwrap_or_else(|| ContentHash(Repr::Text(text.into())))

@@ -233,9 +233,11 @@ impl<'de> Deserialize<'de> for SavedEntries<Entries> {
                 }
                 let mut sized =
                     Entries::with_capacity_and_hasher(entries.len(), Default::default());
+                // An entry whose hash is no hash (a hand edit) is forgotten: the file is hashed
+                // anew, instead of being taken for changed.
                 sized.extend(
-                    entries
-                        .into_iter()
+                    (entries.into_iter())
+                        .filter(|(_, entry)| entry.hash.is_digest())
                         .map(|(path, entry)| (path.into_os_string(), entry)),
                 );
                 Ok(SavedEntries(sized))
@@ -330,6 +332,29 @@ mod tests {
         }
         let other = std::fs::metadata(dir.path().join("..")).unwrap();
         assert_eq!(cache.cached_hash(&dir.path().join("f3"), &other), None);
+    }
+
+    #[test]
+    fn an_entry_whose_hash_is_no_hash_is_forgotten_and_the_file_hashed_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, file) = (dir.path().join("f"), dir.path().join("stat-cache.json"));
+        std::fs::write(&path, "one").unwrap();
+        let metadata = std::fs::metadata(&path).unwrap();
+        let cache = StatCache::load(file.clone());
+        cache.remember(&path, &metadata, ContentHash::of_bytes(b"one"));
+        cache.lock()[0].this_run_only = false;
+        cache.changed.store(true, Ordering::Relaxed);
+        cache.save().unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let digits = ContentHash::of_bytes(b"one").text().to_string();
+        assert!(text.contains(&digits), "{text}");
+        std::fs::write(&file, text.replace(&digits, "zz")).unwrap();
+        let edited = StatCache::load(file);
+        assert_eq!(edited.cached_hash(&path, &metadata), None);
+        assert_eq!(
+            edited.file_hash(&path, &metadata).unwrap(),
+            ContentHash::of_bytes(b"one")
+        );
     }
 
     #[test]
