@@ -563,13 +563,15 @@ impl<'a> Rows<'a> {
                     rating: field(record, self.columns.rating),
                 })
                 .collect();
-            if at_end {
-                // Before the rows: the open field, not what it swallowed, is the problem.
-                self.check_quotes_closed(reader.get_ref(), lines_before)?;
-            }
             let end = batch[filled - 1]
                 .position()
                 .map_or(0, |position| position.byte());
+            if at_end && reader.get_ref().last_record_ends_in_quotes() {
+                // The rows before it first, as the fast path would have; then the open field,
+                // not what it swallowed, is the problem.
+                self.add_batch(&rows[..filled - 1], bytes_before + end)?;
+                return self.check_quotes_closed(reader.get_ref(), lines_before);
+            }
             self.add_batch(&rows, bytes_before + end)?;
         }
     }
