@@ -220,6 +220,32 @@ pub trait Progress: Send + Sync {
     fn println(&self, line: &str);
 }
 
+/// [`Progress`] as a fixed list of named steps (`2/5 steps: encoding the graph`), for a kind
+/// whose work is a few long passes rather than a count of items.
+pub struct Steps<'p> {
+    progress: &'p dyn Progress,
+    names: &'p [&'p str],
+}
+
+impl<'p> Steps<'p> {
+    pub fn start(progress: &'p dyn Progress, names: &'p [&'p str]) -> Self {
+        progress.start(names.len() as u64, "steps");
+        Steps { progress, names }
+    }
+
+    /// Step `index` (from 0) begins: its name shows, the steps before it count as done. The
+    /// name first: a plain progress line shows it with the position.
+    pub fn begin(&self, index: usize) {
+        self.progress.set_message(self.names[index]);
+        self.progress.set_position(index as u64);
+    }
+
+    /// Every step is done.
+    pub fn finish(&self) {
+        self.progress.set_position(self.names.len() as u64);
+    }
+}
+
 /// Progress that goes nowhere: for tests and library use.
 pub struct NoProgress;
 

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
+use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind, Steps};
 use crate::ml::model::{checkpoint, tf_export};
 
 pub struct ExportTf;
@@ -39,22 +39,20 @@ impl StageKind for ExportTf {
     }
     fn run(&self, ctx: &StageContext) -> Result<()> {
         // Each step is one pass over the tables (seconds each at millions of customers).
-        let steps = [
-            "reading the checkpoint",
-            "building the frozen graph",
-            "encoding the graph",
-            "writing the graph",
-            "writing the SavedModel",
-        ];
-        ctx.progress.start(steps.len() as u64, "steps");
-        let step = |done: usize| {
-            ctx.progress.set_message(steps[done]);
-            ctx.progress.set_position(done as u64);
-        };
-        step(0);
+        let steps = Steps::start(
+            ctx.progress,
+            &[
+                "reading the checkpoint",
+                "building the frozen graph",
+                "encoding the graph",
+                "writing the graph",
+                "writing the SavedModel",
+            ],
+        );
+        steps.begin(0);
         let params =
             checkpoint::read_params(ctx.input("checkpoint")?).context("input `checkpoint`")?;
-        step(1);
+        steps.begin(1);
         let graph = tf_export::frozen_graph(&params).context("input `checkpoint`")?;
         let shape = format!(
             "{} customers × {} products, k = {}",
@@ -64,15 +62,15 @@ impl StageKind for ExportTf {
         // then the graph message; both files are written from the one encoding.
         drop(params);
         let summary = tf_export::GraphSummary::of(&graph);
-        step(2);
+        steps.begin(2);
         let encoded = tf_export::encode_graph(&graph);
         drop(graph);
-        step(3);
+        steps.begin(3);
         tf_export::write_graph(ctx.output("graph")?, &encoded).context("output `graph`")?;
-        step(4);
+        steps.begin(4);
         tf_export::write_saved_model(ctx.output("saved_model")?, &encoded)
             .context("output `saved_model`")?;
-        ctx.progress.set_position(steps.len() as u64);
+        steps.finish();
         ctx.progress.println(&format!(
             "frozen graph: {} nodes, inputs {}, output {}; {shape}",
             summary.nodes,

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind};
+use crate::engine::kind::{OutputRole, ParamSpec, Params, StageContext, StageKind, Steps};
 use crate::ml::data::idmap::IdMap;
 use crate::ml::model::avro_record::{self, RecordParts};
 use crate::ml::model::tf_export;
@@ -83,24 +83,22 @@ impl StageKind for WriteAvro {
         let schema = avro_record::read_schema(ctx.input("schema")?).context("input `schema`")?;
         let codec = avro_record::parse_codec(ctx.params.str("codec")?).context("param `codec`")?;
         // Each step is one pass over the maps or the graph (seconds each at millions of ids).
-        let steps = [
-            "reading the id maps",
-            "reading and checking the graph",
-            "writing the datum",
-            "writing the container",
-        ];
-        ctx.progress.start(steps.len() as u64, "steps");
-        let step = |done: usize| {
-            ctx.progress.set_message(steps[done]);
-            ctx.progress.set_position(done as u64);
-        };
-        step(0);
+        let steps = Steps::start(
+            ctx.progress,
+            &[
+                "reading the id maps",
+                "reading and checking the graph",
+                "writing the datum",
+                "writing the container",
+            ],
+        );
+        steps.begin(0);
         // The id maps first: checking a map for repeated ids builds a lookup table as large as
         // the map, which is dropped before the graph (the largest input) is read, so the two
         // never add up in the stage's peak.
         let products = read_map(ctx, "product_map")?;
         let customers = read_map(ctx, "customer_map")?;
-        step(1);
+        steps.begin(1);
         // As `Bytes`, so checking the graph slices its tables out of the buffer, not copies.
         let graph = bytes::Bytes::from(ctx.read_input("graph")?);
         let graph_path = ctx.input("graph")?;
@@ -119,12 +117,12 @@ impl StageKind for WriteAvro {
 
         // Streamed into the staging folder, which the engine moves into place only when the
         // stage succeeds: a failure leaves nothing behind.
-        step(2);
+        steps.begin(2);
         let datum_path = ctx.output("datum")?;
         let written = record
             .write_datum(&schema, BufWriter::new(create(datum_path, "datum")?))
             .with_context(|| format!("writing output `datum` ({})", datum_path.display()))?;
-        step(3);
+        steps.begin(3);
         let container_path = ctx.output("container")?;
         avro_record::write_container(
             &schema,
@@ -135,7 +133,7 @@ impl StageKind for WriteAvro {
             BufWriter::new(create(container_path, "container")?),
         )
         .with_context(|| format!("writing output `container` ({})", container_path.display()))?;
-        ctx.progress.set_position(steps.len() as u64);
+        steps.finish();
         let container_len = std::fs::metadata(container_path)?.len();
         ctx.progress.println(&format!(
             "{model_id}: {} products, {} customers, graph {} bytes; container {container_len} bytes, datum {} bytes",
