@@ -3,9 +3,9 @@
 mod engine_support;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use engine_support::{Project, Run, PIPELINE};
+use engine_support::{wait_with_timeout, Project, PIPELINE};
 
 const PAIR: &str = r#"
 name: pair
@@ -423,20 +423,12 @@ fn a_reader_that_goes_away_neither_hangs_nor_panics_a_command() {
     // The run's log reader went away (`run 2>&1 | head -1`, a CI collector that stopped): the
     // run still does its work and records it. Printing the log used to panic the stage's worker
     // thread and leave the scheduler waiting for its report forever.
-    let mut child = project
+    let child = project
         .command(&["run", PIPELINE])
         .stderr(closed_pipe())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("`run` with a closed stderr still running after 60 s (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let run = Run::from_output(child.wait_with_output().unwrap());
+    let run = wait_with_timeout(child, Duration::from_secs(60), "`run` with a closed stderr");
     run.assert_code(0);
     assert_eq!(project.read("out/second.txt"), "ABC\n1\n");
     project.warez(&["status", PIPELINE]).assert_code(0);

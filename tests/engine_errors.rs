@@ -3,7 +3,7 @@
 
 mod engine_support;
 
-use engine_support::{Project, Run, PIPELINE};
+use engine_support::{wait_with_timeout, Project, PIPELINE};
 
 /// Writes `yaml` (the `project_dir: ..` line is line 1) and expects rejection with `message`.
 #[track_caller]
@@ -330,16 +330,8 @@ fn a_pipeline_path_that_is_no_file_is_refused_without_reading_it() {
         ),
         ("pipelines", "it is a folder, not a file"),
     ] {
-        let mut child = project.command(&["run", path]).spawn().unwrap();
-        let started = std::time::Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > std::time::Duration::from_secs(30) {
-                child.kill().unwrap();
-                panic!("run {path}: still running after 30 s (a hang)");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Run::from_output(child.wait_with_output().unwrap())
+        let child = project.command(&["run", path]).spawn().unwrap();
+        wait_with_timeout(child, std::time::Duration::from_secs(30), path)
             .assert_code(2)
             .assert_stderr_contains(&format!("{path}: cannot read the pipeline: {said}"));
     }

@@ -12,10 +12,9 @@ mod engine_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use engine_support::{Project, Run, PIPELINE};
+use engine_support::{wait_with_timeout, Project, Run, PIPELINE};
 
 /// The folders whose every byte must survive a rejected pipeline.
 const PROTECTED: [&str; 5] = [".git", "pipelines", "conf", "cache", "data"];
@@ -489,20 +488,6 @@ fn gc_never_deletes_through_a_symlink_out_of_the_cache() {
         .assert_stderr_contains("refusing to remove")
         .assert_stderr_contains("cache/tmp/");
     assert!(outside.path().join("leftover").exists());
-}
-
-/// Waits for `child` at most `limit`; a child still running then is killed and the test fails.
-fn wait_with_timeout(mut child: Child, limit: Duration, label: &str) -> Run {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{label}: still running after {limit:?} (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Run::from_output(child.wait_with_output().unwrap())
 }
 
 #[test]

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const PIPELINE: &str = "pipelines/p.yaml";
 
@@ -184,4 +185,18 @@ fn collect(dir: &Path, prefix: &str, files: &mut BTreeMap<String, String>) {
 pub fn touch(path: &Path) {
     let file = std::fs::File::options().append(true).open(path).unwrap();
     file.set_modified(std::time::SystemTime::now()).unwrap();
+}
+
+/// Waits for `child` at most `limit`; a child still running then is killed and the test fails.
+pub fn wait_with_timeout(mut child: Child, limit: Duration, label: &str) -> Run {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{label}: still running after {limit:?} (a hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Run::from_output(child.wait_with_output().unwrap())
 }
