@@ -542,10 +542,14 @@ impl<'a> Rows<'a> {
             {
                 filled += 1;
             }
-            // The end of the input is reached in this batch (or was, after a full one).
             let at_end = filled < BATCH_ROWS;
             if filled == 0 {
-                return self.check_quotes_closed(reader.get_ref(), lines_before);
+                // The end came right after a full batch, whose last record is the last one.
+                let lines = reader.get_ref();
+                if lines.last_record_ends_in_quotes() {
+                    return Err(self.open_quote_error(lines_before + lines.newlines + 1));
+                }
+                return Ok(());
             }
             fn field(record: &ByteRecord, column: usize) -> &[u8] {
                 record.get(column).unwrap_or_default()
@@ -569,25 +573,22 @@ impl<'a> Rows<'a> {
             if at_end && reader.get_ref().last_record_ends_in_quotes() {
                 // The rows before it first, as the fast path would have; then the open field,
                 // not what it swallowed, is the problem.
-                self.add_batch(&rows[..filled - 1], bytes_before + end)?;
-                return self.check_quotes_closed(reader.get_ref(), lines_before);
+                let (open, before) = rows.split_last().expect("a batch holds a record");
+                self.add_batch(before, bytes_before + end)?;
+                return Err(self.open_quote_error(open.line));
             }
             self.add_batch(&rows, bytes_before + end)?;
         }
     }
 
-    /// At the end of the input: an error when the last record leaves a quoted field open (see
+    /// The error for a last record that leaves a quoted field open (see
     /// [`LineCounter::last_record_ends_in_quotes`]), under either bad-rows policy.
-    fn check_quotes_closed<R>(&self, lines: &LineCounter<R>, lines_before: u64) -> Result<()> {
-        if lines.last_record_ends_in_quotes() {
-            bail!(
-                "{}:{}: a quoted field opened in this row is not closed before the end of the \
-                 file (cut off, or a `\"` inside a field not written as `\"\"`)",
-                self.source,
-                lines_before + lines.newlines + 1
-            );
-        }
-        Ok(())
+    fn open_quote_error(&self, line: u64) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}:{line}: a quoted field opened in this row is not closed before the end of the \
+             file (cut off, or a `\"` inside a field not written as `\"\"`)",
+            self.source
+        )
     }
 
     /// Adds a batch of rows; `end` is the input offset reached, for the progress.
