@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::engine::exec::Ui;
+use crate::engine::exec::{exit_on_interrupt, Ui};
 use crate::ml::data::generator::{write_csv_file, GeneratorConfig};
 use crate::ml::kinds::generate::{DEFAULT_CUSTOMERS, DEFAULT_PRODUCTS, DEFAULT_ROWS, DEFAULT_SEED};
 
@@ -40,7 +40,7 @@ pub fn run(args: GenDataArgs) -> Result<ExitCode> {
     // A bar on a terminal, plain progress lines elsewhere, as a stage of a run shows.
     let ui = Ui::detect();
     let progress = ui.stage("gen-data");
-    write_csv_file(&config, &args.out, &progress)?;
+    exit_on_interrupt(|| write_csv_file(&config, &args.out, &progress))?;
     drop(progress);
     errln!(
         "wrote {} ratings ({} customers, {} products, seed {}) to {}",

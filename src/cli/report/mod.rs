@@ -26,7 +26,7 @@ use clap::Args;
 use super::pipeline_args::{or_exit, PipelineArgs};
 use super::sweep::{self, Sweep};
 use crate::engine::dag::Grouped;
-use crate::engine::exec::{History, StageHistory};
+use crate::engine::exec::{exit_on_interrupt, History, StageHistory};
 use crate::engine::spec::{path, Pipeline};
 use crate::engine::store::{now_unix, Store};
 use crate::ml::model::avro_record::{self, RecommenderModel};
@@ -71,8 +71,10 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         generated: now_unix(),
     };
     let html = page::render(&contents).into_string();
-    crate::engine::files::write_atomic(&out, html.as_bytes())
-        .with_context(|| format!("writing {}", out.display()))?;
+    exit_on_interrupt(|| {
+        crate::engine::files::write_atomic(&out, html.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))
+    })?;
     outln!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -59,7 +59,7 @@ pub use freshness::{
     StageStatus,
 };
 pub use history::{History, StageHistory, Work};
-pub use interrupt::Interrupts;
+pub use interrupt::{exit_on_interrupt, Interrupts};
 pub use pull::{pull, PullReport};
 pub use summary::{Outcome, RunReport, StageReport};
 pub use ui::{StageProgress, Ui};
