@@ -440,3 +440,35 @@ fn an_interrupted_gen_data_removes_its_temp_file_and_keeps_the_previous_file() {
         );
     }
 }
+
+/// `--out` in a folder that does not exist (or is a file) is refused naming the flag and the
+/// folder: gen-data creates no folder and writes nothing.
+#[test]
+fn gen_data_refuses_an_out_whose_folder_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    for (out, problem) in [
+        (
+            dir.path().join("a/b/g.csv"),
+            format!("folder {} does not exist", dir.path().join("a/b").display()),
+        ),
+        (
+            dir.path().join("file/g.csv"),
+            format!("{} is not a folder", dir.path().join("file").display()),
+        ),
+    ] {
+        Command::cargo_bin("warez-pipe")
+            .unwrap()
+            .arg("gen-data")
+            .args(as_strs(&args(10, 5, 2, 1)))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(1)
+            .stderr(contains(format!(
+                "error: --out {}: {problem}",
+                out.display()
+            )));
+    }
+    assert_eq!(names_in(dir.path()), ["file"]);
+}

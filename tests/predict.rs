@@ -487,3 +487,31 @@ fn an_interrupted_predict_removes_its_temp_file_and_keeps_the_previous_output() 
         );
     }
 }
+
+/// `--output` in a folder that does not exist is refused naming the flag and the folder,
+/// before the model is loaded: predict creates no folder.
+#[test]
+fn an_output_whose_folder_does_not_exist_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let input = dir.path().join("pairs.csv");
+    std::fs::write(
+        &input,
+        format!("customerId,productId\n{},{}\n", customer(1), product(2)),
+    )
+    .unwrap();
+    let before = names_in(dir.path());
+    let output = dir.path().join("a/b/c.csv");
+    let result = score_csv(dir.path(), &input, &output);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: --output {}: folder {} does not exist (create it first)",
+            output.display(),
+            dir.path().join("a/b").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(names_in(dir.path()), before);
+}

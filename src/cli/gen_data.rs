@@ -25,12 +25,13 @@ pub struct GenDataArgs {
     /// Seed of the generator: the same arguments always write the same bytes.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
-    /// The CSV file to write.
+    /// The CSV file to write (its folder must exist).
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run(args: GenDataArgs) -> Result<ExitCode> {
+    super::out_path::check("--out", &args.out)?;
     let config = GeneratorConfig {
         rows: args.rows,
         customers: args.customers,

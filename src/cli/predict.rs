@@ -57,7 +57,7 @@ pub struct PredictArgs {
     /// CSV of pairs with columns customerId and productId
     #[arg(long, requires = "output", required_unless_present = "customer")]
     input: Option<PathBuf>,
-    /// Where to write the input's columns plus `score`
+    /// Where to write the input's columns plus `score` (its folder must exist)
     #[arg(long, requires = "input")]
     output: Option<PathBuf>,
 }
@@ -74,6 +74,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             // A usage error, as clap's own.
             return Ok(ExitCode::from(2));
         }
+        super::out_path::check("--output", output)?;
     }
     let location = model_dir::locate(
         args.pipeline.as_deref(),

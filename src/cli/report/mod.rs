@@ -38,7 +38,7 @@ const DEFAULT_FILE: &str = "report.html";
 pub struct ReportArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
-    /// Where to write the page [default: <model_path>/report.html]
+    /// Where to write the page (its folder must exist) [default: <model_path>/report.html]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -51,6 +51,9 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         None => pipeline.abs(&pipeline.model_path).join(DEFAULT_FILE),
     };
     refuse_pipeline_files(pipeline, &out)?;
+    if let Some(out) = &args.out {
+        super::out_path::check("--out", out)?;
+    }
     let history = if loaded.cache_dir.is_dir() {
         let store = Store::open(&loaded.cache_dir)
             .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
