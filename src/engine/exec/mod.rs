@@ -139,7 +139,7 @@ pub fn run(
     ui: &Ui,
     interrupts: &Interrupts,
 ) -> Result<RunReport> {
-    let (lock, broken) = match LockFile::read_or_broken(&pipeline.lock_file())? {
+    let (lock, broken) = match LockFile::read_or_broken(&pipeline.lock_file(), &pipeline.name)? {
         Ok(lock) => (lock, None),
         Err(broken) => {
             ui.say(&format!(
