@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use predicates::str::contains;
@@ -376,4 +378,97 @@ fn off_a_terminal_long_work_prints_plain_progress_lines() {
         stderr.contains("WAREZ_PROGRESS_SECONDS=\"soon\" is not a number of seconds"),
         "{stderr}"
     );
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// SIGTERM or SIGINT while gen-data writes: it exits 143 or 130 saying so, its temp file is
+/// removed and the file that was at `--out` keeps its bytes.
+#[test]
+fn an_interrupted_gen_data_removes_its_temp_file_and_keeps_the_previous_file() {
+    for (signal, code, name) in [
+        (libc::SIGTERM, 143, "SIGTERM"),
+        (libc::SIGINT, 130, "SIGINT"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("g.csv");
+        std::fs::write(&out, "previous\n").unwrap();
+        // A few seconds of work: it is still writing when the signal comes.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warez-pipe"))
+            .args(["gen-data", "--rows", "16000000", "--customers", "100000"])
+            .args(["--products", "2000", "--out"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while names_in(dir.path()).len() < 2 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{name}: gen-data ended early"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{name}: no temp file"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {name}")),
+            "{stderr}"
+        );
+        assert_eq!(names_in(dir.path()), ["g.csv"], "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "previous\n",
+            "{name}"
+        );
+    }
+}
+
+/// `--out` in a folder that does not exist (or is a file) is refused naming the flag and the
+/// folder: gen-data creates no folder and writes nothing.
+#[test]
+fn gen_data_refuses_an_out_whose_folder_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    for (out, problem) in [
+        (
+            dir.path().join("a/b/g.csv"),
+            format!("folder {} does not exist", dir.path().join("a/b").display()),
+        ),
+        (
+            dir.path().join("file/g.csv"),
+            format!("{} is not a folder", dir.path().join("file").display()),
+        ),
+    ] {
+        Command::cargo_bin("warez-pipe")
+            .unwrap()
+            .arg("gen-data")
+            .args(as_strs(&args(10, 5, 2, 1)))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(1)
+            .stderr(contains(format!(
+                "error: --out {}: {problem}",
+                out.display()
+            )));
+    }
+    assert_eq!(names_in(dir.path()), ["file"]);
 }

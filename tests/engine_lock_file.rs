@@ -1,4 +1,5 @@
-//! A broken lock file (empty, garbage, git merge-conflict markers) costs nothing: `status` warns
+//! A broken lock file (empty, garbage, git merge-conflict markers, a field without a value, or
+//! the lock file of another pipeline) costs nothing: `status` warns
 //! and reports the stages stale without touching it, `run` restores every stage from the cache
 //! without rerunning any and writes the same lock file a clean run wrote; while a stage fails,
 //! the broken file is left as it is.
@@ -39,27 +40,61 @@ fn project_after_a_run() -> (Project, String) {
 
 const CONFLICT: &str = "pipeline: locked\nstages:\n<<<<<<< HEAD\n  a:\n    key: 1\n=======\n  a:\n    key: 2\n>>>>>>> feature\n";
 
-/// Each broken lock file and what the warning must say about it.
-const BROKEN: [(&str, &str, &str); 3] = [
-    ("empty", "", "pipelines/p.lock: the lock file is empty"),
-    (
-        "garbage",
-        "\u{1}garbage: [unclosed\n",
-        "pipelines/p.lock: not a valid lock file:",
-    ),
-    (
-        "conflict markers",
-        CONFLICT,
-        "pipelines/p.lock:3: the lock file holds git merge-conflict markers (resolve the \
-         conflict, or delete the file and run)",
-    ),
-];
+const OTHER_PIPELINE: &str = "pipelines/p.lock:2: the lock file records pipeline `other`, not \
+                              `locked` (copied from another pipeline, or the pipeline renamed?)";
+
+/// Each broken lock file and what the warning must say about it; `clean` is the lock file a
+/// clean run wrote.
+fn broken_files(clean: &str) -> Vec<(&'static str, String, String)> {
+    // Stage `a`'s output hash taken out by hand: `outputs:` is left without a value.
+    let lines: Vec<&str> = clean.lines().collect();
+    let outputs = lines
+        .iter()
+        .position(|line| *line == "    outputs:")
+        .unwrap();
+    let mut no_outputs = lines.clone();
+    no_outputs.remove(outputs + 1);
+    assert!(no_outputs[outputs + 1].starts_with("  b:"), "{clean}");
+    vec![
+        (
+            "empty",
+            String::new(),
+            "pipelines/p.lock: the lock file is empty".into(),
+        ),
+        (
+            "garbage",
+            "\u{1}garbage: [unclosed\n".into(),
+            "pipelines/p.lock: not a valid lock file:".into(),
+        ),
+        (
+            "conflict markers",
+            CONFLICT.into(),
+            "pipelines/p.lock:3: the lock file holds git merge-conflict markers (resolve the \
+             conflict, or delete the file and run)"
+                .into(),
+        ),
+        (
+            "a field without a value",
+            no_outputs.join("\n") + "\n",
+            format!(
+                "pipelines/p.lock:{}: not a valid lock file: stage `a`: `outputs:` has no value",
+                outputs + 1
+            ),
+        ),
+        (
+            "another pipeline's",
+            clean.replace("\npipeline: locked\n", "\npipeline: other\n"),
+            OTHER_PIPELINE.into(),
+        ),
+    ]
+}
 
 #[test]
 fn status_warns_reports_stale_and_leaves_the_file_alone() {
-    for (name, broken, warning) in BROKEN {
+    let (_, clean_lock) = project_after_a_run();
+    for (name, broken, warning) in broken_files(&clean_lock) {
         let (project, _) = project_after_a_run();
-        project.file(LOCK, broken);
+        project.file(LOCK, &broken);
         let status = project.warez(&["status", PIPELINE]);
         status
             .assert_code(1)
@@ -90,7 +125,7 @@ fn status_warns_reports_stale_and_leaves_the_file_alone() {
             "{name}: status changed the lock file"
         );
         let explain = project.warez(&["explain", "a", PIPELINE]);
-        explain.assert_code(1).assert_stderr_contains(warning);
+        explain.assert_code(1).assert_stderr_contains(&warning);
         assert_eq!(
             project.read(LOCK),
             broken,
@@ -101,9 +136,10 @@ fn status_warns_reports_stale_and_leaves_the_file_alone() {
 
 #[test]
 fn run_restores_every_stage_from_the_cache_and_rewrites_the_file() {
-    for (name, broken, warning) in BROKEN {
+    let (_, clean_lock) = project_after_a_run();
+    for (name, broken, warning) in broken_files(&clean_lock) {
         let (project, clean_lock) = project_after_a_run();
-        project.file(LOCK, broken);
+        project.file(LOCK, &broken);
         let run = project.run(&[]);
         run.assert_code(0)
             .assert_stderr_contains(&format!("warning: {warning}"))
@@ -117,7 +153,7 @@ fn run_restores_every_stage_from_the_cache_and_rewrites_the_file() {
         assert!(!project.exists("ran.log"), "{name}: a stage reran");
         assert_eq!(project.read(LOCK), clean_lock, "{name}");
         // The plain summary says so too, and everything is up to date afterwards.
-        project.file(LOCK, broken);
+        project.file(LOCK, &broken);
         let plain = project.warez(&["run", PIPELINE]);
         plain.assert_code(0);
         assert!(
@@ -155,15 +191,26 @@ fn a_failing_run_keeps_the_broken_file_until_a_whole_one_can_replace_it() {
 
 #[test]
 fn commands_that_need_the_recorded_runs_refuse_a_broken_file_saying_why() {
-    let (project, _) = project_after_a_run();
-    project.file(LOCK, CONFLICT);
-    project
-        .warez(&["gc", PIPELINE])
-        .assert_code(1)
-        .assert_stderr_contains(
+    let (project, clean_lock) = project_after_a_run();
+    let other = clean_lock.replace("\npipeline: locked\n", "\npipeline: other\n");
+    let cases = [
+        (
+            CONFLICT,
             "pipelines/p.lock:3: the lock file holds git merge-conflict markers",
-        );
-    assert_eq!(project.read(LOCK), CONFLICT);
+        ),
+        (other.as_str(), OTHER_PIPELINE),
+    ];
+    for (broken, message) in cases {
+        project.file(LOCK, broken);
+        for command in [&["gc", PIPELINE][..], &["run", "--check", PIPELINE]] {
+            project
+                .warez(command)
+                .assert_code(1)
+                .assert_stderr_contains(&format!("error: {message}"));
+            assert_eq!(project.read(LOCK), broken, "{command:?}");
+        }
+    }
+    assert!(!project.exists("ran.log"), "nothing ran");
 }
 
 /// A lock file entry edited so that it no longer names an output that is on disk: `status` and

@@ -3,9 +3,11 @@
 
 mod runtime_support;
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use warez_pipe::ml::model::params::ModelParams;
 
@@ -389,4 +391,127 @@ fn control_characters_in_unknown_ids_are_escaped() {
         "{stderr}"
     );
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// SIGINT or SIGTERM while predict writes its scores (here: waiting for more rows from a named
+/// pipe): it exits 130 or 143 saying so, its temp file is removed and the file that was at
+/// `--output` keeps its bytes.
+#[test]
+fn an_interrupted_predict_removes_its_temp_file_and_keeps_the_previous_output() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let pairs = dir.path().join("pairs.pipe");
+    let made = Command::new("mkfifo").arg(&pairs).status().unwrap();
+    assert!(made.success());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let scores = out.join("scores.csv");
+    for (signal, code, name) in [
+        (libc::SIGINT, 130, "SIGINT"),
+        (libc::SIGTERM, 143, "SIGTERM"),
+    ] {
+        std::fs::write(&scores, "previous\n").unwrap();
+        let mut child = predict(dir.path())
+            .arg("--input")
+            .arg(&pairs)
+            .arg("--output")
+            .arg(&scores)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        // Opened once predict has opened its end (a writer alone would wait).
+        let mut writer = loop {
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&pairs);
+            if let Ok(writer) = opened {
+                break writer;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{name}: predict ended early"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{name}: input never opened"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        write!(
+            writer,
+            "customerId,productId\n{},{}\n",
+            customer(1),
+            product(2)
+        )
+        .unwrap();
+        while names_in(&out).len() < 2 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{name}: predict ended early"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{name}: no temp file"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let output = child.wait_with_output().unwrap();
+        drop(writer);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {name}")),
+            "{stderr}"
+        );
+        assert_eq!(names_in(&out), ["scores.csv"], "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&scores).unwrap(),
+            "previous\n",
+            "{name}"
+        );
+    }
+}
+
+/// `--output` in a folder that does not exist is refused naming the flag and the folder,
+/// before the model is loaded: predict creates no folder.
+#[test]
+fn an_output_whose_folder_does_not_exist_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path());
+    let input = dir.path().join("pairs.csv");
+    std::fs::write(
+        &input,
+        format!("customerId,productId\n{},{}\n", customer(1), product(2)),
+    )
+    .unwrap();
+    let before = names_in(dir.path());
+    let output = dir.path().join("a/b/c.csv");
+    let result = score_csv(dir.path(), &input, &output);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: --output {}: folder {} does not exist (create it first)",
+            output.display(),
+            dir.path().join("a/b").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(names_in(dir.path()), before);
 }

@@ -303,6 +303,7 @@ fn attributes<'a>(html: &'a str, marker: &str, name: &str) -> Vec<&'a str> {
 }
 
 fn report(project: &Project) -> String {
+    std::fs::create_dir_all(project.abs("out")).unwrap();
     project
         .warez(&["report", PIPELINE, "--out", "out/report.html"])
         .assert_code(0);
@@ -406,6 +407,15 @@ fn the_report_defaults_to_model_path_and_never_overwrites_a_stage_file() {
         .warez(&["report", PIPELINE, "--out", PIPELINE])
         .assert_code(1)
         .assert_stderr_contains("is the pipeline's file");
+
+    // A folder that does not exist is not created: the flag and the folder are named.
+    project
+        .warez(&["report", PIPELINE, "--out", "pages/new/report.html"])
+        .assert_code(1)
+        .assert_stderr_contains(
+            "error: --out pages/new/report.html: folder pages/new does not exist (create it first)",
+        );
+    assert!(!project.exists("pages"));
 
     // A named pipe stays one: the page is renamed into place, which would swap it for a file.
     let made = Command::new("mkfifo")

@@ -55,12 +55,15 @@ pub fn run(args: GcArgs) -> Result<ExitCode> {
             }
         })
         .unwrap_or_else(|| ".".into());
-    let mut lock_files = vec![LockFile::read(&loaded.pipeline.lock_file())?];
+    let mut lock_files = vec![LockFile::read(
+        &loaded.pipeline.lock_file(),
+        &loaded.pipeline.name,
+    )?];
     for entry in std::fs::read_dir(&folder).with_context(|| folder.display().to_string())? {
         let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "lock") && path != loaded.pipeline.lock_file()
         {
-            if let Ok(lock) = LockFile::read(&path) {
+            if let Ok(lock) = LockFile::read_any(&path) {
                 lock_files.push(lock);
             }
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::engine::exec::Ui;
+use crate::engine::exec::{exit_on_interrupt, Ui};
 use crate::ml::data::generator::{write_csv_file, GeneratorConfig};
 use crate::ml::kinds::generate::{DEFAULT_CUSTOMERS, DEFAULT_PRODUCTS, DEFAULT_ROWS, DEFAULT_SEED};
 
@@ -25,12 +25,13 @@ pub struct GenDataArgs {
     /// Seed of the generator: the same arguments always write the same bytes.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
-    /// The CSV file to write.
+    /// The CSV file to write (its folder must exist).
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run(args: GenDataArgs) -> Result<ExitCode> {
+    super::out_path::check("--out", &args.out)?;
     let config = GeneratorConfig {
         rows: args.rows,
         customers: args.customers,
@@ -40,7 +41,7 @@ pub fn run(args: GenDataArgs) -> Result<ExitCode> {
     // A bar on a terminal, plain progress lines elsewhere, as a stage of a run shows.
     let ui = Ui::detect();
     let progress = ui.stage("gen-data");
-    write_csv_file(&config, &args.out, &progress)?;
+    exit_on_interrupt(|| write_csv_file(&config, &args.out, &progress))?;
     drop(progress);
     errln!(
         "wrote {} ratings ({} customers, {} products, seed {}) to {}",

@@ -10,6 +10,7 @@ mod gen_data;
 mod inspect;
 mod metrics;
 mod model_dir;
+mod out_path;
 mod pipeline_args;
 mod predict;
 mod pull;

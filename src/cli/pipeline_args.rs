@@ -61,13 +61,14 @@ impl Loaded {
         let store = Store::open(&self.cache_dir)
             .with_context(|| format!("opening the cache {}", self.cache_dir.display()))?;
         let stats = StatCache::load(store.stat_cache_file());
-        let lock = LockFile::read_or_broken(&self.pipeline.lock_file())?.unwrap_or_else(|broken| {
-            errln!(
-                "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
+        let lock = LockFile::read_or_broken(&self.pipeline.lock_file(), &self.pipeline.name)?
+            .unwrap_or_else(|broken| {
+                errln!(
+                    "warning: {broken}; treating it as absent (`warez-pipe run` restores what the \
                  cache holds and rewrites it)"
-            );
-            LockFile::default()
-        });
+                );
+                LockFile::default()
+            });
         let remote_warned = AtomicBool::new(false);
         // The local state is what `status` reports; the remote only adds to it.
         let remote_has = |key: &StageKey| match remote.map(|remote| remote.has_run(key)) {

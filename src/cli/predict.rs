@@ -22,11 +22,11 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use tempfile::NamedTempFile;
 
 use super::cache_arg::CacheArg;
 use super::model_dir::{self, ModelLocation};
-use crate::engine::files;
+use crate::engine::exec::exit_on_interrupt;
+use crate::engine::files::{self, TempFile};
 use crate::ml::data::idmap::IdMap;
 use crate::ml::data::shown::escape_controls;
 use crate::ml::model::runtime::{self, EvalSession};
@@ -57,7 +57,7 @@ pub struct PredictArgs {
     /// CSV of pairs with columns customerId and productId
     #[arg(long, requires = "output", required_unless_present = "customer")]
     input: Option<PathBuf>,
-    /// Where to write the input's columns plus `score`
+    /// Where to write the input's columns plus `score` (its folder must exist)
     #[arg(long, requires = "input")]
     output: Option<PathBuf>,
 }
@@ -74,6 +74,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             // A usage error, as clap's own.
             return Ok(ExitCode::from(2));
         }
+        super::out_path::check("--output", output)?;
     }
     let location = model_dir::locate(
         args.pipeline.as_deref(),
@@ -90,7 +91,9 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             outln!("{score}");
             Ok(ExitCode::SUCCESS)
         }
-        (None, None, Some(input), Some(output)) => score_csv(&mut model, input, output),
+        (None, None, Some(input), Some(output)) => {
+            exit_on_interrupt(|| score_csv(&mut model, input, output))
+        }
         _ => bail!("give --customer and --product, or --input and --output"),
     }
 }
@@ -188,7 +191,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn flush(&mut self, model: &mut Model, writer: &mut csv::Writer<NamedTempFile>) -> Result<()> {
+    fn flush(&mut self, model: &mut Model, writer: &mut csv::Writer<TempFile>) -> Result<()> {
         if self.records.is_empty() {
             return Ok(());
         }
@@ -273,8 +276,6 @@ fn score_csv(model: &mut Model, input: &Path, output: &Path) -> Result<ExitCode>
     staging.flush()?;
     staging
         .persist(output)
-        // The io error alone: `PersistError` shows it again as its own text.
-        .map_err(|error| error.error)
         .with_context(|| format!("writing {}", output.display()))?;
 
     if failed > 0 {

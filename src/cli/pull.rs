@@ -36,7 +36,7 @@ pub fn run(args: PullArgs) -> Result<ExitCode> {
     let loaded = or_exit!(args.pipeline.load());
     let remote = args.remote.open(&loaded.pipeline)?;
     let lock_path = loaded.pipeline.lock_file();
-    let lock = LockFile::read(&lock_path)?;
+    let lock = LockFile::read(&lock_path, &loaded.pipeline.name)?;
     if lock.stages.is_empty() {
         anyhow::bail!("{} records no run: nothing to pull", lock_path.display());
     }

@@ -43,7 +43,7 @@ pub fn run(args: PushArgs) -> Result<ExitCode> {
             runs.push(RunToPush { key, record });
         }
     } else {
-        let lock = LockFile::read(&loaded.pipeline.lock_file())?;
+        let lock = LockFile::read(&loaded.pipeline.lock_file(), &loaded.pipeline.name)?;
         for (stage, locked) in &lock.stages {
             match store.record(&locked.key) {
                 Some(record) => runs.push(RunToPush {

@@ -26,7 +26,7 @@ use clap::Args;
 use super::pipeline_args::{or_exit, PipelineArgs};
 use super::sweep::{self, Sweep};
 use crate::engine::dag::Grouped;
-use crate::engine::exec::{History, StageHistory};
+use crate::engine::exec::{exit_on_interrupt, History, StageHistory};
 use crate::engine::spec::{path, Pipeline};
 use crate::engine::store::{now_unix, Store};
 use crate::ml::model::avro_record::{self, RecommenderModel};
@@ -38,7 +38,7 @@ const DEFAULT_FILE: &str = "report.html";
 pub struct ReportArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
-    /// Where to write the page [default: <model_path>/report.html]
+    /// Where to write the page (its folder must exist) [default: <model_path>/report.html]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -51,6 +51,9 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         None => pipeline.abs(&pipeline.model_path).join(DEFAULT_FILE),
     };
     refuse_pipeline_files(pipeline, &out)?;
+    if let Some(out) = &args.out {
+        super::out_path::check("--out", out)?;
+    }
     let history = if loaded.cache_dir.is_dir() {
         let store = Store::open(&loaded.cache_dir)
             .with_context(|| format!("opening the cache {}", loaded.cache_dir.display()))?;
@@ -71,8 +74,10 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         generated: now_unix(),
     };
     let html = page::render(&contents).into_string();
-    crate::engine::files::write_atomic(&out, html.as_bytes())
-        .with_context(|| format!("writing {}", out.display()))?;
+    exit_on_interrupt(|| {
+        crate::engine::files::write_atomic(&out, html.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))
+    })?;
     outln!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }

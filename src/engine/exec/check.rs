@@ -140,7 +140,7 @@ pub fn check(
     jobs: usize,
     ui: &Ui,
 ) -> Result<CheckReport> {
-    let locked = LockFile::read(&pipeline.lock_file())?;
+    let locked = LockFile::read(&pipeline.lock_file(), &pipeline.name)?;
     if locked.stages.is_empty() {
         bail!(
             "{} has no recorded run to check against: run the pipeline first",
@@ -236,7 +236,7 @@ pub fn check(
         ui,
         &super::Interrupts::default(),
     )?;
-    let rebuilt = LockFile::read(&copy.lock_file())?;
+    let rebuilt = LockFile::read(&copy.lock_file(), &copy.name)?;
     let mut mismatches = Vec::new();
     let mut unchecked = Vec::new();
     let mut outdated = Vec::new();

@@ -17,6 +17,11 @@
 //! 5. names the interrupted stages, releases the run lock and exits 130 (SIGINT) or 143
 //!    (SIGTERM).
 //!
+//! Whatever the command, temp files not yet renamed into place are removed last
+//! ([`files::remove_unfinished`]): a lock file or run record cut short mid-write leaves nothing
+//! beside it. Commands that only write files (`gen-data`, `predict`, `report`) run under
+//! [`exit_on_interrupt`], which does that alone.
+//!
 //! A swap is only touched under its own mutex, by the worker or by the interrupt, whichever
 //! comes first; a worker finding its swap already rolled back reports the stage interrupted.
 //! Built-in kinds run in this process's threads and cannot be stopped from outside (training
@@ -32,6 +37,7 @@ use anyhow::Result;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::engine::files;
 use crate::engine::kind::cmd::RunningCommands;
 use crate::engine::spec::Pipeline;
 use crate::engine::store::{LockedStage, Replacement, RunLock, Store, Swap};
@@ -74,18 +80,7 @@ impl Interrupts {
         store: &Store,
         body: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        let handle = signals.handle();
-        std::thread::scope(|scope| {
-            scope.spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    self.stop(signal, pipeline, store);
-                }
-            });
-            let result = body();
-            handle.close();
-            result
-        })
+        on_signal(|signal| self.stop(signal, pipeline, store), body)
     }
 
     /// Keeps the run lock, so that an interrupt can release it before the process exits.
@@ -183,11 +178,7 @@ impl Interrupts {
             }
             super::remove_restore_leftovers(pipeline);
         }
-        let name = if signal == SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
+        let name = signal_name(signal);
         let mut stderr = std::io::stderr().lock();
         if stages.is_empty() {
             let _ = writeln!(stderr, "interrupted by {name}");
@@ -204,12 +195,57 @@ impl Interrupts {
             let _ = writeln!(stderr, "error: {problem}");
         }
         drop(run_lock);
-        let _ = std::io::stdout().flush();
-        // _exit, not exit: a built-in kind may still be using a native library (ONNX Runtime)
-        // whose static destructors exit would run under its feet.
-        // SAFETY: _exit ends the process at once; nothing after it runs.
-        unsafe { libc::_exit(128 + signal) }
+        exit_for(signal)
     }
+}
+
+/// Runs `body`, turning SIGINT and SIGTERM into removing the temp files being written
+/// ([`files::remove_unfinished`]) and exiting 130 or 143: for commands that write files and
+/// run nothing else. Outside `body`, the signals no longer end the process by themselves.
+pub fn exit_on_interrupt<T>(body: impl FnOnce() -> Result<T>) -> Result<T> {
+    on_signal(
+        |signal| {
+            let _ = writeln!(std::io::stderr(), "interrupted by {}", signal_name(signal));
+            exit_for(signal)
+        },
+        body,
+    )
+}
+
+/// Runs `body` while a thread waits for SIGINT or SIGTERM and hands the first to `stop`
+/// (signal-hook delivers it as a value: `stop`, which ends the process, runs outside any
+/// signal handler).
+fn on_signal<T>(stop: impl FnOnce(i32) + Send, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                stop(signal);
+            }
+        });
+        let result = body();
+        handle.close();
+        result
+    })
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    if signal == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
+}
+
+/// Removes the temp files being written and ends the process with 128 + `signal`.
+fn exit_for(signal: i32) -> ! {
+    files::remove_unfinished();
+    let _ = std::io::stdout().flush();
+    // _exit, not exit: a built-in kind may still be using a native library (ONNX Runtime)
+    // whose static destructors exit would run under its feet.
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(128 + signal) }
 }
 
 /// See [`Interrupts::stage_running`].

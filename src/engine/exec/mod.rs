@@ -59,7 +59,7 @@ pub use freshness::{
     StageStatus,
 };
 pub use history::{History, StageHistory, Work};
-pub use interrupt::Interrupts;
+pub use interrupt::{exit_on_interrupt, Interrupts};
 pub use pull::{pull, PullReport};
 pub use summary::{Outcome, RunReport, StageReport};
 pub use ui::{StageProgress, Ui};
@@ -139,7 +139,7 @@ pub fn run(
     ui: &Ui,
     interrupts: &Interrupts,
 ) -> Result<RunReport> {
-    let (lock, broken) = match LockFile::read_or_broken(&pipeline.lock_file())? {
+    let (lock, broken) = match LockFile::read_or_broken(&pipeline.lock_file(), &pipeline.name)? {
         Ok(lock) => (lock, None),
         Err(broken) => {
             ui.say(&format!(

@@ -14,10 +14,11 @@
 //!     outputs: { models/recommender/ratings.bin: 6310df77…, … }
 //! ```
 //!
-//! A lock file that cannot be used (empty, not YAML, not a lock file, or holding git
-//! merge-conflict markers) is a [`BrokenLockFile`]: `run` and `status` treat it as absent and
-//! warn ([`LockFile::read_or_broken`]); the run cache still finds every recorded run by its key,
-//! so `run` restores them and writes a whole new file.
+//! A lock file that cannot be used (empty, not YAML, not a lock file, holding git
+//! merge-conflict markers, a field left without a value by a hand edit, or recording another
+//! pipeline than the one it sits beside) is a [`BrokenLockFile`]: `run` and `status` treat it
+//! as absent and warn ([`LockFile::read_or_broken`]); the run cache still finds every recorded
+//! run by its key, so `run` restores them and writes a whole new file.
 //!
 //! At thousands of stages, parsing the lock file costs about as much as loading the pipeline;
 //! [`LockFile::prefetch`] lets the two run side by side.
@@ -66,6 +67,21 @@ pub enum LockProblem {
     Empty,
     /// Not UTF-8, not YAML, or YAML that is not a lock file.
     Unreadable(String),
+    /// `field:` (of `stage`, or at the top) or `stage:` with nothing after it, on this
+    /// 1-based line: YAML reads an empty map or list there, which would pass for a stage that
+    /// recorded nothing.
+    NoValue {
+        line: usize,
+        stage: Option<String>,
+        field: Option<String>,
+    },
+    /// The `pipeline:` field, on this 1-based line, names another pipeline: the file was
+    /// copied from one, or the pipeline renamed.
+    OtherPipeline {
+        line: usize,
+        found: String,
+        expected: String,
+    },
 }
 
 impl fmt::Display for BrokenLockFile {
@@ -79,6 +95,37 @@ impl fmt::Display for BrokenLockFile {
             ),
             LockProblem::Empty => write!(f, "{path}: the lock file is empty"),
             LockProblem::Unreadable(why) => write!(f, "{path}: not a valid lock file: {why}"),
+            LockProblem::NoValue { line, stage, field } => {
+                write!(f, "{path}:{line}: not a valid lock file: ")?;
+                match (stage, field) {
+                    (Some(stage), Some(field)) => write!(
+                        f,
+                        "stage `{}`: `{}:` has no value",
+                        stage.escape_debug(),
+                        field.escape_debug()
+                    ),
+                    (Some(stage), None) => {
+                        let stage = stage.escape_debug();
+                        write!(f, "stage `{stage}`: `{stage}:` has no value")
+                    }
+                    (None, field) => write!(
+                        f,
+                        "`{}:` has no value",
+                        field.as_deref().unwrap_or_default().escape_debug()
+                    ),
+                }
+            }
+            LockProblem::OtherPipeline {
+                line,
+                found,
+                expected,
+            } => write!(
+                f,
+                "{path}:{line}: the lock file records pipeline `{}`, not `{}` (copied from \
+                 another pipeline, or the pipeline renamed?)",
+                found.escape_debug(),
+                expected.escape_debug()
+            ),
         }
     }
 }
@@ -123,14 +170,32 @@ impl LockFile {
         (seen == bytes).then_some(parsed)
     }
 
-    /// Reads a lock file; a missing one is empty, a broken one an error saying why.
-    pub fn read(path: &Path) -> anyhow::Result<LockFile> {
-        Self::read_or_broken(path)?.map_err(|broken| anyhow::anyhow!("{broken}"))
+    /// Reads the lock file of the pipeline named `pipeline`; a missing one is empty, a broken
+    /// one an error saying why.
+    pub fn read(path: &Path, pipeline: &str) -> anyhow::Result<LockFile> {
+        Self::read_or_broken(path, pipeline)?.map_err(|broken| anyhow::anyhow!("{broken}"))
     }
 
-    /// Reads a lock file; a missing one is empty. A file that exists but cannot be used is
-    /// returned as the `Err` inside; only failing to read it at all is the outer error.
-    pub fn read_or_broken(path: &Path) -> anyhow::Result<Result<LockFile, BrokenLockFile>> {
+    /// Reads the lock file of the pipeline named `pipeline`; a missing one is empty. A file
+    /// that exists but cannot be used (one recording another pipeline included) is returned
+    /// as the `Err` inside; only failing to read it at all is the outer error.
+    pub fn read_or_broken(
+        path: &Path,
+        pipeline: &str,
+    ) -> anyhow::Result<Result<LockFile, BrokenLockFile>> {
+        Self::read_checked(path, Some(pipeline))
+    }
+
+    /// Reads a lock file whatever pipeline it records (another pipeline's, whose name is not
+    /// known); a missing one is empty, a broken one an error saying why.
+    pub fn read_any(path: &Path) -> anyhow::Result<LockFile> {
+        Self::read_checked(path, None)?.map_err(|broken| anyhow::anyhow!("{broken}"))
+    }
+
+    fn read_checked(
+        path: &Path,
+        pipeline: Option<&str>,
+    ) -> anyhow::Result<Result<LockFile, BrokenLockFile>> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -139,7 +204,16 @@ impl LockFile {
             Err(error) => anyhow::bail!("{}: {error}", path.display()),
         };
         let parsed = Self::prefetched(path, &bytes).unwrap_or_else(|| Self::parse(&bytes));
-        Ok(parsed.map_err(|problem| BrokenLockFile {
+        let checked = parsed.and_then(|lock| match pipeline {
+            Some(expected) if lock.pipeline != expected => Err(LockProblem::OtherPipeline {
+                // The text is UTF-8: it parsed.
+                line: Scan::of(&String::from_utf8_lossy(&bytes)).pipeline_line,
+                found: lock.pipeline,
+                expected: expected.to_string(),
+            }),
+            _ => Ok(lock),
+        });
+        Ok(checked.map_err(|problem| BrokenLockFile {
             path: path.to_path_buf(),
             problem,
         }))
@@ -161,7 +235,17 @@ impl LockFile {
         if let Some(lock) = super::lock_text::parse(text) {
             return Ok(lock);
         }
-        serde_yaml::from_str(text).map_err(|error| LockProblem::Unreadable(error.to_string()))
+        // serde_yaml reads `outputs:` with nothing after it as an empty map: a hand edit that
+        // would pass for a stage that recorded nothing. The scan finds such a field; it runs
+        // only when serde_yaml failed (to name the field's own line) or read something empty.
+        let parsed: Result<LockFile, _> = serde_yaml::from_str(text);
+        let suspect = parsed.as_ref().map_or(true, |lock| {
+            lock.stages.is_empty() || lock.stages.values().any(LockedStage::has_empty_part)
+        });
+        if let Some(no_value) = suspect.then(|| Scan::of(text).no_value).flatten() {
+            return Err(no_value);
+        }
+        parsed.map_err(|error| LockProblem::Unreadable(error.to_string()))
     }
 
     pub fn write(&self, path: &Path) -> io::Result<()> {
@@ -205,6 +289,116 @@ impl LockFile {
             }
         }
         self.stages = ordered;
+    }
+}
+
+impl LockedStage {
+    /// Whether a map or list of the entry is empty (as a field without a value reads).
+    fn has_empty_part(&self) -> bool {
+        let inputs = &self.key_inputs;
+        self.outputs.is_empty()
+            || inputs.inputs.is_empty()
+            || inputs.params.is_empty()
+            || inputs.ports.is_empty()
+    }
+}
+
+/// What a message about a lock file needs to know of its text, from libyaml's events (the
+/// parser serde_yaml uses, in its safe Rust port): read only when a message needs it.
+struct Scan {
+    /// The line of the top-level `pipeline:` key (1 when there is none).
+    pipeline_line: usize,
+    /// The first top-level field, stage or stage field with nothing after it.
+    no_value: Option<LockProblem>,
+}
+
+/// A map or list being read: the key it is the value of (`-` for a list item, empty for the
+/// document) and its line; for a map, the key read last, until its value comes.
+struct Open {
+    key: (String, usize),
+    map: bool,
+    pending: Option<(String, usize)>,
+}
+
+impl Scan {
+    fn of(text: &str) -> Scan {
+        use libyaml_safer::{EventData, Parser, ScalarStyle};
+
+        let mut scan = Scan {
+            pipeline_line: 1,
+            no_value: None,
+        };
+        let mut open: Vec<Open> = Vec::new();
+        let mut input = text.as_bytes();
+        let mut parser = Parser::new();
+        parser.set_input_string(&mut input);
+        // A syntax error ends the scan: serde_yaml names it.
+        while let Ok(event) = parser.parse() {
+            let line = usize::try_from(event.start_mark.line).map_or(usize::MAX, |l| l + 1);
+            match event.data {
+                EventData::StreamEnd => break,
+                EventData::MappingStart { .. } | EventData::SequenceStart { .. } => {
+                    let key = value_key(&mut open, line);
+                    let map = matches!(event.data, EventData::MappingStart { .. });
+                    open.push(Open {
+                        key,
+                        map,
+                        pending: None,
+                    });
+                }
+                EventData::MappingEnd | EventData::SequenceEnd => {
+                    open.pop();
+                }
+                EventData::Scalar { value, style, .. } => {
+                    if let Some(Open {
+                        map: true,
+                        pending: pending @ None,
+                        ..
+                    }) = open.last_mut()
+                    {
+                        *pending = Some((value, line));
+                        continue;
+                    }
+                    let (key, key_line) = value_key(&mut open, line);
+                    if open.len() == 1 && key == "pipeline" {
+                        scan.pipeline_line = key_line;
+                    }
+                    let empty = value.is_empty() && style == ScalarStyle::Plain;
+                    if empty && scan.no_value.is_none() {
+                        let (stage, field) = match open.as_slice() {
+                            [_] => (None, Some(key)),
+                            [_, stages] if stages.key.0 == "stages" => (Some(key), None),
+                            [_, stages, stage] if stages.key.0 == "stages" => {
+                                (Some(stage.key.0.clone()), Some(key))
+                            }
+                            _ => continue,
+                        };
+                        scan.no_value = Some(LockProblem::NoValue {
+                            line: key_line,
+                            stage,
+                            field,
+                        });
+                    }
+                }
+                EventData::Alias { .. } => {
+                    value_key(&mut open, line);
+                }
+                _ => {}
+            }
+        }
+        scan
+    }
+}
+
+/// The key whose value the node starting on `line` is, in the innermost open map or list.
+fn value_key(open: &mut [Open], line: usize) -> (String, usize) {
+    match open.last_mut() {
+        // A map or list as a key leaves none pending: nothing a lock file holds.
+        Some(Open {
+            map: true, pending, ..
+        }) => pending.take().unwrap_or_else(|| ("?".to_string(), line)),
+        Some(_) => ("-".to_string(), line),
+        None => (String::new(), line),
     }
 }
 
@@ -299,14 +493,104 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.lock");
         assert_eq!(
-            LockFile::read_or_broken(&path).unwrap(),
+            LockFile::read_or_broken(&path, "p").unwrap(),
             Ok(LockFile::default())
         );
         std::fs::write(&path, "garbage").unwrap();
-        let error = LockFile::read(&path).unwrap_err().to_string();
+        let error = LockFile::read(&path, "p").unwrap_err().to_string();
         assert!(
             error.starts_with(&format!("{}: not a valid lock file", path.display())),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_lock_file_of_another_pipeline_is_broken_for_this_one_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.lock");
+        LockFile {
+            pipeline: "other".into(),
+            stages: IndexMap::new(),
+        }
+        .write(&path)
+        .unwrap();
+        let broken = LockFile::read_or_broken(&path, "p").unwrap().unwrap_err();
+        assert_eq!(
+            broken.problem,
+            LockProblem::OtherPipeline {
+                line: 2,
+                found: "other".into(),
+                expected: "p".into()
+            }
+        );
+        assert_eq!(
+            broken.to_string(),
+            format!(
+                "{}:2: the lock file records pipeline `other`, not `p` (copied from another \
+                 pipeline, or the pipeline renamed?)",
+                path.display()
+            )
+        );
+        assert_eq!(LockFile::read_any(&path).unwrap().pipeline, "other");
+        assert!(LockFile::read(&path, "other").is_ok());
+    }
+
+    #[test]
+    fn a_field_without_a_value_is_named_with_its_line() {
+        let no_value = |text: &str| match LockFile::parse(text.as_bytes()) {
+            Err(LockProblem::NoValue { line, stage, field }) => Some((line, stage, field)),
+            other => panic!("{other:?}"),
+        };
+        let key = KeyInputs {
+            action: "cmd x".into(),
+            params: Default::default(),
+            ports: vec!["out - o".into()],
+            inputs: PathHashes::default(),
+        }
+        .key();
+        let entry = format!(
+            "pipeline: p\nstages:\n  a:\n    key: {key}\n    action: cmd x\n    params: {{}}\n    \
+             ports: [out - o]\n    inputs: {{}}\n    outputs: {{}}\n"
+        );
+        assert!(LockFile::parse(entry.as_bytes()).is_ok(), "{entry}");
+        let stage = |field: &str| Some((0, Some("a".to_string()), Some(field.to_string())));
+        for field in ["outputs", "inputs", "params", "ports", "action", "key"] {
+            let edited = entry
+                .lines()
+                .map(|line| match line.trim_start().strip_prefix(field) {
+                    Some(rest) if rest.starts_with(':') => format!("    {field}:"),
+                    _ => line.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let line = edited
+                .lines()
+                .position(|l| l == format!("    {field}:"))
+                .unwrap()
+                + 1;
+            let mut expected = stage(field);
+            expected.as_mut().unwrap().0 = line;
+            assert_eq!(no_value(&edited), expected, "{edited}");
+        }
+        assert_eq!(
+            no_value("pipeline: p\nstages:\n  a:\n  b:\n"),
+            Some((3, Some("a".into()), None))
+        );
+        assert_eq!(
+            no_value("# header\npipeline: p\nstages:\n"),
+            Some((3, None, Some("stages".into())))
+        );
+        let broken = BrokenLockFile {
+            path: "x.lock".into(),
+            problem: LockProblem::NoValue {
+                line: 9,
+                stage: Some("a".into()),
+                field: Some("outputs".into()),
+            },
+        };
+        assert_eq!(
+            broken.to_string(),
+            "x.lock:9: not a valid lock file: stage `a`: `outputs:` has no value"
         );
     }
 }

@@ -32,6 +32,8 @@ pub(super) fn parse(text: &str) -> Option<LockFile> {
     let mut stages = IndexMap::with_capacity(text.len() / 256);
     match lines.field(0, "stages")? {
         "{}" => {}
+        // `stages:` with no stage after it is a hand edit: serde_yaml decides (see `LockFile`).
+        "" if lines.lines.peek().is_none() => return None,
         "" => {
             while lines.lines.peek().is_some() {
                 let (name, rest) = lines.entry(2)?;
@@ -383,6 +385,7 @@ mod tests {
             text.replace("params: {}", "params:\n      nested:\n        deep: 1"),
             format!("{text}  a:\n"),
             format!("{text}extra: 1\n"),
+            "pipeline: p\nstages:\n".to_string(),
         ];
         for edit in edits {
             assert_eq!(parse(&edit), None, "{edit}");

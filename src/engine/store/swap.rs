@@ -200,7 +200,7 @@ impl Journal {
 
     /// Whether the lock file took the stage's new entry (the swap's commit point).
     fn committed(&self) -> bool {
-        let Ok(lock) = LockFile::read(&self.lock_file) else {
+        let Ok(lock) = LockFile::read_any(&self.lock_file) else {
             return false;
         };
         match lock.stages.get(&self.stage) {

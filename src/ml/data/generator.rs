@@ -23,7 +23,6 @@
 //! `exp`/`ln`/`powf`, and another math library could round a rare value the other way).
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
@@ -35,7 +34,7 @@ use rand_distr::{Distribution, LogNormal, Normal, Zipf};
 
 use super::reader::{CUSTOMER_COLUMN, PRODUCT_COLUMN, RATING_COLUMN};
 use super::try_vec;
-use crate::engine::files::refuse_replacing_special;
+use crate::engine::files::temp_file_for;
 use crate::engine::kind::Progress;
 use crate::ml::data::idmap::MAX_IDS;
 
@@ -104,24 +103,16 @@ pub fn write_csv_file(
     progress: &dyn Progress,
 ) -> Result<()> {
     config.check()?;
-    refuse_replacing_special(path)?;
-    // Written beside `path` and renamed into place, so an interrupted run leaves no half file;
-    // readable by all like a file `File::create` makes (a temporary file is private by default).
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
+    // Written beside `path` and renamed into place, so an interrupted run leaves no half file.
+    let write = || -> Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, temp_file_for(path)?);
+        write_csv(config, &mut out, progress)?;
+        out.into_inner()
+            .map_err(|error| error.into_error())?
+            .persist(path)?;
+        Ok(())
     };
-    let temporary = tempfile::Builder::new()
-        .prefix(".gen-data-")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(folder)
-        .with_context(|| format!("creating a file in {}", folder.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, temporary);
-    write_csv(config, &mut out, progress)
-        .and_then(|()| Ok(out.into_inner().map_err(|error| error.into_error())?))
-        // The io error alone: `PersistError` shows it again as its own text.
-        .and_then(|temporary| Ok(temporary.persist(path).map_err(|error| error.error)?))
-        .with_context(|| format!("writing {}", path.display()))?;
+    write().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
