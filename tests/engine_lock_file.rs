@@ -1,5 +1,5 @@
-//! A broken lock file (empty, garbage, git merge-conflict markers, a field without a value, or
-//! the lock file of another pipeline) costs nothing: `status` warns
+//! A broken lock file (empty, garbage, git merge-conflict markers, a field without a value, a
+//! stage key that is no key, or the lock file of another pipeline) costs nothing: `status` warns
 //! and reports the stages stale without touching it, `run` restores every stage from the cache
 //! without rerunning any and writes the same lock file a clean run wrote; while a stage fails,
 //! the broken file is left as it is.
@@ -55,6 +55,13 @@ fn broken_files(clean: &str) -> Vec<(&'static str, String, String)> {
     let mut no_outputs = lines.clone();
     no_outputs.remove(outputs + 1);
     assert!(no_outputs[outputs + 1].starts_with("  b:"), "{clean}");
+    // Stage `a`'s key edited by hand into something that is no key.
+    let key = lines
+        .iter()
+        .position(|line| line.starts_with("    key: "))
+        .unwrap();
+    let mut not_a_key = lines.clone();
+    not_a_key[key] = "    key: zz";
     vec![
         (
             "empty",
@@ -79,6 +86,15 @@ fn broken_files(clean: &str) -> Vec<(&'static str, String, String)> {
             format!(
                 "pipelines/p.lock:{}: not a valid lock file: stage `a`: `outputs:` has no value",
                 outputs + 1
+            ),
+        ),
+        (
+            "a key that is no key",
+            not_a_key.join("\n") + "\n",
+            format!(
+                "pipelines/p.lock:{}: not a valid lock file: stage `a`: `key: zz` is not a stage \
+                 key (64 lowercase hex digits; edited by hand?)",
+                key + 1
             ),
         ),
         (

@@ -50,7 +50,8 @@ pub enum DirtyReason {
         recorded: ContentHash,
         actual: ContentHash,
     },
-    /// Same inputs, another key: the key's encoding changed (a newer warez-pipe).
+    /// Same inputs, another key: the key's encoding changed (a newer warez-pipe). A key that is
+    /// no key (a hand edit) makes the lock file broken instead (`LockProblem::NotAKey`).
     KeyFormatChanged,
     /// A stage this one reads from is itself stale (it may still be cut off early).
     UpstreamStale {

@@ -15,10 +15,11 @@
 //! ```
 //!
 //! A lock file that cannot be used (empty, not YAML, not a lock file, holding git
-//! merge-conflict markers, a field left without a value by a hand edit, or recording another
-//! pipeline than the one it sits beside) is a [`BrokenLockFile`]: `run` and `status` treat it
-//! as absent and warn ([`LockFile::read_or_broken`]); the run cache still finds every recorded
-//! run by its key, so `run` restores them and writes a whole new file.
+//! merge-conflict markers, a field left without a value or a stage key that is no key by a hand
+//! edit, or recording another pipeline than the one it sits beside) is a [`BrokenLockFile`]:
+//! `run` and `status` treat it as absent and warn ([`LockFile::read_or_broken`]); the run cache
+//! still finds every recorded run by its key, so `run` restores them and writes a whole new
+//! file.
 //!
 //! At thousands of stages, parsing the lock file costs about as much as loading the pipeline;
 //! [`LockFile::prefetch`] lets the two run side by side.
@@ -75,6 +76,13 @@ pub enum LockProblem {
         stage: Option<String>,
         field: Option<String>,
     },
+    /// The `key:` of `stage`, on this 1-based line, is not a stage key (64 hex digits): a hand
+    /// edit, which would otherwise pass for the key of another warez-pipe version.
+    NotAKey {
+        line: usize,
+        stage: String,
+        key: String,
+    },
     /// The `pipeline:` field, on this 1-based line, names another pipeline: the file was
     /// copied from one, or the pipeline renamed.
     OtherPipeline {
@@ -115,6 +123,13 @@ impl fmt::Display for BrokenLockFile {
                     ),
                 }
             }
+            LockProblem::NotAKey { line, stage, key } => write!(
+                f,
+                "{path}:{line}: not a valid lock file: stage `{}`: `key: {}` is not a stage key \
+                 (64 lowercase hex digits; edited by hand?)",
+                stage.escape_debug(),
+                key.escape_debug()
+            ),
             LockProblem::OtherPipeline {
                 line,
                 found,
@@ -207,7 +222,7 @@ impl LockFile {
         let checked = parsed.and_then(|lock| match pipeline {
             Some(expected) if lock.pipeline != expected => Err(LockProblem::OtherPipeline {
                 // The text is UTF-8: it parsed.
-                line: Scan::of(&String::from_utf8_lossy(&bytes)).pipeline_line,
+                line: Scan::of(&String::from_utf8_lossy(&bytes), None).pipeline_line,
                 found: lock.pipeline,
                 expected: expected.to_string(),
             }),
@@ -242,10 +257,23 @@ impl LockFile {
         let suspect = parsed.as_ref().map_or(true, |lock| {
             lock.stages.is_empty() || lock.stages.values().any(LockedStage::has_empty_part)
         });
-        if let Some(no_value) = suspect.then(|| Scan::of(text).no_value).flatten() {
+        if let Some(no_value) = suspect.then(|| Scan::of(text, None).no_value).flatten() {
             return Err(no_value);
         }
-        parsed.map_err(|error| LockProblem::Unreadable(error.to_string()))
+        let lock = parsed.map_err(|error| LockProblem::Unreadable(error.to_string()))?;
+        // `key: zz` reads as a key that is no hash: it would pass for one of another format.
+        if let Some((stage, locked)) = lock
+            .stages
+            .iter()
+            .find(|(_, s)| !s.key.as_hash().is_digest())
+        {
+            return Err(LockProblem::NotAKey {
+                line: Scan::of(text, Some(stage)).key_line,
+                stage: stage.clone(),
+                key: locked.key.to_string(),
+            });
+        }
+        Ok(lock)
     }
 
     pub fn write(&self, path: &Path) -> io::Result<()> {
@@ -310,6 +338,9 @@ struct Scan {
     pipeline_line: usize,
     /// The first top-level field, stage or stage field with nothing after it.
     no_value: Option<LockProblem>,
+    /// The line of the `key:` field of the stage [`Scan::of`] was asked about (1 when there is
+    /// none).
+    key_line: usize,
 }
 
 /// A map or list being read: the key it is the value of (`-` for a list item, empty for the
@@ -321,12 +352,14 @@ struct Open {
 }
 
 impl Scan {
-    fn of(text: &str) -> Scan {
+    /// The scan of `text`, finding the `key:` line of the stage named `key_of`.
+    fn of(text: &str, key_of: Option<&str>) -> Scan {
         use libyaml_safer::{EventData, Parser, ScalarStyle};
 
         let mut scan = Scan {
             pipeline_line: 1,
             no_value: None,
+            key_line: 1,
         };
         let mut open: Vec<Open> = Vec::new();
         let mut input = text.as_bytes();
@@ -363,6 +396,9 @@ impl Scan {
                     if open.len() == 1 && key == "pipeline" {
                         scan.pipeline_line = key_line;
                     }
+                    if is_key_of(&open, &key, key_of) {
+                        scan.key_line = key_line;
+                    }
                     let empty = value.is_empty() && style == ScalarStyle::Plain;
                     if empty && scan.no_value.is_none() {
                         let (stage, field) = match open.as_slice() {
@@ -381,7 +417,10 @@ impl Scan {
                     }
                 }
                 EventData::Alias { .. } => {
-                    value_key(&mut open, line);
+                    let (key, key_line) = value_key(&mut open, line);
+                    if is_key_of(&open, &key, key_of) {
+                        scan.key_line = key_line;
+                    }
                 }
                 _ => {}
             }
@@ -399,6 +438,16 @@ fn value_key(open: &mut [Open], line: usize) -> (String, usize) {
         }) => pending.take().unwrap_or_else(|| ("?".to_string(), line)),
         Some(_) => ("-".to_string(), line),
         None => (String::new(), line),
+    }
+}
+
+/// Whether `key`, in the innermost open map, is the `key:` field of the stage named `stage`.
+fn is_key_of(open: &[Open], key: &str, stage: Option<&str>) -> bool {
+    match open {
+        [_, stages, entry] => {
+            key == "key" && stages.key.0 == "stages" && Some(entry.key.0.as_str()) == stage
+        }
+        _ => false,
     }
 }
 
@@ -533,6 +582,57 @@ mod tests {
         );
         assert_eq!(LockFile::read_any(&path).unwrap().pipeline, "other");
         assert!(LockFile::read(&path, "other").is_ok());
+    }
+
+    #[test]
+    fn a_key_that_is_no_key_is_named_with_its_line() {
+        let entry = |key: &str| {
+            format!(
+                "pipeline: p\nstages:\n  a:\n    key: {}\n    action: cmd x\n    params: {{}}\n    \
+                 ports: [out - o]\n    inputs: {{}}\n    outputs: {{}}\n  b:\n    key: {key}\n    \
+                 action: cmd y\n    params: {{}}\n    ports: [out - o]\n    inputs: {{}}\n    \
+                 outputs: {{}}\n",
+                "cd".repeat(32)
+            )
+        };
+        // A hash, whatever it was computed from: the key of another format, not a broken file.
+        assert!(LockFile::parse(entry(&"ab".repeat(32)).as_bytes()).is_ok());
+        for (key, shown) in [
+            ("zz", "zz"),
+            ("'12'", "12"),
+            (&"AB".repeat(32), &"AB".repeat(32)),
+        ] {
+            assert_eq!(
+                problem(&entry(key)),
+                Some(LockProblem::NotAKey {
+                    line: 11,
+                    stage: "b".into(),
+                    key: shown.to_string(),
+                }),
+                "{key}"
+            );
+        }
+        let aliased = entry("*k").replace("action: cmd x", "action: &k cmd x");
+        assert!(
+            matches!(
+                problem(&aliased),
+                Some(LockProblem::NotAKey { line: 11, .. })
+            ),
+            "{aliased}"
+        );
+        let broken = BrokenLockFile {
+            path: "x.lock".into(),
+            problem: LockProblem::NotAKey {
+                line: 4,
+                stage: "a".into(),
+                key: "zz".into(),
+            },
+        };
+        assert_eq!(
+            broken.to_string(),
+            "x.lock:4: not a valid lock file: stage `a`: `key: zz` is not a stage key (64 \
+             lowercase hex digits; edited by hand?)"
+        );
     }
 
     #[test]
