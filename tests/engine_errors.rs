@@ -3,7 +3,10 @@
 
 mod engine_support;
 
-use engine_support::{wait_with_timeout, Project, PIPELINE};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use engine_support::{wait_with_timeout, Project, Run, PIPELINE};
 
 /// Writes `yaml` (the `project_dir: ..` line is line 1) and expects rejection with `message`.
 #[track_caller]
@@ -46,6 +49,55 @@ fn yaml_syntax_error() {
         "name: t\nstages:\n  a:\n    cmd: echo\n    outs: [out/x\n",
         "pipelines/p.yaml:7:1: did not find expected ',' or ']'",
     );
+}
+
+/// A pipeline file whose path is not UTF-8 (lock files and run records hold paths as text) is
+/// refused by every command before anything runs, the bad byte shown escaped.
+#[test]
+fn a_pipeline_path_that_is_not_utf8_is_refused_before_anything_runs() {
+    let project = Project::new();
+    project.pipeline("name: t\nstages:\n  a:\n    cmd: echo a > out\n    outs: [out]\n");
+    let file = OsStr::from_bytes(b"pipelines/p\xff.yaml");
+    std::fs::rename(project.abs(PIPELINE), project.path().join(file)).unwrap();
+    let commands: [&[&str]; 6] = [
+        &["run"],
+        &["status"],
+        &["dag"],
+        &["explain", "a"],
+        &["clean"],
+        &["gc"],
+    ];
+    for args in commands {
+        let mut command = project.command(args);
+        command.arg(file);
+        let rejected = Run::from_output(command.output().unwrap());
+        rejected.assert_code(2).assert_stderr_contains(
+            "error: pipelines/p\\xff.yaml: the path of the pipeline file is not valid UTF-8 \
+             (lock files and run records hold paths as text): rename it",
+        );
+        assert!(!rejected.stderr.contains("panicked"), "{args:?}");
+    }
+    assert!(!project.exists("out"), "nothing ran");
+    assert!(!project.exists("cache"), "nothing was recorded");
+}
+
+/// A project folder whose path is not UTF-8 (here the folder run from) is refused the same way.
+#[test]
+fn a_project_folder_that_is_not_utf8_is_refused_before_anything_runs() {
+    let project = Project::new();
+    let dir = project.path().join(OsStr::from_bytes(b"d\xff"));
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join(PIPELINE),
+        "project_dir: ..\nstages:\n  a:\n    cmd: echo a > out\n    outs: [out]\n",
+    )
+    .unwrap();
+    let mut command = project.command(&["run", PIPELINE]);
+    command.current_dir(&dir);
+    Run::from_output(command.output().unwrap())
+        .assert_code(2)
+        .assert_stderr_contains("/d\\xff: the path of the project folder is not valid UTF-8");
+    assert!(!dir.join("out").exists(), "nothing ran");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Everything that can be wrong with a pipeline file, each with the place it is wrong.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A place in a pipeline file: `pipelines/x.yaml:12:5`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,14 @@ pub enum SpecError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// The path of the pipeline file or of its project folder (`what`) is not UTF-8: the lock
+    /// file, run records and swap journals hold paths as text.
+    #[error(
+        "{}: the path of {what} is not valid UTF-8 (lock files and run records hold paths as \
+         text): rename it",
+        shown_path(path)
+    )]
+    NotUtf8Path { path: PathBuf, what: &'static str },
     /// YAML syntax, unknown keys and wrong types (as serde_yaml words them).
     #[error("{at}: {message}")]
     Syntax { at: Location, message: String },
@@ -135,6 +143,23 @@ pub enum SpecError {
         name: String,
         suggestion: Option<String>,
     },
+}
+
+/// `path` as text, each byte that is not UTF-8 written as `\xFF` and control characters escaped
+/// (`Path::display` would show every bad byte as the same `�`).
+fn shown_path(path: &Path) -> String {
+    let mut text = String::new();
+    for chunk in path.as_os_str().as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                text.extend(c.escape_default());
+            } else {
+                text.push(c);
+            }
+        }
+        text.extend(chunk.invalid().escape_ascii().map(char::from));
+    }
+    text
 }
 
 /// A flag's text as the user wrote it, cut to its first 80 characters when longer (a hostile

@@ -86,6 +86,13 @@ impl<'a> Loader<'a> {
                 at: self.at(self.places.value("project_dir")),
                 message: format!("project_dir `{}`: {error}", project_dir.display()),
             })?;
+        // Swap journals name outputs by their absolute paths, as text.
+        if project_dir.to_str().is_none() {
+            return Err(SpecError::NotUtf8Path {
+                path: project_dir,
+                what: "the project folder",
+            });
+        }
         let name = defaults::name(self.file, self.raw.name.as_deref());
         // The name is the default model_path's last folder (`models/<name>`) and a line of the
         // lock file: one plain path part.

@@ -244,6 +244,12 @@ pub fn load(
     cache: Option<&Path>,
     registry: &Registry,
 ) -> Result<Pipeline, SpecError> {
+    if file.to_str().is_none() {
+        return Err(SpecError::NotUtf8Path {
+            path: file.to_path_buf(),
+            what: "the pipeline file",
+        });
+    }
     let bytes = read_regular_file(file).map_err(|source| SpecError::Read {
         file: file.to_path_buf(),
         source,
