@@ -10,7 +10,7 @@
 #   REPEAT=1 bench/scale.sh   # runs per stage and size (default 3; the figures are the medians)
 #
 # Per size: `gen-data` writes the CSV into bench/data/scale-SIZE/ (git-ignored; deleted again at
-# the end unless KEEP_DATA=1), then every stage runs in its own `warez-pipe run --stage NAME
+# the end unless KEEP_DATA=1); then every stage runs in its own `warez-pipe run --stage NAME
 # --json` (the stages before it are fresh by then, so only NAME runs), under GNU time: the JSON
 # run report gives the stage's own wall time, GNU time the process's peak RSS (so a stage's
 # figure includes the engine's hashing and cache copies of its outputs), and its CPU time (user +
@@ -18,7 +18,7 @@
 #
 # Each stage runs REPEAT times per size: first in pipeline order as above, then again from
 # scratch after each round's earlier stages (its outputs and their cache objects removed, so it
-# writes and caches them anew; its inputs stay). The figures are the medians: on a VM one run's
+# writes and caches them anew; its inputs stay); each round measures every size in turn. The figures are the medians: on a VM one run's
 # wall time moves with what the kernel and the hypervisor make of the memory the stages before
 # it freed and the bytes they left to write back (the same stage alone varies by 1.5x at 10M).
 # Writes bench/out/scale.md with the CPU model, the load average and the commit measured.
@@ -104,6 +104,7 @@ print(next(s["seconds"] for s in stages if s["stage"] == sys.argv[2] and s["outc
 }
 
 : >"$results"
+declare -A csv_bytes
 for size in "${sizes[@]}"; do
     work=$data/scale-$size
     rm -rf "$work"
@@ -113,16 +114,22 @@ for size in "${sizes[@]}"; do
         >"$work/pipelines/recommender.yaml"
     # shellcheck disable=SC2086
     "$warez" gen-data ${gen_args[$size]} --seed 42 --out "$work/data/ratings.csv" >&2
-    csv_bytes=$(stat -c %s "$work/data/ratings.csv")
-    cat "$work/data/ratings.csv" >/dev/null # page cache warm, as for every later read
-    for round in $(seq "$repeat"); do
+    csv_bytes[$size]=$(stat -c %s "$work/data/ratings.csv")
+done
+# Round by round, every size in turn: a drift of the machine's speed over the minutes of a
+# benchmark (a VM's neighbours) touches every size alike instead of the last size measured.
+for round in $(seq "$repeat"); do
+    for size in "${sizes[@]}"; do
+        work=$data/scale-$size
         for stage in "${stages[@]}"; do
             ((round == 1)) || forget_outputs "$work" "$stage"
-            measure_stage "$size" "$work" "$stage" "$csv_bytes" "$round"
+            # The CSV warm in the page cache, as for every later read of it.
+            [[ $stage != ingest ]] || cat "$work/data/ratings.csv" >/dev/null
+            measure_stage "$size" "$work" "$stage" "${csv_bytes[$size]}" "$round"
         done
     done
-    [[ ${KEEP_DATA:-0} == 1 ]] || rm -rf "$work"
 done
+[[ ${KEEP_DATA:-0} == 1 ]] || for size in "${sizes[@]}"; do rm -rf "$data/scale-$size"; done
 
 python3 - "$results" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$commit" \
