@@ -2,6 +2,9 @@
 
 mod engine_support;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -237,6 +240,63 @@ fn a_cache_elsewhere_via_flag_or_environment() {
             .unwrap(),
     );
     assert_eq!(run.outcomes()["first"], "restored");
+}
+
+/// A cache folder whose path is not UTF-8 is a folder like any other: nothing writes its path
+/// as text (run records and swap journals name project paths, which must be UTF-8), so every
+/// command works with it, given by the flag or the environment.
+#[test]
+fn a_cache_whose_path_is_not_utf8_works_like_any_other() {
+    let project = pair();
+    let cache = project.path().join(OsStr::from_bytes(b"c\xff"));
+    let remote = project.abs("remote");
+    std::fs::create_dir(&remote).unwrap();
+    let url = format!("file://{}", remote.display());
+    let with_cache = |cache: &Path, args: &[&str]| {
+        let run = engine_support::Run::from_output(
+            project
+                .command(args)
+                .arg("--cache")
+                .arg(cache)
+                .output()
+                .unwrap(),
+        );
+        assert!(!run.stderr.contains("UTF-8"), "{args:?}: {}", run.stderr);
+        run
+    };
+    let ran = with_cache(&cache, &["run", "--json", PIPELINE]);
+    ran.assert_code(0);
+    assert_eq!(ran.with_outcome("ran"), ["first", "second"]);
+    assert!(cache.join("runs").is_dir() && !project.exists("cache"));
+    with_cache(&cache, &["status", PIPELINE]).assert_code(0);
+    std::fs::remove_file(project.abs("out/first.txt")).unwrap();
+    let restored = with_cache(&cache, &["run", "--json", PIPELINE]);
+    restored.assert_code(0);
+    assert_eq!(restored.with_outcome("restored"), ["first"]);
+    with_cache(&cache, &["gc", PIPELINE]).assert_code(0);
+    with_cache(&cache, &["run", "--check", PIPELINE]).assert_code(0);
+    with_cache(&cache, &["push", "--remote", &url, PIPELINE])
+        .assert_code(0)
+        .assert_stderr_contains("pushed to");
+
+    // Another such cache, empty, given by WAREZ_CACHE: `pull` fills it from the remote.
+    let other = project.path().join(OsStr::from_bytes(b"d\xff"));
+    for out in ["out/first.txt", "out/second.txt"] {
+        std::fs::remove_file(project.abs(out)).unwrap();
+    }
+    let pulled = engine_support::Run::from_output(
+        project
+            .command(&["pull", "--remote", &url, PIPELINE])
+            .env("WAREZ_CACHE", &other)
+            .output()
+            .unwrap(),
+    );
+    pulled
+        .assert_code(0)
+        .assert_stderr_contains("pulled 2 outputs");
+    assert_eq!(project.read("out/first.txt"), "ABC\n");
+    assert!(other.join("objects").is_dir());
+    with_cache(&other, &["status", PIPELINE]).assert_code(0);
 }
 
 #[test]

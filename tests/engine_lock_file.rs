@@ -1,5 +1,6 @@
 //! A broken lock file (empty, garbage, git merge-conflict markers, a field without a value, a
-//! stage key that is no key, or the lock file of another pipeline) costs nothing: `status` warns
+//! stage key or an input or output hash that is no hash, or the lock file of another pipeline)
+//! costs nothing: `status` warns
 //! and reports the stages stale without touching it, `run` restores every stage from the cache
 //! without rerunning any and writes the same lock file a clean run wrote; while a stage fails,
 //! the broken file is left as it is.
@@ -62,6 +63,19 @@ fn broken_files(clean: &str) -> Vec<(&'static str, String, String)> {
         .unwrap();
     let mut not_a_key = lines.clone();
     not_a_key[key] = "    key: zz";
+    // Stage `a`'s input and output hashes edited by hand into something that is no hash.
+    let hash_of = |path: &str| {
+        let line = lines
+            .iter()
+            .position(|line| line.starts_with(&format!("      {path}: ")))
+            .unwrap();
+        let mut edited = lines.clone();
+        let entry = format!("      {path}: zz");
+        edited[line] = &entry;
+        (edited.join("\n") + "\n", line + 1)
+    };
+    let (input_not_a_hash, input_line) = hash_of("data/in.txt");
+    let (output_not_a_hash, output_line) = hash_of("out/a.txt");
     vec![
         (
             "empty",
@@ -95,6 +109,24 @@ fn broken_files(clean: &str) -> Vec<(&'static str, String, String)> {
                 "pipelines/p.lock:{}: not a valid lock file: stage `a`: `key: zz` is not a stage \
                  key (64 lowercase hex digits; edited by hand?)",
                 key + 1
+            ),
+        ),
+        (
+            "an input hash that is no hash",
+            input_not_a_hash,
+            format!(
+                "pipelines/p.lock:{input_line}: not a valid lock file: stage `a`: input \
+                 `data/in.txt`: `zz` is not a content hash (64 lowercase hex digits; edited by \
+                 hand?)"
+            ),
+        ),
+        (
+            "an output hash that is no hash",
+            output_not_a_hash,
+            format!(
+                "pipelines/p.lock:{output_line}: not a valid lock file: stage `a`: output \
+                 `out/a.txt`: `zz` is not a content hash (64 lowercase hex digits; edited by \
+                 hand?)"
             ),
         ),
         (
@@ -209,12 +241,16 @@ fn a_failing_run_keeps_the_broken_file_until_a_whole_one_can_replace_it() {
 fn commands_that_need_the_recorded_runs_refuse_a_broken_file_saying_why() {
     let (project, clean_lock) = project_after_a_run();
     let other = clean_lock.replace("\npipeline: locked\n", "\npipeline: other\n");
+    let (_, no_hash, no_hash_message) = (broken_files(&clean_lock).into_iter())
+        .find(|(name, ..)| *name == "an output hash that is no hash")
+        .unwrap();
     let cases = [
         (
             CONFLICT,
             "pipelines/p.lock:3: the lock file holds git merge-conflict markers",
         ),
         (other.as_str(), OTHER_PIPELINE),
+        (no_hash.as_str(), no_hash_message.as_str()),
     ];
     for (broken, message) in cases {
         project.file(LOCK, broken);

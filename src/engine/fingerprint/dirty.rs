@@ -26,6 +26,8 @@ pub enum DirtyReason {
         old: Vec<String>,
         new: Vec<String>,
     },
+    /// A recorded hash that is no hash (a hand edit) makes the lock file broken instead
+    /// (`LockProblem::NotAHash`), here and for `OutputModified`.
     InputChanged {
         path: String,
         old: ContentHash,
@@ -51,7 +53,7 @@ pub enum DirtyReason {
         actual: ContentHash,
     },
     /// Same inputs, another key: the key's encoding changed (a newer warez-pipe). A key that is
-    /// no key (a hand edit) makes the lock file broken instead (`LockProblem::NotAKey`).
+    /// no key (a hand edit) makes the lock file broken instead (`LockProblem::NotAHash`).
     KeyFormatChanged,
     /// A stage this one reads from is itself stale (it may still be cut off early).
     UpstreamStale {

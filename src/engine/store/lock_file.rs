@@ -15,11 +15,11 @@
 //! ```
 //!
 //! A lock file that cannot be used (empty, not YAML, not a lock file, holding git
-//! merge-conflict markers, a field left without a value or a stage key that is no key by a hand
-//! edit, or recording another pipeline than the one it sits beside) is a [`BrokenLockFile`]:
-//! `run` and `status` treat it as absent and warn ([`LockFile::read_or_broken`]); the run cache
-//! still finds every recorded run by its key, so `run` restores them and writes a whole new
-//! file.
+//! merge-conflict markers, a field left without a value or a stage key or input or output hash
+//! that is no hash by a hand edit, or recording another pipeline than the one it sits beside) is
+//! a [`BrokenLockFile`]: `run` and `status` treat it as absent and warn
+//! ([`LockFile::read_or_broken`]); the run cache still finds every recorded run by its key, so
+//! `run` restores them and writes a whole new file.
 //!
 //! At thousands of stages, parsing the lock file costs about as much as loading the pipeline;
 //! [`LockFile::prefetch`] lets the two run side by side.
@@ -34,7 +34,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::files::write_atomic;
-use crate::engine::fingerprint::{KeyInputs, PathHashes, StageKey};
+use crate::engine::fingerprint::{ContentHash, KeyInputs, PathHashes, StageKey};
 
 const HEADER: &str = "# Written by `warez-pipe run`: the latest run of each stage. Commit it.\n";
 
@@ -76,12 +76,14 @@ pub enum LockProblem {
         stage: Option<String>,
         field: Option<String>,
     },
-    /// The `key:` of `stage`, on this 1-based line, is not a stage key (64 hex digits): a hand
-    /// edit, which would otherwise pass for the key of another warez-pipe version.
-    NotAKey {
+    /// A hash of `stage`'s entry, on this 1-based line, is `text`, no hash (64 lowercase hex
+    /// digits): a hand edit, which would otherwise pass for the key of another warez-pipe
+    /// version, or for an input or output that changed.
+    NotAHash {
         line: usize,
         stage: String,
-        key: String,
+        field: HashField,
+        text: String,
     },
     /// The `pipeline:` field, on this 1-based line, names another pipeline: the file was
     /// copied from one, or the pipeline renamed.
@@ -90,6 +92,28 @@ pub enum LockProblem {
         found: String,
         expected: String,
     },
+}
+
+/// Where in a stage's entry a hash belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashField {
+    /// The stage's `key:`.
+    Key,
+    /// The hash of the input at this path, in `inputs:`.
+    Input(String),
+    /// The hash of the output at this path, in `outputs:`.
+    Output(String),
+}
+
+impl HashField {
+    /// The map of the entry holding the hash (`None`: the entry itself), and its key there.
+    fn place(&self) -> (Option<&'static str>, &str) {
+        match self {
+            HashField::Key => (None, "key"),
+            HashField::Input(path) => (Some("inputs"), path),
+            HashField::Output(path) => (Some("outputs"), path),
+        }
+    }
 }
 
 impl fmt::Display for BrokenLockFile {
@@ -123,13 +147,29 @@ impl fmt::Display for BrokenLockFile {
                     ),
                 }
             }
-            LockProblem::NotAKey { line, stage, key } => write!(
-                f,
-                "{path}:{line}: not a valid lock file: stage `{}`: `key: {}` is not a stage key \
-                 (64 lowercase hex digits; edited by hand?)",
-                stage.escape_debug(),
-                key.escape_debug()
-            ),
+            LockProblem::NotAHash {
+                line,
+                stage,
+                field,
+                text,
+            } => {
+                let (stage, text) = (stage.escape_debug(), text.escape_debug());
+                write!(f, "{path}:{line}: not a valid lock file: stage `{stage}`: ")?;
+                match field {
+                    HashField::Key => write!(f, "`key: {text}` is not a stage key")?,
+                    HashField::Input(file) => write!(
+                        f,
+                        "input `{}`: `{text}` is not a content hash",
+                        file.escape_debug()
+                    )?,
+                    HashField::Output(file) => write!(
+                        f,
+                        "output `{}`: `{text}` is not a content hash",
+                        file.escape_debug()
+                    )?,
+                }
+                write!(f, " (64 lowercase hex digits; edited by hand?)")
+            }
             LockProblem::OtherPipeline {
                 line,
                 found,
@@ -261,16 +301,17 @@ impl LockFile {
             return Err(no_value);
         }
         let lock = parsed.map_err(|error| LockProblem::Unreadable(error.to_string()))?;
-        // `key: zz` reads as a key that is no hash: it would pass for one of another format.
-        if let Some((stage, locked)) = lock
-            .stages
-            .iter()
-            .find(|(_, s)| !s.key.as_hash().is_digest())
-        {
-            return Err(LockProblem::NotAKey {
-                line: Scan::of(text, Some(stage)).key_line,
+        // `key: zz` reads as a key that is no hash: it would pass for one of another format;
+        // `models/x.bin: zz` for an output that changed. (The fast path read no such text: it
+        // takes only hashes.)
+        let not_a_hash =
+            (lock.stages.iter()).find_map(|(stage, locked)| Some((stage, locked.not_a_hash()?)));
+        if let Some((stage, (field, found))) = not_a_hash {
+            return Err(LockProblem::NotAHash {
+                line: Scan::of(text, Some((stage, &field))).hash_line,
                 stage: stage.clone(),
-                key: locked.key.to_string(),
+                field,
+                text: found,
             });
         }
         Ok(lock)
@@ -321,6 +362,22 @@ impl LockFile {
 }
 
 impl LockedStage {
+    /// The first hash of the entry that is no hash (a hand edit), and the text read there.
+    fn not_a_hash(&self) -> Option<(HashField, String)> {
+        let text = |hash: &ContentHash| hash.text().to_string();
+        if !self.key.as_hash().is_digest() {
+            return Some((HashField::Key, text(self.key.as_hash())));
+        }
+        let first = |hashes: &PathHashes| {
+            (hashes.iter().find(|(_, hash)| !hash.is_digest()))
+                .map(|(path, hash)| (path.clone(), text(hash)))
+        };
+        if let Some((path, found)) = first(&self.key_inputs.inputs) {
+            return Some((HashField::Input(path), found));
+        }
+        first(&self.outputs).map(|(path, found)| (HashField::Output(path), found))
+    }
+
     /// Whether a map or list of the entry is empty (as a field without a value reads).
     fn has_empty_part(&self) -> bool {
         let inputs = &self.key_inputs;
@@ -338,9 +395,8 @@ struct Scan {
     pipeline_line: usize,
     /// The first top-level field, stage or stage field with nothing after it.
     no_value: Option<LockProblem>,
-    /// The line of the `key:` field of the stage [`Scan::of`] was asked about (1 when there is
-    /// none).
-    key_line: usize,
+    /// The line of the hash [`Scan::of`] was asked about (1 when there is none).
+    hash_line: usize,
 }
 
 /// A map or list being read: the key it is the value of (`-` for a list item, empty for the
@@ -352,14 +408,15 @@ struct Open {
 }
 
 impl Scan {
-    /// The scan of `text`, finding the `key:` line of the stage named `key_of`.
-    fn of(text: &str, key_of: Option<&str>) -> Scan {
+    /// The scan of `text`, finding the line of the hash `hash_of` (a stage's name and where in
+    /// its entry).
+    fn of(text: &str, hash_of: Option<(&str, &HashField)>) -> Scan {
         use libyaml_safer::{EventData, Parser, ScalarStyle};
 
         let mut scan = Scan {
             pipeline_line: 1,
             no_value: None,
-            key_line: 1,
+            hash_line: 1,
         };
         let mut open: Vec<Open> = Vec::new();
         let mut input = text.as_bytes();
@@ -396,8 +453,8 @@ impl Scan {
                     if open.len() == 1 && key == "pipeline" {
                         scan.pipeline_line = key_line;
                     }
-                    if is_key_of(&open, &key, key_of) {
-                        scan.key_line = key_line;
+                    if is_hash_of(&open, &key, hash_of) {
+                        scan.hash_line = key_line;
                     }
                     let empty = value.is_empty() && style == ScalarStyle::Plain;
                     if empty && scan.no_value.is_none() {
@@ -418,8 +475,8 @@ impl Scan {
                 }
                 EventData::Alias { .. } => {
                     let (key, key_line) = value_key(&mut open, line);
-                    if is_key_of(&open, &key, key_of) {
-                        scan.key_line = key_line;
+                    if is_hash_of(&open, &key, hash_of) {
+                        scan.hash_line = key_line;
                     }
                 }
                 _ => {}
@@ -441,11 +498,16 @@ fn value_key(open: &mut [Open], line: usize) -> (String, usize) {
     }
 }
 
-/// Whether `key`, in the innermost open map, is the `key:` field of the stage named `stage`.
-fn is_key_of(open: &[Open], key: &str, stage: Option<&str>) -> bool {
+/// Whether `key`, in the innermost open map, is the hash `hash_of` (a stage's name and where in
+/// its entry).
+fn is_hash_of(open: &[Open], key: &str, hash_of: Option<(&str, &HashField)>) -> bool {
+    let Some((stage, field)) = hash_of else {
+        return false;
+    };
+    let (map, name) = field.place();
     match open {
-        [_, stages, entry] => {
-            key == "key" && stages.key.0 == "stages" && Some(entry.key.0.as_str()) == stage
+        [_, stages, entry, inner @ ..] if stages.key.0 == "stages" && entry.key.0 == stage => {
+            key == name && inner.iter().map(|open| open.key.0.as_str()).eq(map)
         }
         _ => false,
     }
@@ -585,54 +647,113 @@ mod tests {
     }
 
     #[test]
-    fn a_key_that_is_no_key_is_named_with_its_line() {
-        let entry = |key: &str| {
+    fn a_hash_that_is_no_hash_is_named_with_its_line() {
+        // Stage `b`'s key is on line 11, its input's hash on 16, its outputs' on 18 and 19.
+        let entry = |key: &str, input: &str, output: &str| {
             format!(
                 "pipeline: p\nstages:\n  a:\n    key: {}\n    action: cmd x\n    params: {{}}\n    \
                  ports: [out - o]\n    inputs: {{}}\n    outputs: {{}}\n  b:\n    key: {key}\n    \
-                 action: cmd y\n    params: {{}}\n    ports: [out - o]\n    inputs: {{}}\n    \
-                 outputs: {{}}\n",
-                "cd".repeat(32)
+                 action: cmd y\n    params: {{}}\n    ports: [dep - i, out - o]\n    inputs:\n      \
+                 i: {input}\n    outputs:\n      o: {}\n      p: {output}\n",
+                "cd".repeat(32),
+                "ef".repeat(32)
             )
         };
+        let hash = "ab".repeat(32);
         // A hash, whatever it was computed from: the key of another format, not a broken file.
-        assert!(LockFile::parse(entry(&"ab".repeat(32)).as_bytes()).is_ok());
-        for (key, shown) in [
-            ("zz", "zz"),
-            ("'12'", "12"),
-            (&"AB".repeat(32), &"AB".repeat(32)),
-        ] {
-            assert_eq!(
-                problem(&entry(key)),
-                Some(LockProblem::NotAKey {
-                    line: 11,
-                    stage: "b".into(),
-                    key: shown.to_string(),
-                }),
-                "{key}"
-            );
-        }
-        let aliased = entry("*k").replace("action: cmd x", "action: &k cmd x");
-        assert!(
-            matches!(
-                problem(&aliased),
-                Some(LockProblem::NotAKey { line: 11, .. })
+        assert!(LockFile::parse(entry(&hash, &hash, &hash).as_bytes()).is_ok());
+        let not_a_hash = |line, field, text: &str| {
+            Some(LockProblem::NotAHash {
+                line,
+                stage: "b".into(),
+                field,
+                text: text.into(),
+            })
+        };
+        let output = || HashField::Output("p".into());
+        let upper = "AB".repeat(32);
+        let cases = [
+            (
+                entry("zz", &hash, &hash),
+                not_a_hash(11, HashField::Key, "zz"),
             ),
-            "{aliased}"
-        );
-        let broken = BrokenLockFile {
+            (
+                entry("'12'", &hash, &hash),
+                not_a_hash(11, HashField::Key, "12"),
+            ),
+            (
+                entry(&upper, &hash, &hash),
+                not_a_hash(11, HashField::Key, &upper),
+            ),
+            (
+                entry(&hash, "zz", &hash),
+                not_a_hash(16, HashField::Input("i".into()), "zz"),
+            ),
+            (entry(&hash, &hash, "zz"), not_a_hash(19, output(), "zz")),
+            (entry(&hash, &hash, "'12'"), not_a_hash(19, output(), "12")),
+            (
+                entry(&hash, &hash, &upper),
+                not_a_hash(19, output(), &upper),
+            ),
+            // The first in the entry: its key before its hashes.
+            (
+                entry("zz", &hash, "yy"),
+                not_a_hash(11, HashField::Key, "zz"),
+            ),
+            // The output's line, not that of an input with its path.
+            (
+                entry(&hash, &hash, "zz").replace("  i: ", "  p: "),
+                not_a_hash(19, output(), "zz"),
+            ),
+            (
+                entry(&hash, &hash, "*k").replace("action: cmd y", "action: &k cmd y"),
+                not_a_hash(19, output(), "cmd y"),
+            ),
+            (
+                entry(&hash, &hash, "zz").replace(
+                    &format!("outputs:\n      o: {}\n      p: zz", "ef".repeat(32)),
+                    "outputs: { o: zz }",
+                ),
+                Some(LockProblem::NotAHash {
+                    line: 17,
+                    stage: "b".into(),
+                    field: HashField::Output("o".into()),
+                    text: "zz".into(),
+                }),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(problem(&text), expected, "{text}");
+        }
+        let broken = |field| BrokenLockFile {
             path: "x.lock".into(),
-            problem: LockProblem::NotAKey {
+            problem: LockProblem::NotAHash {
                 line: 4,
                 stage: "a".into(),
-                key: "zz".into(),
+                field,
+                text: "zz".into(),
             },
         };
-        assert_eq!(
-            broken.to_string(),
-            "x.lock:4: not a valid lock file: stage `a`: `key: zz` is not a stage key (64 \
-             lowercase hex digits; edited by hand?)"
-        );
+        let messages = [
+            (HashField::Key, "`key: zz` is not a stage key"),
+            (
+                HashField::Input("data/in.csv".into()),
+                "input `data/in.csv`: `zz` is not a content hash",
+            ),
+            (
+                HashField::Output("models/x.bin".into()),
+                "output `models/x.bin`: `zz` is not a content hash",
+            ),
+        ];
+        for (field, message) in messages {
+            assert_eq!(
+                broken(field).to_string(),
+                format!(
+                    "x.lock:4: not a valid lock file: stage `a`: {message} (64 lowercase hex \
+                     digits; edited by hand?)"
+                )
+            );
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use gc::{collect_garbage, GcPolicy, GcReport};
-pub use lock_file::{BrokenLockFile, LockFile, LockProblem, LockedStage};
+pub use lock_file::{BrokenLockFile, HashField, LockFile, LockProblem, LockedStage};
 pub use objects::{remove_inside, remove_path, RestoreError, RESTORE_PREFIX};
 pub use records::{now_unix, RecordedOutput, RunRecord};
 pub use run_lock::RunLock;
