@@ -403,6 +403,27 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Polls `ready` until it gives a value, failing with `what` after 20 s or when `child` has
+/// ended first.
+fn wait_while_running<T>(
+    child: &mut std::process::Child,
+    what: &str,
+    mut ready: impl FnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{what}: predict ended early"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// SIGINT or SIGTERM while predict writes its scores (here: waiting for more rows from a named
 /// pipe): it exits 130 or 143 saying so, its temp file is removed and the file that was at
 /// `--output` keeps its bytes.
@@ -431,26 +452,15 @@ fn an_interrupted_predict_removes_its_temp_file_and_keeps_the_previous_output() 
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let started = Instant::now();
         // Opened once predict has opened its end (a writer alone would wait).
-        let mut writer = loop {
-            let opened = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&pairs);
-            if let Ok(writer) = opened {
-                break writer;
-            }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{name}: predict ended early"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{name}: input never opened"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let mut writer =
+            wait_while_running(&mut child, &format!("{name}: input never opened"), || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&pairs)
+                    .ok()
+            });
         write!(
             writer,
             "customerId,productId\n{},{}\n",
@@ -458,17 +468,9 @@ fn an_interrupted_predict_removes_its_temp_file_and_keeps_the_previous_output() 
             product(2)
         )
         .unwrap();
-        while names_in(&out).len() < 2 {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{name}: predict ended early"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{name}: no temp file"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_while_running(&mut child, &format!("{name}: no temp file"), || {
+            (names_in(&out).len() == 2).then_some(())
+        });
         // SAFETY: kill(2) on the pid of a child we started and have not reaped.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         let output = child.wait_with_output().unwrap();
